@@ -1,0 +1,1 @@
+"""On-device profiling over adb (not built yet)."""

@@ -1,0 +1,1 @@
+"""torch -> ONNX -> TFLite conversion and the numerics ledger that checks every hop."""

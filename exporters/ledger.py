@@ -1,0 +1,97 @@
+"""The numerics ledger: per-hop, per-output error figures, failing once with every mismatch."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from models.errors import ParityError
+
+# Floors keep the figures finite for all-zero outputs.
+_TINY = 1e-12
+
+
+@dataclass(frozen=True)
+class OutputFigures:
+    """How one output of a candidate compares with the same output of the reference."""
+
+    output: str
+    max_abs: float
+    mean_abs: float
+    cosine: float
+    sqnr_db: float
+    scale: float
+    tolerance: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class HopLedger:
+    """All outputs of one hop (e.g. torch -> tflite:fp32)."""
+
+    hop: str
+    reference: str
+    candidate: str
+    samples: int
+    outputs: tuple[OutputFigures, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every output is within tolerance."""
+        return all(o.ok for o in self.outputs)
+
+    def summary(self) -> dict:
+        """The DESIGN.md ledger keys: worst figures over the outputs."""
+        return {
+            "reference": self.reference,
+            "max_abs": max(o.max_abs for o in self.outputs),
+            "mean_abs": max(o.mean_abs for o in self.outputs),
+            "cosine": min(o.cosine for o in self.outputs),
+            "sqnr_db": min(o.sqnr_db for o in self.outputs),
+            "ok": self.ok,
+        }
+
+    def to_dict(self) -> dict:
+        """Full JSON form, with every output's figures."""
+        return {**self.summary(), "hop": self.hop, "candidate": self.candidate, "samples": self.samples,
+                "outputs": [asdict(o) for o in self.outputs]}
+
+
+def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_tolerance: float) -> OutputFigures:
+    """Error figures of one output; tolerance is rel_tolerance times the reference's max magnitude."""
+    ref = np.asarray(reference, dtype=np.float64).ravel()
+    got = np.asarray(candidate, dtype=np.float64).ravel()
+    if ref.shape != got.shape:
+        raise ParityError(f"output {name!r}: candidate has {got.size} values, reference {ref.size}")
+    diff = got - ref
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    tolerance = rel_tolerance * max(scale, _TINY)
+    max_abs = float(np.abs(diff).max()) if ref.size else 0.0
+    cosine = float(ref @ got / max(np.linalg.norm(ref) * np.linalg.norm(got), _TINY))
+    noise = float(diff @ diff)
+    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(ref @ ref), _TINY) / noise)
+    return OutputFigures(name, max_abs, float(np.abs(diff).mean()), cosine, sqnr, scale, tolerance, max_abs <= tolerance)
+
+
+def compare(
+    hop: str, reference_name: str, candidate_name: str,
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], rel_tolerance: float,
+) -> HopLedger:
+    """Compare every output the reference has; a missing candidate output is a mismatch."""
+    missing = sorted(set(reference) - set(candidate))
+    if missing:
+        raise ParityError(f"{hop}: candidate lacks output(s) {', '.join(missing)}")
+    figures = tuple(output_figures(n, reference[n], candidate[n], rel_tolerance) for n in reference)
+    samples = len(next(iter(reference.values()))) if reference else 0
+    return HopLedger(hop, reference_name, candidate_name, samples, figures)
+
+
+def require_parity(ledgers: list[HopLedger]) -> None:
+    """Raise one ParityError naming every output of every hop that is out of tolerance."""
+    failures = [
+        f"{ledger.hop} output {o.output!r}: max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} "
+        f"(cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
+        for ledger in ledgers for o in ledger.outputs if not o.ok
+    ]
+    if failures:
+        raise ParityError("numerics out of tolerance: " + "; ".join(failures) + "; see ledger.json")

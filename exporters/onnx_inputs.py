@@ -1,0 +1,51 @@
+"""Read an ONNX file's declared inputs as InputSpecs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import onnx
+from onnx import helper
+
+from models.errors import InputFileError
+from models.specs import InputSpec
+
+# ONNX's convention for tensors of rank 3 to 5 is channels-first.
+_DEFAULT_LAYOUT = {2: "NC", 3: "NCW", 4: "NCHW", 5: "NCDHW"}
+
+
+def load_onnx(path: Path) -> onnx.ModelProto:
+    """Load and check an ONNX file, or say clearly why it is not one."""
+    try:
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputFileError(
+            f"{path} is not a valid ONNX model ({first[:200]}); re-export it or check the file is complete"
+        ) from None
+    return model
+
+
+def onnx_input_specs(path: Path, batch: int = 1) -> tuple[InputSpec, ...]:
+    """Inputs of an ONNX graph (initializers excluded); a symbolic leading dim becomes batch."""
+    graph = load_onnx(path).graph
+    initializers = {init.name for init in graph.initializer}
+    specs = []
+    for value in graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        dims = []
+        for i, dim in enumerate(tensor.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(dim.dim_value)
+            elif i == 0:
+                dims.append(batch)
+            else:
+                raise InputFileError(
+                    f"{path}: input {value.name!r} has a dynamic dimension {i} ({dim.dim_param or '?'}); "
+                    "export the model with static shapes"
+                )
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        specs.append(InputSpec(value.name, tuple(dims), dtype, _DEFAULT_LAYOUT.get(len(dims), "ND")))
+    return tuple(specs)

@@ -1,0 +1,4 @@
+"""The model zoo: builders, seeded datasets, input specs and task metrics.
+
+Importing this package is cheap; `models.zoo` loads the builders (and torch).
+"""

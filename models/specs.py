@@ -1,0 +1,50 @@
+"""Small shared types: how a model's inputs look in each layout."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input: name, shape, dtype and memory layout (NCHW, NHWC, NC, ...)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    layout: str = "NC"
+
+    def to_dict(self) -> dict:
+        """JSON form with the shape as a list."""
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "InputSpec":
+        """Inverse of to_dict."""
+        return cls(d["name"], tuple(d["shape"]), d.get("dtype", "float32"), d.get("layout", "NC"))
+
+
+# Channels-first layouts and the permutation that makes them channels-last.
+_TO_CHANNELS_LAST = {"NCW": (0, 2, 1), "NCHW": (0, 2, 3, 1), "NCDHW": (0, 2, 3, 4, 1)}
+_CHANNELS_LAST_NAME = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
+
+
+def channels_last(spec: InputSpec) -> InputSpec:
+    """The spec a channels-last runtime (TFLite from onnx2tf) expects for this input."""
+    perm = _TO_CHANNELS_LAST.get(spec.layout)
+    if perm is None:
+        return spec
+    shape = tuple(spec.shape[i] for i in perm)
+    return InputSpec(spec.name, shape, spec.dtype, _CHANNELS_LAST_NAME[spec.layout])
+
+
+def convert_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Permute an array from layout src to layout dst (both spelled like NCHW)."""
+    if src == dst:
+        return array
+    if sorted(src) != sorted(dst):
+        raise ValueError(f"cannot convert layout {src} to {dst}")
+    return np.ascontiguousarray(np.transpose(array, [src.index(axis) for axis in dst]))

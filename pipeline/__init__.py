@@ -1,0 +1,1 @@
+"""Config, stages, artifact store, runner and the edgepipe CLI."""

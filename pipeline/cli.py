@@ -1,0 +1,166 @@
+"""The edgepipe command line: thin wrappers that parse, call the pipeline and print results."""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import EdgepipeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.")
+console = Console()
+_state = {"debug": False}
+
+
+@app.callback()
+def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")) -> None:
+    """edgepipe: small PyTorch models to phones, with honest numbers."""
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="Job TOML; the embedded default job when omitted."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory (default runs/<job>-<hash8>)."),
+    print_config: bool = typer.Option(False, "--print-config", help="Print the job's TOML and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run's results as JSON."),
+) -> None:
+    """Run the whole chain for one job: train, export, validate, profile, report."""
+    from pipeline.config import default_job_text, load_job
+    from pipeline.runner import default_run_dir, run_job
+
+    if print_config:
+        typer.echo(default_job_text() if config is None else config.read_text(), nl=False)
+        load_job(config)
+        return
+    job = load_job(config)
+    result = run_job(job, out or default_run_dir(job), on_stage=None if as_json else _print_stage)
+    if as_json:
+        typer.echo(json.dumps({"job": job.job.name, "run_dir": str(result.run_dir), "results": result.results}))
+        return
+    _print_summary(result)
+
+
+@app.command()
+def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List the model zoo."""
+    from models.zoo import MODELS
+
+    rows = [{"name": s.name, "task": s.task, "description": s.description, "metric": s.primary_metric,
+             "inputs": [i.to_dict() for i in s.inputs]} for s in MODELS.values()]
+    if as_json:
+        typer.echo(json.dumps({"models": rows}))
+        return
+    table = Table("model", "task", "inputs", "metric", "description")
+    for r in rows:
+        inputs = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['layout']}" for i in r["inputs"])
+        table.add_row(r["name"], r["task"], inputs, r["metric"], r["description"])
+    console.print(table)
+
+
+@app.command()
+def export(
+    model: str = typer.Argument(..., help="A zoo name or an .onnx file."),
+    variant: str = typer.Option("fp32", "--variant", help="Comma-separated TFLite variants."),
+    out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Export a model to ONNX and TFLite and validate every artifact."""
+    from pipeline.exporting import export_job, export_summary
+    from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
+
+    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()))
+    result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
+                     on_stage=None if as_json else _print_stage)
+    summary = export_summary(job, result)
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    table = Table("format", "variant", "size (bytes)", "metrics", "max abs err", "cosine", "ok")
+    for a in summary["artifacts"]:
+        led = a["ledger"] or {}
+        table.add_row(a["format"], a["variant"], f"{a['size_bytes']:,}",
+                      ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
+                      f"{led['max_abs']:.2e}" if led else "reference", f"{led['cosine']:.6f}" if led else "-",
+                      str(led.get("ok", "-")))
+    console.print(table)
+    console.print(f"run directory: {result.run_dir}")
+
+
+@app.command()
+def profile(
+    artifact: Path = typer.Argument(..., help="A .tflite, .onnx or .pt2 file."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", help="tflite, onnxruntime or torch (default: by suffix)."),
+    device: str = typer.Option("host", "--device", help="Only 'host' for now."),
+    threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Profile one model file on the host with seeded inputs from its declared input details."""
+    from pipeline.profiling import profile_file
+
+    result = profile_file(artifact, runtime, device, threads)
+    if as_json:
+        typer.echo(json.dumps({k: v for k, v in result.items() if k != "samples_ns"}))
+        return
+    _latency_table([result])
+
+
+def _print_stage(name: str, record: dict) -> None:
+    state = "cached" if record["cached"] else f"done in {record['seconds']:.1f}s"
+    console.print(f"[bold]{name:<9}[/bold] {state}")
+
+
+def _print_summary(result) -> None:
+    validate = result.results.get("validate", {})
+    table = Table("artifact", "metrics", "max abs err", "cosine", "ok",
+                  title=f"run {result.run_dir}")
+    for art in result.results["export"]["artifacts"]:
+        key = f"{art['format']}:{art['variant']}"
+        led = validate.get("ledger", {}).get(key, {})
+        table.add_row(art["path"], ", ".join(f"{k} {v:.4f}" for k, v in validate.get("metrics", {}).get(key, {}).items()),
+                      f"{led.get('max_abs', 0):.2e}", f"{led.get('cosine', 1):.6f}", str(led.get("ok", "-")))
+    console.print(table)
+    _latency_table(result.results.get("profile", {}).get("results", []))
+    cached = [n for n, r in result.stages.items() if r["cached"]]
+    energy = next((r["energy"] for r in result.results.get("profile", {}).get("results", [])), None)
+    if energy and energy["status"] != "measured":
+        console.print(f"energy unavailable: {energy['reason']}")
+    console.print(f"errors vs {validate.get('reference', '?')}; stages from cache: {', '.join(cached) or 'none'}; "
+                  f"report: {result.run_dir / 'report.md'}")
+
+
+def _latency_table(results: list[dict]) -> None:
+    table = Table("runtime", "artifact", "p50 ms", "p90 ms", "p99 ms", "n", "inf/s", "RSS MB", "energy")
+    for r in results:
+        lat, energy = r["latency_ms"], r["energy"]
+        table.add_row(r["runtime"], Path(r["artifact"]).name, f"{lat['p50']:.4f}", f"{lat['p90']:.4f}",
+                      f"{lat['p99']:.4f}", str(lat["n"]), f"{r['throughput_ips']:.0f}",
+                      f"{r['memory']['peak_rss_mb']:.0f}",
+                      f"{energy['mj_per_inference']:.4f} mJ" if energy["status"] == "measured" else "n/a")
+    console.print(table)
+
+
+def entry() -> None:
+    """Console-script entry: one clear line and the right exit code for every edgepipe error."""
+    try:
+        app()  # standalone: usage errors print and exit 2 inside
+    except EdgepipeError as exc:
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"edgepipe: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # anything unforeseen still gets one line
+        if _state["debug"]:
+            traceback.print_exc()
+        print(f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        sys.exit(1)

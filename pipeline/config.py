@@ -1,0 +1,134 @@
+"""Job configuration: TOML validated by pydantic into frozen models, errors naming the key path."""
+from __future__ import annotations
+
+import difflib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.errors import ConfigError
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class JobSection(BaseModel):
+    model_config = _STRICT
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    model: str
+    seed: int = 0
+
+
+class TrainSection(BaseModel):
+    model_config = _STRICT
+    epochs: int = Field(40, ge=1)
+    lr: float = Field(0.003, gt=0)
+    batch_size: int = Field(64, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    patience: int = Field(8, ge=1)
+    threads: int = Field(2, ge=1)
+
+
+class ExportSection(BaseModel):
+    model_config = _STRICT
+    variants: tuple[Literal["fp32"], ...] = ("fp32",)
+    opset: int = Field(18, ge=13, le=23)
+    calibration_samples: int = Field(200, ge=1)
+
+
+class ValidateSection(BaseModel):
+    model_config = _STRICT
+    rel_tolerance: float = Field(1e-4, gt=0)
+    max_metric_drop: float = Field(0.005, ge=0)
+
+
+class ProfileSection(BaseModel):
+    model_config = _STRICT
+    runtimes: tuple[Literal["torch", "onnxruntime", "tflite"], ...] = ("torch", "onnxruntime", "tflite")
+    device: Literal["host"] = "host"
+    threads: int = Field(1, ge=1)
+    warmup_runs: int = Field(10, ge=0)
+    warmup_seconds: float = Field(0.2, ge=0)
+    min_runs: int = Field(100, ge=1)
+    min_seconds: float = Field(1.0, ge=0)
+    max_seconds: float = Field(10.0, gt=0)
+
+
+class JobConfig(BaseModel):
+    """A whole job; every section but [job] has defaults."""
+
+    model_config = _STRICT
+    job: JobSection
+    train: TrainSection = TrainSection()
+    export: ExportSection = ExportSection()
+    validate_: ValidateSection = Field(ValidateSection(), alias="validate")
+    profile: ProfileSection = ProfileSection()
+
+    def to_toml_dict(self) -> dict:
+        """Plain dict keyed as in the TOML file."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+DEFAULT_JOB = "default_job.toml"
+
+
+def default_job_text() -> str:
+    """The embedded default job, as shipped in the package."""
+    return resources.files("pipeline").joinpath(DEFAULT_JOB).read_text()
+
+
+def load_job(path: Path | None) -> JobConfig:
+    """Read and validate a job file (the embedded default when path is None)."""
+    if path is None:
+        return parse_job(default_job_text(), f"<embedded {DEFAULT_JOB}>")
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; run 'edgepipe run --print-config' for a template") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    return parse_job(text, str(path))
+
+
+def parse_job(text: str, source: str) -> JobConfig:
+    """Parse TOML text and validate it; one ConfigError lists every problem by key path."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    return validate_job(data, source)
+
+
+def validate_job(data: dict, source: str) -> JobConfig:
+    """Validate a parsed job; one ConfigError lists every problem by key path."""
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = [_describe(err) for err in exc.errors()]
+        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _describe(err: dict) -> str:
+    """'train.epoch: unknown key, did you mean 'epochs'?' and the like."""
+    loc = [str(part) for part in err["loc"]]
+    where = ".".join(loc) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        known = _known_keys(JobConfig, loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        hint = f"did you mean {'.'.join(loc[:-1] + close)!r}?" if close else f"known keys: {', '.join(known)}"
+        return f"{where}: unknown key; {hint}"
+    if err["type"] == "missing":
+        return f"{where}: required key is missing"
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+
+
+def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
+    """The keys allowed at path inside model."""
+    for part in path:
+        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            return []
+        model = field.annotation
+    return [f.alias or n for n, f in model.model_fields.items()]

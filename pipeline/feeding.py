@@ -1,0 +1,64 @@
+"""Held-out samples for a job and how each artifact is fed them, through its recorded layouts."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from models.specs import InputSpec, convert_layout
+from pipeline.context import StageContext, onnx_source
+from profilers.runtimes import RUNTIMES
+
+RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
+_CHANNELS_FIRST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
+RANDOM_SAMPLES = 32
+
+
+def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict] | None]:
+    """Samples in the PyTorch layout and the task metric over outputs (None for ONNX files).
+
+    A zoo model gets its real held-out split; a user ONNX file gets seeded random inputs.
+    """
+    if onnx_source(ctx.job) is not None:
+        onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
+        rng = np.random.default_rng(ctx.job.job.seed)
+        return {s.name: random_input(rng, s, RANDOM_SAMPLES) for s in specs_of(onnx_art)}, None
+    from models.zoo import get_model
+
+    spec = get_model(ctx.job.job.model)
+    data = spec.dataset(ctx.job.job.seed)
+    return {spec.inputs[0].name: data.x_test}, (lambda out: spec.metric(out["output_0"], data.y_test))
+
+
+def specs_of(art: dict) -> list[InputSpec]:
+    """An artifact record's inputs."""
+    return [InputSpec.from_dict(d) for d in art["inputs"]]
+
+
+def feeds_for(art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Samples (PyTorch layout) converted to the layout and dtype the artifact recorded."""
+    return {
+        s.name: convert_layout(samples[s.name], _CHANNELS_FIRST.get(s.layout, s.layout), s.layout).astype(s.dtype)
+        for s in specs_of(art)
+    }
+
+
+def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run samples one at a time (artifacts have batch 1) and stack each output."""
+    session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, 1)
+    n = len(next(iter(samples.values())))
+    collected: dict[str, list[np.ndarray]] = {}
+    for i in range(n):
+        feeds = feeds_for(art, {name: values[i : i + 1] for name, values in samples.items()})
+        for name, value in session.run(feeds).items():
+            collected.setdefault(name, []).append(value)
+    return {name: np.concatenate(values) for name, values in collected.items()}
+
+
+def random_input(rng: np.random.Generator, spec: InputSpec, count: int) -> np.ndarray:
+    """Seeded standard-normal floats, or small non-negative integers for integer inputs."""
+    shape = (count, *spec.shape[1:])
+    if np.issubdtype(np.dtype(spec.dtype), np.integer):
+        return rng.integers(0, 10, size=shape).astype(spec.dtype)
+    return rng.standard_normal(shape).astype(spec.dtype)

@@ -1,0 +1,66 @@
+"""report.md: what was built, how well it agrees with PyTorch, and how fast it runs."""
+from __future__ import annotations
+
+from pipeline.context import StageContext
+
+
+def run_report(ctx: StageContext) -> dict:
+    """Write report.md from the results of the earlier stages."""
+    text = render(ctx.job.job.name, ctx.store.manifest, ctx.results)
+    (ctx.staging / "report.md").write_text(text)
+    return {"path": "report.md"}
+
+
+def render(name: str, manifest: dict, results: dict) -> str:
+    """The Markdown report of one run."""
+    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
+    lines = [f"# edgepipe run: {name}", "", f"Model `{manifest['job']['job']['model']}`.", ""]
+    if "train" in results:
+        t = results["train"]
+        lines += [f"Trained {t['train']['epochs_run']} epochs (best epoch {t['train']['best_epoch']}, "
+                  f"validation loss {t['train']['best_val_loss']:.4f}); {t['parameters']:,} parameters; "
+                  f"held-out {_fmt_metrics(t['metrics'])}.", ""]
+    validate = results.get("validate", {})
+    lines += ["## Artifacts and numerics", "",
+              f"Reference: `{validate.get('reference', '?')}`; tolerance: max abs error at most "
+              f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude.", "",
+              "| artifact | format | variant | size (bytes) | metric | max abs err | cosine | SQNR (dB) | ok |",
+              "|---|---|---|---:|---|---:|---:|---:|---|"]
+    for art in results["export"]["artifacts"]:
+        key = f"{art['format']}:{art['variant']}"
+        led = validate.get("ledger", {}).get(key, {})
+        lines.append(
+            f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "
+            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {_num(led.get('max_abs'), '.2e')} | "
+            f"{_num(led.get('cosine'), '.6f')} | {_num(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
+    lines += ["", "Per-hop, per-output figures: `ledger.json`.", "", "## Host latency", "",
+              "| runtime | artifact | p50 ms | p90 ms | p99 ms | mean ms | n | throughput /s | peak RSS MB | energy |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results.get("profile", {}).get("results", []):
+        lat = r["latency_ms"]
+        energy = r["energy"]
+        energy_text = (f"{energy['mj_per_inference']:.4f} mJ/inf" if energy["status"] == "measured"
+                       else f"unavailable: {energy['reason']}")
+        lines.append(f"| {r['runtime']} | `{r['artifact']}` | {lat['p50']:.4f} | {lat['p90']:.4f} | "
+                     f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['n']} | {r['throughput_ips']:.0f} | "
+                     f"{r['memory']['peak_rss_mb']:.0f} | {energy_text} |")
+    if results.get("profile"):
+        device = results["profile"]["results"][0]["device"]
+        lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
+                      f"{device['threads']} thread(s); percentiles by numpy's linear method; "
+                      "peak RSS of a child process that loaded and ran only that model."]
+    versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
+    lines += ["", "## Tool versions", "", versions, ""]
+    return "\n".join(lines)
+
+
+def _fmt_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "-"
+
+
+def _num(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _ok(value) -> str:
+    return {True: "yes", False: "NO"}.get(value, "-")

@@ -1,0 +1,143 @@
+"""The pipeline runner: a literal list of stages, each cached by the hash of its inputs and settings."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from models.errors import InputFileError
+from pipeline.config import JobConfig
+from pipeline.context import StageContext, onnx_source
+from pipeline.report import run_report
+from pipeline.stage_export import run_export
+from pipeline.stage_profile import run_profile
+from pipeline.stage_train import run_train
+from pipeline.stage_validate import run_validate
+from pipeline.store import Store, sha256_file
+
+TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step: its function, the job settings it depends on, and the stages whose files it reads."""
+
+    name: str
+    run: Callable[[StageContext], dict]
+    settings: Callable[[JobConfig], dict]
+    reads: tuple[str, ...]
+
+
+def _model_settings(job: JobConfig) -> dict:
+    source = onnx_source(job)
+    return {"model": job.job.model, "seed": job.job.seed,
+            "source_sha256": sha256_file(source) if source else None}
+
+
+TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
+EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump()}, ("train",))
+VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump()},
+                 ("export",))
+PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
+REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
+
+# The pipeline, in order. An ONNX file has nothing to train.
+ZOO_PIPELINE = [TRAIN, EXPORT, VALIDATE, PROFILE, REPORT]
+ONNX_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
+EXPORT_ONLY = ("train", "export", "validate")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did: where, which stages ran or came from the cache, and their results."""
+
+    run_dir: Path
+    stages: dict[str, dict]
+    results: dict[str, dict]
+
+
+def tool_versions() -> dict[str, str | None]:
+    """Installed versions of the tools whose output the artifacts depend on."""
+    versions = {}
+    for tool in TOOLS:
+        try:
+            versions[tool] = metadata.version(tool)
+        except metadata.PackageNotFoundError:
+            versions[tool] = None
+    return versions
+
+
+def job_hash(job: JobConfig) -> str:
+    """sha256 of the job's settings, for the default run directory name."""
+    return hashlib.sha256(json.dumps(job.to_toml_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def default_run_dir(job: JobConfig, root: Path = Path("runs")) -> Path:
+    """runs/<job>-<hash8>."""
+    return root / f"{job.job.name}-{job_hash(job)[:8]}"
+
+
+def run_job(
+    job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = None,
+    on_stage: Callable[[str, dict], None] | None = None,
+) -> RunResult:
+    """Run (or reuse from the cache) each stage in order; the manifest records every step."""
+    check_source(job)
+    store = Store.open(run_dir)
+    report = on_stage or (lambda name, record: None)
+    versions = tool_versions()
+    store.manifest.update({"job": job.to_toml_dict(), "versions": versions})
+    stages = [s for s in (ZOO_PIPELINE if onnx_source(job) is None else ONNX_PIPELINE)
+              if only is None or s.name in only]
+    results: dict[str, dict] = {}
+    records: dict[str, dict] = {}
+    for stage in stages:
+        key = _stage_key(stage, job, store, versions)
+        previous = store.manifest["stages"].get(stage.name)
+        if previous and previous["key"] == key and store.verify(stage.name):
+            results[stage.name] = previous["result"]
+            records[stage.name] = {**previous, "cached": True}
+            report(stage.name, records[stage.name])
+            continue
+        staging = store.staging_dir(stage.name)
+        try:
+            start = time.perf_counter()
+            result = stage.run(StageContext(job, store, staging, results))
+            record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
+            store.commit_stage(stage.name, staging, record)
+        except BaseException:
+            store.forget(stage.name)
+            raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        results[stage.name] = result
+        records[stage.name] = {**record, "cached": False}
+        report(stage.name, records[stage.name])
+    return RunResult(store.run_dir, records, results)
+
+
+def check_source(job: JobConfig) -> None:
+    """Fail on an unknown model or an unreadable ONNX file before anything is written."""
+    source = onnx_source(job)
+    if source is None:
+        from models.zoo import get_model
+
+        get_model(job.job.model)
+    else:
+        from exporters.onnx_inputs import onnx_input_specs
+
+        if not source.is_file():
+            raise InputFileError(f"ONNX file {source} not found; check the path")
+        onnx_input_specs(source)
+
+
+def _stage_key(stage: Stage, job: JobConfig, store: Store, versions: dict) -> str:
+    """sha256 over the stage's settings, the files it reads and the tool versions."""
+    inputs = {a["path"]: a["sha256"] for name in stage.reads for a in store.artifacts_of(name)}
+    blob = {"stage": stage.name, "settings": stage.settings(job), "inputs": inputs, "versions": versions}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()

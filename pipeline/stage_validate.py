@@ -1,0 +1,61 @@
+"""Stage validate: the numerics ledger of every hop and the task metric of every artifact."""
+from __future__ import annotations
+
+from exporters.ledger import compare, require_parity
+from models.capture import output_to_log
+from models.errors import ParityError
+from pipeline.context import StageContext, onnx_source
+from pipeline.feeding import held_out, run_artifact
+from pipeline.store import write_json
+
+LEDGER = "ledger.json"
+VALIDATE_LOG = "logs/validate.log"
+
+
+def run_validate(ctx: StageContext) -> dict:
+    """Compare every artifact with the reference; write ledger.json; fail once on any mismatch."""
+    artifacts = ctx.results["export"]["artifacts"]
+    samples, metric = held_out(ctx)
+    with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
+        outputs = {f"{a['format']}:{a['variant']}": run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
+    if onnx_source(ctx.job) is None:
+        from models.training import predict
+        from pipeline.stage_train import load_trained
+
+        reference_name = "torch"
+        (x,) = samples.values()
+        reference = {"output_0": predict(load_trained(ctx), x)}
+    else:
+        reference_name = "onnx:fp32"
+        reference = outputs.pop(reference_name)
+    tol = ctx.job.validate_.rel_tolerance
+    hops = [compare(f"{reference_name} -> {key}", reference_name, key, reference, out, tol)
+            for key, out in outputs.items()]
+    if "onnx:fp32" in outputs:
+        hops += [compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, tol)
+                 for key, out in outputs.items() if key.startswith("tflite:")]
+    metrics = {key: metric(out) if metric else {} for key, out in {reference_name: reference, **outputs}.items()}
+    ledger = {"rel_tolerance": tol, "samples": len(next(iter(samples.values()))),
+              "hops": [h.to_dict() for h in hops], "metrics": metrics}
+    problems = _metric_drops(metrics, reference_name, ctx.job.validate_.max_metric_drop)
+    try:
+        require_parity(hops)
+    except ParityError as exc:
+        problems.insert(0, str(exc))
+    if problems:
+        write_json(ctx.store.run_dir / LEDGER, ledger)  # complete, but not recorded as done
+        raise ParityError("; ".join(problems))
+    write_json(ctx.staging / LEDGER, ledger)
+    return {"reference": reference_name, "metrics": metrics,
+            "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name}}
+
+
+def _metric_drops(metrics: dict, reference: str, max_drop: float) -> list[str]:
+    """Every artifact metric that falls more than max_drop below the reference's."""
+    problems = []
+    for key, values in metrics.items():
+        for name, value in values.items():
+            drop = metrics[reference][name] - value
+            if drop > max_drop:
+                problems.append(f"{key} {name} {value:.4f} is {drop:.4f} below {reference} (allowed {max_drop})")
+    return problems

@@ -1,0 +1,1 @@
+"""One timing harness over PyTorch, ONNX Runtime and TFLite; statistics, memory, host energy."""

@@ -1,0 +1,49 @@
+"""Shared helpers: run the real edgepipe CLI in a subprocess, as a user would."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QUICK_PROFILE = """
+[profile]
+warmup_runs = 5
+warmup_seconds = 0.05
+min_runs = 50
+min_seconds = 0.2
+max_seconds = 2.0
+"""
+
+
+def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python -m pipeline ARGS` and capture its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+def quick_job(tmp: Path, name: str = "quick", extra: str = "") -> Path:
+    """The default job with short profiling, written to tmp/job.toml."""
+    from pipeline.config import default_job_text
+
+    text = default_job_text()
+    text = text[: text.index("[profile]")] + QUICK_PROFILE + extra
+    text = text.replace('name = "cnn_digits"', f'name = "{name}"')
+    path = tmp / "job.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory) -> dict:
+    """One real `edgepipe run` of the default model (quick profiling), then a second, cached one."""
+    tmp = tmp_path_factory.mktemp("run")
+    job = quick_job(tmp)
+    first = edgepipe("run", str(job), "-o", str(tmp / "out"))
+    second = edgepipe("run", str(job), "-o", str(tmp / "out"))
+    return {"dir": tmp / "out", "job": job, "first": first, "second": second,
+            "manifest": json.loads((tmp / "out" / "manifest.json").read_text()) if first.returncode == 0 else None}

@@ -1,0 +1,47 @@
+"""`edgepipe export` and `edgepipe profile` with --json, as DESIGN.md shapes them."""
+import json
+
+from tests.conftest import edgepipe
+
+
+def test_export_zoo_model_json(tmp_path):
+    result = edgepipe("export", "cnn_digits", "--variant", "fp32", "-o", str(tmp_path / "e"), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["model"] == "cnn_digits" and out["run_dir"] == str(tmp_path / "e")
+    tflite = next(a for a in out["artifacts"] if a["format"] == "tflite")
+    assert tflite["variant"] == "fp32" and tflite["size_bytes"] > 1000
+    assert tflite["inputs"][0]["layout"] == "NHWC" and tflite["metrics"]["accuracy"] >= 0.95
+    assert {"reference", "max_abs", "cosine", "sqnr_db", "ok"} <= set(tflite["ledger"])
+    assert tflite["ledger"]["ok"] is True and tflite["ledger"]["reference"] == "torch"
+    assert not (tmp_path / "e" / "profile.json").exists(), "export does not profile"
+
+
+def test_export_onnx_file_validates_against_onnxruntime(default_run, tmp_path):
+    onnx_file = tmp_path / "user model.onnx"
+    onnx_file.write_bytes((default_run["dir"] / "model.onnx").read_bytes())
+    result = edgepipe("export", str(onnx_file), "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    tflite = next(a for a in out["artifacts"] if a["format"] == "tflite")
+    assert tflite["ledger"]["reference"] == "onnx:fp32" and tflite["ledger"]["ok"]
+    assert tflite["ledger"]["max_abs"] < 1e-4
+
+
+def test_profile_tflite_json(default_run):
+    result = edgepipe("profile", str(default_run["dir"] / "model_fp32.tflite"), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["runtime"] == "tflite" and out["device"]["kind"] == "host"
+    assert {"p50", "p90", "p99", "mean", "std", "min", "max", "n"} <= set(out["latency_ms"])
+    assert out["throughput_ips"] > 0 and out["memory"]["peak_rss_mb"] > 0
+    assert out["energy"]["status"] in {"measured", "unavailable"}
+    if out["energy"]["status"] == "unavailable":
+        assert "RAPL" in out["energy"]["reason"]
+
+
+def test_profile_onnx_and_pt2_by_suffix(default_run):
+    for name, runtime in (("model.onnx", "onnxruntime"), ("model.pt2", "torch")):
+        result = edgepipe("profile", str(default_run["dir"] / name), "--json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["runtime"] == runtime

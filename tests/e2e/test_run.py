@@ -1,0 +1,90 @@
+"""`edgepipe run` end to end with real torch, ONNX Runtime, onnx2tf and TFLite."""
+import json
+
+from pipeline.store import sha256_file
+from profilers.energy import package_domains
+
+
+def test_run_succeeds_and_prints_the_summary(default_run):
+    first = default_run["first"]
+    assert first.returncode == 0, first.stderr
+    assert "model_fp32.tflite" in first.stdout and "p50 ms" in first.stdout
+    assert "Unable to register" not in first.stdout + first.stderr, "TensorFlow noise must go to the log"
+    assert (default_run["dir"] / "logs" / "convert.log").stat().st_size > 0
+
+
+def test_every_manifest_entry_matches_its_file(default_run):
+    manifest = default_run["manifest"]
+    paths = {a["path"] for a in manifest["artifacts"]}
+    assert {"model.pt", "model.pt2", "model.onnx", "model_fp32.tflite", "ledger.json", "profile.json",
+            "report.md", "logs/convert.log"} <= paths
+    for entry in manifest["artifacts"]:
+        path = default_run["dir"] / entry["path"]
+        assert sha256_file(path) == entry["sha256"] and path.stat().st_size == entry["size_bytes"]
+    assert manifest["versions"]["onnx2tf"] and manifest["versions"]["tensorflow"] and manifest["versions"]["torch"]
+    assert set(manifest["stages"]) == {"train", "export", "validate", "profile", "report"}
+    assert not list(default_run["dir"].glob(".staging-*"))
+
+
+def test_ledger_within_tolerance_and_accuracy_kept(default_run):
+    ledger = json.loads((default_run["dir"] / "ledger.json").read_text())
+    hops = {h["hop"]: h for h in ledger["hops"]}
+    assert {"torch -> onnx:fp32", "torch -> tflite:fp32", "onnx:fp32 -> tflite:fp32"} <= set(hops)
+    for hop in hops.values():
+        for out in hop["outputs"]:
+            assert out["max_abs"] <= 1e-4 * out["scale"], (hop["hop"], out)
+            assert out["cosine"] > 0.99999
+    torch_acc = ledger["metrics"]["torch"]["accuracy"]
+    assert torch_acc >= 0.95
+    for key, metrics in ledger["metrics"].items():
+        assert metrics["accuracy"] >= 0.95 and abs(metrics["accuracy"] - torch_acc) <= 0.005, key
+    assert ledger["samples"] == 360
+
+
+def test_tflite_input_layout_is_recorded(default_run):
+    export = default_run["manifest"]["stages"]["export"]["result"]["artifacts"]
+    tflite = next(a for a in export if a["format"] == "tflite")
+    assert tflite["inputs"] == [{"name": "x", "shape": [1, 8, 8, 1], "dtype": "float32", "layout": "NHWC"}]
+
+
+def test_profile_has_the_design_keys_for_three_runtimes(default_run):
+    profile = json.loads((default_run["dir"] / "profile.json").read_text())
+    by_runtime = {r["runtime"]: r for r in profile["results"]}
+    assert set(by_runtime) == {"torch", "onnxruntime", "tflite"}
+    for r in by_runtime.values():
+        lat = r["latency_ms"]
+        assert {"p50", "p90", "p99", "mean", "std", "min", "max", "n"} <= set(lat)
+        assert lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] and lat["n"] >= 50
+        assert len(r["samples_ns"]) == lat["n"] and r["throughput_ips"] > 0
+        assert r["device"]["kind"] == "host"
+        assert r["memory"]["model_size_bytes"] == (default_run["dir"] / r["artifact"]).stat().st_size
+        assert 10 < r["memory"]["peak_rss_mb"] < 4000
+        if not package_domains()[0]:
+            assert r["energy"]["status"] == "unavailable" and r["energy"]["reason"]
+
+
+def test_rerun_reuses_every_stage(default_run):
+    second = default_run["second"]
+    assert second.returncode == 0, second.stderr
+    assert "stages from cache: train, export, validate, profile, report" in " ".join(second.stdout.split())
+    manifest = json.loads((default_run["dir"] / "manifest.json").read_text())
+    assert manifest["artifacts"] == default_run["manifest"]["artifacts"]
+
+
+def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp_path):
+    import shutil
+
+    from tests.conftest import edgepipe
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(default_run["dir"], run_dir)
+    job = tmp_path / "job.toml"
+    job.write_text(default_run["job"].read_text().replace("min_runs = 50", "min_runs = 60"))
+    result = edgepipe("run", str(job), "-o", str(run_dir))
+    assert result.returncode == 0, result.stderr
+    assert "stages from cache: train, export, validate;" in " ".join(result.stdout.split())
+
+
+def test_report_lists_artifacts_and_latency(default_run):
+    report = (default_run["dir"] / "report.md").read_text()
+    assert "model_fp32.tflite" in report and "## Host latency" in report and "onnx2tf 1.29" in report

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from exporters.ledger import compare, output_figures, require_parity
+from models.errors import ParityError
+
+
+def test_figures_of_a_known_error():
+    ref = np.array([3.0, -4.0, 0.0, 0.0])
+    got = ref + np.array([0.0, 0.0, 0.3, -0.4])
+    f = output_figures("y", ref, got, rel_tolerance=0.1)
+    assert f.max_abs == pytest.approx(0.4)
+    assert f.mean_abs == pytest.approx(0.175)
+    assert f.scale == 4.0 and f.tolerance == pytest.approx(0.4) and f.ok
+    assert f.sqnr_db == pytest.approx(10 * np.log10(25 / 0.25))
+    assert f.cosine == pytest.approx(25 / (5 * np.sqrt(25.25)))
+
+
+def test_identical_outputs_have_infinite_sqnr():
+    f = output_figures("y", np.ones(5), np.ones(5), 1e-4)
+    assert f.max_abs == 0 and f.sqnr_db == float("inf") and f.cosine == pytest.approx(1.0)
+
+
+def test_every_mismatch_is_collected_then_raised_once():
+    ref = {"a": np.ones(4), "b": np.ones(4), "c": np.ones(4)}
+    bad = {"a": np.ones(4) * 1.1, "b": np.ones(4), "c": np.ones(4) * 0.5}
+    hop = compare("torch -> tflite:fp32", "torch", "tflite:fp32", ref, bad, 1e-4)
+    assert not hop.ok and [o.ok for o in hop.outputs] == [False, True, False]
+    assert hop.summary()["max_abs"] == pytest.approx(0.5)
+    with pytest.raises(ParityError) as err:
+        require_parity([hop])
+    assert "'a'" in str(err.value) and "'c'" in str(err.value) and "'b'" not in str(err.value)
+
+
+def test_missing_or_misshapen_output_is_a_parity_error():
+    with pytest.raises(ParityError, match="lacks output"):
+        compare("h", "r", "c", {"a": np.ones(2)}, {}, 1e-4)
+    with pytest.raises(ParityError, match="values"):
+        output_figures("a", np.ones(3), np.ones(4), 1e-4)
