@@ -17,13 +17,11 @@ from models.errors import EdgepipeError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.")
 console = Console()
-_state = {"debug": False}
 
 
 @app.callback()
 def main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs.")) -> None:
     """edgepipe: small PyTorch models to phones, with honest numbers."""
-    _state["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
@@ -38,11 +36,10 @@ def run(
     from pipeline.config import default_job_text, load_job
     from pipeline.runner import default_run_dir, run_job
 
+    job = load_job(config)
     if print_config:
         typer.echo(default_job_text() if config is None else config.read_text(), nl=False)
-        load_job(config)
         return
-    job = load_job(config)
     result = run_job(job, out or default_run_dir(job), on_stage=None if as_json else _print_stage)
     if as_json:
         typer.echo(json.dumps({"job": job.job.name, "run_dir": str(result.run_dir), "results": result.results}))
@@ -151,15 +148,16 @@ def _latency_table(results: list[dict]) -> None:
 
 def entry() -> None:
     """Console-script entry: one clear line and the right exit code for every edgepipe error."""
+    debug = "--debug" in sys.argv[1:]
     try:
         app()  # standalone: usage errors print and exit 2 inside
     except EdgepipeError as exc:
-        if _state["debug"]:
+        if debug:
             traceback.print_exc()
         print(f"edgepipe: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
     except Exception as exc:  # anything unforeseen still gets one line
-        if _state["debug"]:
+        if debug:
             traceback.print_exc()
         print(f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
               file=sys.stderr)

@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from models.errors import InputFileError
+from models.errors import EdgepipeError, InputFileError
 from pipeline.config import JobConfig
 from pipeline.context import StageContext, onnx_source
 from pipeline.report import run_report
@@ -110,6 +110,10 @@ def run_job(
             result = stage.run(StageContext(job, store, staging, results))
             record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
             store.commit_stage(stage.name, staging, record)
+        except EdgepipeError as exc:
+            store.forget(stage.name)
+            _keep_logs(staging, store.run_dir)
+            raise type(exc)(str(exc).replace(str(staging), str(store.run_dir))) from exc
         except BaseException:
             store.forget(stage.name)
             raise
@@ -134,6 +138,13 @@ def check_source(job: JobConfig) -> None:
         if not source.is_file():
             raise InputFileError(f"ONNX file {source} not found; check the path")
         onnx_input_specs(source)
+
+
+def _keep_logs(staging: Path, run_dir: Path) -> None:
+    """Move a failed stage's complete log files into the run dir (not recorded as artifacts)."""
+    for log in (staging / "logs").glob("*.log"):
+        (run_dir / "logs").mkdir(exist_ok=True)
+        log.replace(run_dir / "logs" / log.name)
 
 
 def _stage_key(stage: Stage, job: JobConfig, store: Store, versions: dict) -> str:

@@ -10,10 +10,10 @@ from models.training import TrainSettings, predict, train_classifier
 from pipeline.context import StageContext
 
 
-def train_settings(ctx_job) -> TrainSettings:
+def train_settings(job) -> TrainSettings:
     """The job's [train] section as the training loop's settings."""
-    t = ctx_job.train
-    return TrainSettings(t.epochs, t.lr, t.batch_size, t.weight_decay, t.patience, ctx_job.job.seed)
+    t = job.train
+    return TrainSettings(t.epochs, t.lr, t.batch_size, t.weight_decay, t.patience, job.job.seed)
 
 
 def run_train(ctx: StageContext) -> dict:

@@ -88,3 +88,26 @@ def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp
 def test_report_lists_artifacts_and_latency(default_run):
     report = (default_run["dir"] / "report.md").read_text()
     assert "model_fp32.tflite" in report and "## Host latency" in report and "onnx2tf 1.29" in report
+
+
+def test_parity_failure_exits_1_and_is_not_recorded_as_done(default_run, tmp_path):
+    import shutil
+
+    from tests.conftest import edgepipe
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(default_run["dir"], run_dir)
+    job = tmp_path / "job.toml"
+    job.write_text(default_run["job"].read_text().replace("rel_tolerance = 1e-4", "rel_tolerance = 1e-12"))
+    result = edgepipe("run", str(job), "-o", str(run_dir))
+    assert result.returncode == 1
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("edgepipe: error: numerics out of tolerance: ")
+    for hop in ("torch -> torch:fp32", "torch -> onnx:fp32", "torch -> tflite:fp32", "onnx:fp32 -> tflite:fp32"):
+        assert f"{hop} output 'output_0': max_abs" in line, hop
+    assert "SQNR" in line and "ledger.json" in line
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "validate" not in manifest["stages"] and "profile" in manifest["stages"]
+    assert "ledger.json" not in {a["path"] for a in manifest["artifacts"]}
+    assert json.loads((run_dir / "ledger.json").read_text())["rel_tolerance"] == 1e-12
+    assert not list(run_dir.glob(".staging-*"))
