@@ -34,20 +34,22 @@ def render(name: str, manifest: dict, results: dict) -> str:
             f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {_num(led.get('max_abs'), '.2e')} | "
             f"{_num(led.get('cosine'), '.6f')} | {_num(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
     lines += ["", "Per-hop, per-output figures: `ledger.json`.", "", "## Host latency", "",
-              "| runtime | artifact | p50 ms | p90 ms | p99 ms | mean ms | n | throughput /s | peak RSS MB | energy |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+              "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s | peak RSS MB | energy |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results.get("profile", {}).get("results", []):
         lat = r["latency_ms"]
         energy = r["energy"]
         energy_text = (f"{energy['mj_per_inference']:.4f} mJ/inf" if energy["status"] == "measured"
                        else f"unavailable: {energy['reason']}")
-        lines.append(f"| {r['runtime']} | `{r['artifact']}` | {lat['p50']:.4f} | {lat['p90']:.4f} | "
-                     f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['n']} | {r['throughput_ips']:.0f} | "
+        lo, hi = lat["ci95"]["p90"]
+        lines.append(f"| {r['runtime']} | `{r['artifact']}` | {lat['p50']:.4f} | {lat['p90']:.4f} ({lo:.4f}-{hi:.4f}) | "
+                     f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['cv']:.2f} | {lat['n']} | {r['throughput_ips']:.0f} | "
                      f"{r['memory']['peak_rss_mb']:.0f} | {energy_text} |")
     if results.get("profile"):
         device = results["profile"]["results"][0]["device"]
         lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
-                      f"{device['threads']} thread(s); percentiles by numpy's linear method; "
+                      f"{device['threads']} thread(s); percentiles by numpy's linear method, "
+                      "confidence intervals by percentile bootstrap (2000 resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
     lines += ["", "## Tool versions", "", versions, ""]

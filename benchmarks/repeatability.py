@@ -1,0 +1,41 @@
+"""Profile the same model five times, each in a fresh child process, and print the spread of p50.
+
+Usage: python benchmarks/repeatability.py [MODEL.tflite|.onnx|.pt2]
+(without a model, exports cnn_digits to a temporary directory first)
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPEATS = 5
+
+
+def main() -> None:
+    """Print each repeat's p50 and p90 and the spread (max - min) / median of the p50s."""
+    import numpy as np
+
+    from pipeline.profiling import profile_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if len(sys.argv) > 1:
+            path = Path(sys.argv[1])
+        else:
+            subprocess.run([sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
+                           check=True, stdout=subprocess.DEVNULL)
+            path = Path(tmp) / "model_fp32.tflite"
+        p50s = []
+        for i in range(REPEATS):
+            result = profile_file(path, None, "host", 1)
+            lat = result["latency_ms"]
+            p50s.append(lat["p50"])
+            print(f"repeat {i + 1}: p50 {lat['p50'] * 1e3:.3f} us  p90 {lat['p90'] * 1e3:.3f} us  "
+                  f"n {lat['n']}  cv {lat['cv']:.3f}")
+    spread = (max(p50s) - min(p50s)) / float(np.median(p50s))
+    print(f"model: {path.name}; spread of p50 over {REPEATS} runs: {spread * 100:.2f} % (target <= 5 % on a quiet machine)")
+
+
+if __name__ == "__main__":
+    main()
