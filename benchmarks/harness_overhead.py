@@ -5,11 +5,11 @@ Usage: python benchmarks/harness_overhead.py [MODEL.tflite]
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from sample_model import model_from_argv
 
 import numpy as np
 
@@ -47,12 +47,7 @@ def our_runner(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 def main() -> None:
     """Print each round's p50s and the ratio of their medians."""
     with tempfile.TemporaryDirectory() as tmp:
-        if len(sys.argv) > 1:
-            path = Path(sys.argv[1])
-        else:
-            subprocess.run([sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
-                           check=True, stdout=subprocess.DEVNULL)
-            path = Path(tmp) / "model_fp32.tflite"
+        path = model_from_argv(Path(tmp))
         from profilers.runtimes import open_tflite
 
         rng = np.random.default_rng(0)

@@ -5,10 +5,10 @@ Usage: python benchmarks/repeatability.py [MODEL.tflite|.onnx|.pt2]
 """
 from __future__ import annotations
 
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from sample_model import model_from_argv
 
 REPEATS = 5
 
@@ -20,12 +20,7 @@ def main() -> None:
     from pipeline.profiling import profile_file
 
     with tempfile.TemporaryDirectory() as tmp:
-        if len(sys.argv) > 1:
-            path = Path(sys.argv[1])
-        else:
-            subprocess.run([sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
-                           check=True, stdout=subprocess.DEVNULL)
-            path = Path(tmp) / "model_fp32.tflite"
+        path = model_from_argv(Path(tmp))
         p50s = []
         for i in range(REPEATS):
             result = profile_file(path, None, "host", 1)

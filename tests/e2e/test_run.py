@@ -1,8 +1,10 @@
 """`edgepipe run` end to end with real torch, ONNX Runtime, onnx2tf and TFLite."""
 import json
+import shutil
 
 from pipeline.store import sha256_file
 from profilers.energy import package_domains
+from tests.conftest import edgepipe
 
 
 def test_run_succeeds_and_prints_the_summary(default_run):
@@ -71,16 +73,17 @@ def test_rerun_reuses_every_stage(default_run):
     assert manifest["artifacts"] == default_run["manifest"]["artifacts"]
 
 
-def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp_path):
-    import shutil
-
-    from tests.conftest import edgepipe
-
+def _rerun_copy(default_run: dict, tmp_path, old: str, new: str):
+    """Rerun the default job, with one setting changed, on a copy of its run directory."""
     run_dir = tmp_path / "copy"
     shutil.copytree(default_run["dir"], run_dir)
     job = tmp_path / "job.toml"
-    job.write_text(default_run["job"].read_text().replace("min_runs = 50", "min_runs = 60"))
-    result = edgepipe("run", str(job), "-o", str(run_dir))
+    job.write_text(default_run["job"].read_text().replace(old, new))
+    return run_dir, edgepipe("run", str(job), "-o", str(run_dir))
+
+
+def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp_path):
+    _, result = _rerun_copy(default_run, tmp_path, "min_runs = 50", "min_runs = 60")
     assert result.returncode == 0, result.stderr
     assert "stages from cache: train, export, validate;" in " ".join(result.stdout.split())
 
@@ -91,15 +94,7 @@ def test_report_lists_artifacts_and_latency(default_run):
 
 
 def test_parity_failure_exits_1_and_is_not_recorded_as_done(default_run, tmp_path):
-    import shutil
-
-    from tests.conftest import edgepipe
-
-    run_dir = tmp_path / "copy"
-    shutil.copytree(default_run["dir"], run_dir)
-    job = tmp_path / "job.toml"
-    job.write_text(default_run["job"].read_text().replace("rel_tolerance = 1e-4", "rel_tolerance = 1e-12"))
-    result = edgepipe("run", str(job), "-o", str(run_dir))
+    run_dir, result = _rerun_copy(default_run, tmp_path, "rel_tolerance = 1e-4", "rel_tolerance = 1e-12")
     assert result.returncode == 1
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("edgepipe: error: numerics out of tolerance: ")
