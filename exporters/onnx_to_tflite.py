@@ -11,6 +11,7 @@ import numpy as np
 
 from models.capture import output_to_log
 from exporters.onnx_inputs import onnx_input_specs
+from exporters.tflite_ops import custom_ops
 from models.errors import ExportError
 from models.specs import InputSpec, channels_last, convert_layout
 
@@ -30,6 +31,7 @@ class TfliteExport:
     variant: str
     inputs: tuple[InputSpec, ...]
     output_names: tuple[str, ...]
+    custom_ops: tuple[str, ...] = ()
 
 
 def export_tflite(
@@ -39,11 +41,14 @@ def export_tflite(
     log_path: Path,
     onnx_inputs: tuple[InputSpec, ...] | None = None,
     calibration: dict[str, np.ndarray] | None = None,
+    allow_flex: bool = False,
 ) -> TfliteExport:
     """Convert one ONNX file to one TFLite variant at out_path.
 
     calibration maps input names to samples in the ONNX (PyTorch) layout; onnx2tf gets
     them as its custom input data so it never reaches for its downloadable sample.
+    A result that needs Select-TF (Flex) or custom ops fails unless allow_flex: a phone's
+    stock TFLite runtime cannot run it.
     """
     if variant not in VARIANTS:
         raise ExportError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
@@ -56,9 +61,16 @@ def export_tflite(
         produced = work_dir / "out" / f"{onnx_path.stem}_{VARIANTS[variant]}.tflite"
         if not produced.exists():
             raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
-        inputs, outputs = _signature(produced, specs)
+        needs = custom_ops(produced)
+        if needs and not allow_flex:
+            raise ExportError(
+                f"{onnx_path.name} -> {variant}: the TFLite model needs non-builtin op(s) {', '.join(needs)}, "
+                "which a stock TFLite runtime cannot run; rewrite the model to avoid them or pass --allow-flex"
+            )
+        with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
+            inputs, outputs = _signature(produced, specs)
         shutil.move(str(produced), out_path)
-    return TfliteExport(out_path, variant, inputs, outputs)
+    return TfliteExport(out_path, variant, inputs, outputs, tuple(needs))
 
 
 def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, log_path: Path) -> None:
@@ -117,8 +129,9 @@ def _write_offline_sample(work_dir: Path, specs: tuple[InputSpec, ...], calibrat
 def _signature(tflite_path: Path, specs: tuple[InputSpec, ...]) -> tuple[tuple[InputSpec, ...], tuple[str, ...]]:
     """Read the written model's signature and record each input's layout.
 
-    onnx2tf makes every 3-D to 5-D input channels-last; the record is checked against the
-    shapes TFLite reports, so a surprise fails here rather than in a consumer.
+    onnx2tf makes 3-D to 5-D inputs channels-last (and keeps the shape when it cannot);
+    the record says which, from the shapes TFLite reports, so no consumer has to guess.
+    Where both readings fit (a 1x1x1x1 input), channels-last is onnx2tf's rule.
     """
     from ai_edge_litert.interpreter import Interpreter
 
@@ -128,13 +141,13 @@ def _signature(tflite_path: Path, specs: tuple[InputSpec, ...]) -> tuple[tuple[I
     for spec in specs:
         if spec.name not in details:
             raise ExportError(f"{tflite_path.name}: input {spec.name!r} missing from the TFLite signature")
-        expected = channels_last(spec)
         shape = tuple(int(d) for d in details[spec.name]["shape"])
-        if shape != expected.shape:
+        layout = next((s.layout for s in (channels_last(spec), spec) if s.shape == shape), None)
+        if layout is None:
             raise ExportError(
-                f"{tflite_path.name}: input {spec.name!r} has shape {shape}, expected {expected.shape} "
-                f"({expected.layout}) from the ONNX shape {spec.shape}"
+                f"{tflite_path.name}: input {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
+                f"nor its channels-last form {channels_last(spec).shape}"
             )
         dtype = np.dtype(details[spec.name]["dtype"]).name
-        inputs.append(InputSpec(spec.name, shape, dtype, expected.layout))
+        inputs.append(InputSpec(spec.name, shape, dtype, layout))
     return tuple(inputs), tuple(runner.get_output_details())

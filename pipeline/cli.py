@@ -69,13 +69,15 @@ def export(
     model: str = typer.Argument(..., help="A zoo name or an .onnx file."),
     variant: str = typer.Option("fp32", "--variant", help="Comma-separated TFLite variants."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npz, one array per input."),
+    allow_flex: bool = typer.Option(False, "--allow-flex", help="Accept Select-TF (Flex) ops."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
     from pipeline.exporting import export_job, export_summary
     from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
 
-    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()))
+    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()), inputs, allow_flex)
     result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
                      on_stage=None if as_json else _print_stage)
     summary = export_summary(job, result)

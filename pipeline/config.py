@@ -36,12 +36,14 @@ class ExportSection(BaseModel):
     variants: tuple[Literal["fp32"], ...] = ("fp32",)
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)
+    allow_flex: bool = False
 
 
 class ValidateSection(BaseModel):
     model_config = _STRICT
     rel_tolerance: float = Field(1e-4, gt=0)
     max_metric_drop: float = Field(0.005, ge=0)
+    inputs: str | None = None  # .npz of validation inputs by name (ONNX layout); for models without a dataset
 
 
 class ProfileSection(BaseModel):

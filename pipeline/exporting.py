@@ -10,8 +10,9 @@ from pipeline.config import JobConfig, default_job_text, validate_job
 from pipeline.runner import RunResult
 
 
-def export_job(model: str, variants: tuple[str, ...]) -> JobConfig:
-    """The default job with this model and these variants (checked before anything is written)."""
+def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None,
+               allow_flex: bool = False) -> JobConfig:
+    """The default job with this model, variants and options (checked before anything is written)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise ConfigError(f"unknown TFLite variant(s) {', '.join(unknown) or '(none given)'}; "
@@ -19,7 +20,9 @@ def export_job(model: str, variants: tuple[str, ...]) -> JobConfig:
     data = tomllib.loads(default_job_text())
     name = Path(model).stem if model.endswith(".onnx") else model
     data["job"].update(name=f"export-{_safe(name)}", model=model)
-    data["export"]["variants"] = list(variants)
+    data["export"].update(variants=list(variants), allow_flex=allow_flex)
+    if inputs is not None:
+        data["validate"]["inputs"] = str(Path(inputs).resolve())
     return validate_job(data, "edgepipe export")
 
 
@@ -37,6 +40,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
             "format": art["format"], "variant": art["variant"], "path": str(result.run_dir / art["path"]),
             "size_bytes": sizes[art["path"]], "inputs": art["inputs"],
             "metrics": validate["metrics"].get(key, {}), "ledger": validate["ledger"].get(key),
+            **({"custom_ops": art["custom_ops"]} if "custom_ops" in art else {}),
         })
     return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts}
 

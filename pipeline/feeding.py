@@ -6,6 +6,7 @@ from typing import Callable
 
 import numpy as np
 
+from models.errors import InputFileError
 from models.specs import InputSpec, convert_layout
 from pipeline.context import StageContext, onnx_source
 from profilers.runtimes import RUNTIMES
@@ -18,8 +19,12 @@ RANDOM_SAMPLES = 32
 def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict] | None]:
     """Samples in the PyTorch layout and the task metric over outputs (None for ONNX files).
 
-    A zoo model gets its real held-out split; a user ONNX file gets seeded random inputs.
+    A zoo model gets its real held-out split; a user ONNX file gets the job's inputs file
+    or, without one, seeded random inputs.
     """
+    if ctx.job.validate_.inputs:
+        onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
+        return load_inputs(Path(ctx.job.validate_.inputs), specs_of(onnx_art)), None
     if onnx_source(ctx.job) is not None:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         rng = np.random.default_rng(ctx.job.job.seed)
@@ -44,13 +49,31 @@ def feeds_for(art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray
     }
 
 
+def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
+    """An .npz of inputs by name, checked against the model's inputs."""
+    try:
+        with np.load(path) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"inputs file {path} is not a readable .npz ({exc})") from None
+    for spec in specs:
+        if spec.name not in arrays:
+            raise InputFileError(f"inputs file {path} has no array {spec.name!r} (has {', '.join(arrays) or 'none'}); "
+                                 "name each array after a model input")
+        if arrays[spec.name].shape[1:] != tuple(spec.shape[1:]) or len(arrays[spec.name]) % spec.shape[0]:
+            raise InputFileError(f"inputs file {path}: {spec.name!r} has shape {arrays[spec.name].shape}, "
+                                 f"the model takes {tuple(spec.shape)} (any multiple of the batch is fine)")
+    return {s.name: arrays[s.name].astype(s.dtype) for s in specs}
+
+
 def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run samples one at a time (artifacts have batch 1) and stack each output."""
+    """Run samples in chunks of the artifact's fixed batch size and stack each output."""
     session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, 1)
+    batch = specs_of(art)[0].shape[0] if art["inputs"] and specs_of(art)[0].shape else 1
     n = len(next(iter(samples.values())))
     collected: dict[str, list[np.ndarray]] = {}
-    for i in range(n):
-        feeds = feeds_for(art, {name: values[i : i + 1] for name, values in samples.items()})
+    for i in range(0, n, batch):
+        feeds = feeds_for(art, {name: values[i : i + batch] for name, values in samples.items()})
         for name, value in session.run(feeds).items():
             collected.setdefault(name, []).append(value)
     return {name: np.concatenate(values) for name, values in collected.items()}

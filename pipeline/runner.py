@@ -33,16 +33,18 @@ class Stage:
     reads: tuple[str, ...]
 
 
+def _sha_or_none(path: str | Path | None) -> str | None:
+    return sha256_file(Path(path)) if path else None
+
+
 def _model_settings(job: JobConfig) -> dict:
-    source = onnx_source(job)
-    return {"model": job.job.model, "seed": job.job.seed,
-            "source_sha256": sha256_file(source) if source else None}
+    return {"model": job.job.model, "seed": job.job.seed, "source_sha256": _sha_or_none(onnx_source(job))}
 
 
 TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
 EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump()}, ("train",))
-VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump()},
-                 ("export",))
+VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump(),
+                                                     "inputs_sha256": _sha_or_none(j.validate_.inputs)}, ("export",))
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
 
@@ -138,6 +140,8 @@ def check_source(job: JobConfig) -> None:
         if not source.is_file():
             raise InputFileError(f"ONNX file {source} not found; check the path")
         onnx_input_specs(source)
+    if job.validate_.inputs and not Path(job.validate_.inputs).is_file():
+        raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:

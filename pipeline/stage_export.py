@@ -27,8 +27,8 @@ def run_export(ctx: StageContext) -> dict:
     for variant in ctx.job.export.variants:
         name = f"model_{variant}.tflite"
         result = export_tflite(ctx.staging / "model.onnx", ctx.staging / name, variant, log_path,
-                               onnx_specs, calibration)
-        artifacts.append(_record("tflite", variant, name, result.inputs))
+                               onnx_specs, calibration, ctx.job.export.allow_flex)
+        artifacts.append({**_record("tflite", variant, name, result.inputs), "custom_ops": list(result.custom_ops)})
     return {"artifacts": artifacts}
 
 

@@ -1,0 +1,57 @@
+"""Which operators a .tflite file uses, read from its flatbuffer without loading a runtime."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import flatbuffers
+from flatbuffers.table import Table
+
+from models.errors import ExportError
+
+CUSTOM = 32  # BuiltinOperator.CUSTOM in TFLite's schema: the op is named by custom_code
+
+
+@dataclass(frozen=True)
+class OperatorCode:
+    """One entry of the model's operator_codes table."""
+
+    builtin: int
+    custom: str | None
+
+    @property
+    def is_custom(self) -> bool:
+        """A custom op, Select-TF (Flex) ops included: a stock runtime cannot run it."""
+        return self.builtin == CUSTOM
+
+
+def operator_codes(path: Path) -> list[OperatorCode]:
+    """The operator_codes vector of a TFLite flatbuffer (schema fields 0, 1 and 3)."""
+    buf = bytearray(Path(path).read_bytes())
+    if len(buf) < 8 or buf[4:8] != b"TFL3":
+        raise ExportError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    codes_field = model.Offset(6)  # Model.operator_codes
+    if not codes_field:
+        return []
+    start, count = model.Vector(codes_field), model.VectorLen(codes_field)
+    codes = []
+    for i in range(count):
+        entry = Table(buf, model.Indirect(start + 4 * i))
+        deprecated = _scalar(entry, 4, flatbuffers.number_types.Int8Flags)
+        builtin = _scalar(entry, 10, flatbuffers.number_types.Int32Flags)
+        custom_field = entry.Offset(6)
+        custom = entry.String(custom_field + entry.Pos).decode() if custom_field else None
+        # Codes above 127 live only in builtin_code; older files only fill the deprecated byte.
+        codes.append(OperatorCode(max(deprecated, builtin), custom))
+    return codes
+
+
+def custom_ops(path: Path) -> list[str]:
+    """Names of the custom and Flex ops a model needs, sorted."""
+    return sorted({c.custom or "?" for c in operator_codes(path) if c.is_custom})
+
+
+def _scalar(table: Table, vtable_offset: int, flags) -> int:
+    field = table.Offset(vtable_offset)
+    return table.Get(flags, field + table.Pos) if field else 0
