@@ -26,6 +26,18 @@ def load_onnx(path: Path) -> onnx.ModelProto:
     return model
 
 
+def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:
+    """Outputs of an ONNX graph with shapes after shape inference; an unknown dimension is -1."""
+    graph = onnx.shape_inference.infer_shapes(load_onnx(path)).graph
+    specs = []
+    for value in graph.output:
+        tensor = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tensor.shape.dim)
+        dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+        specs.append(InputSpec(value.name, dims, dtype, _DEFAULT_LAYOUT.get(len(dims), "ND")))
+    return tuple(specs)
+
+
 def onnx_input_specs(path: Path, batch: int = 1) -> tuple[InputSpec, ...]:
     """Inputs of an ONNX graph (initializers excluded); a symbolic leading dim becomes batch."""
     graph = load_onnx(path).graph

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -10,10 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from models.capture import output_to_log
-from exporters.onnx_inputs import onnx_input_specs
-from exporters.tflite_ops import custom_ops
+from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
+from exporters.tflite_ops import custom_op_nodes, custom_ops
 from models.errors import ExportError
 from models.specs import InputSpec, channels_last, convert_layout
+
+_FROM_CHANNELS_LAST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
 
 # Variant name -> the suffix onnx2tf gives the file it writes for it.
 VARIANTS = {"fp32": "float32"}
@@ -32,6 +35,7 @@ class TfliteExport:
     inputs: tuple[InputSpec, ...]
     output_names: tuple[str, ...]
     custom_ops: tuple[str, ...] = ()
+    outputs: tuple[InputSpec, ...] = ()
 
 
 def export_tflite(
@@ -50,6 +54,8 @@ def export_tflite(
     A result that needs Select-TF (Flex) or custom ops fails unless allow_flex: a phone's
     stock TFLite runtime cannot run it.
     """
+    # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
+    onnx_path, out_path, log_path = onnx_path.resolve(), out_path.resolve(), log_path.resolve()
     if variant not in VARIANTS:
         raise ExportError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
     specs = onnx_inputs or onnx_input_specs(onnx_path)
@@ -57,23 +63,30 @@ def export_tflite(
         work_dir = Path(work)
         cind = _write_custom_inputs(work_dir, specs, calibration or {})
         _write_offline_sample(work_dir, specs, calibration or {})
-        _run_onnx2tf(onnx_path, work_dir / "out", cind, log_path)
+        # Only channels-first tensors may be made channels-last; a (batch, time, features)
+        # sequence transposed to (batch, features, time) would silently read the wrong axis.
+        # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then
+        # the record is certain rather than a guess between two equal shapes.
+        keep = [spec.name for spec in specs if len(spec.shape) >= 3 and channels_last(spec).shape == spec.shape]
+        _run_onnx2tf(onnx_path, work_dir / "out", cind, keep, log_path)
         produced = work_dir / "out" / f"{onnx_path.stem}_{VARIANTS[variant]}.tflite"
         if not produced.exists():
             raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
         needs = custom_ops(produced)
         if needs and not allow_flex:
             raise ExportError(
-                f"{onnx_path.name} -> {variant}: the TFLite model needs non-builtin op(s) {', '.join(needs)}, "
-                "which a stock TFLite runtime cannot run; rewrite the model to avoid them or pass --allow-flex"
+                f"{onnx_path.name} -> {variant}: the TFLite model needs non-builtin op(s) "
+                f"{_describe_custom_ops(produced, onnx_path)}, which a stock TFLite runtime cannot run; "
+                "rewrite the model to avoid them or pass --allow-flex"
             )
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
-            inputs, outputs = _signature(produced, specs)
+            inputs, outputs = _signature(produced, specs, onnx_output_specs(onnx_path), set(keep))
+            outputs = _settle_ambiguous_outputs(onnx_path, produced, specs, inputs, outputs)
         shutil.move(str(produced), out_path)
-    return TfliteExport(out_path, variant, inputs, outputs, tuple(needs))
+    return TfliteExport(out_path, variant, inputs, tuple(o.name for o in outputs), tuple(needs), outputs)
 
 
-def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, log_path: Path) -> None:
+def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[str], log_path: Path) -> None:
     try:
         with output_to_log(log_path), contextlib.chdir(out_dir.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
@@ -82,17 +95,57 @@ def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, log_path: Path) -> 
                 input_onnx_file_path=str(onnx_path),
                 output_folder_path=str(out_dir),
                 custom_input_op_name_np_data_path=cind or None,
+                keep_shape_absolutely_input_names=keep_shape or None,
                 copy_onnx_input_output_names_to_tflite=True,
                 output_signaturedefs=True,
                 non_verbose=True,
             )
     except SystemExit as exc:  # onnx2tf reports its errors with sys.exit(1)
-        raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}); see {log_path}") from None
+        raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
+                          f"; see {log_path}") from None
     except Exception as exc:
+        op = exc.name.removeprefix("onnx2tf.ops.") if isinstance(exc, ModuleNotFoundError) and exc.name else None
+        if op and exc.name.startswith("onnx2tf.ops."):
+            nodes = [n.name or "(unnamed)" for n in _onnx_nodes(onnx_path) if n.op_type == op]
+            raise ExportError(f"{onnx_path.name}: ONNX op {op} has no TFLite conversion in onnx2tf "
+                              f"(node(s) {', '.join(nodes) or '?'}); replace it in the model") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportError(
-            f"onnx2tf failed on {onnx_path.name}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"onnx2tf failed on {onnx_path.name}{_failed_node(onnx_path, log_path)}: {type(exc).__name__}: {first[:300]}"
             f" (details in {log_path})"
         ) from exc
+
+
+def _onnx_nodes(onnx_path: Path) -> list:
+    import onnx
+
+    return list(onnx.load(str(onnx_path)).graph.node)
+
+
+def _failed_node(onnx_path: Path, log_path: Path) -> str:
+    """' at node NAME (OpType)' from the last node onnx2tf names in its error log, or ''."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", log_path.read_text(errors="replace")) if log_path.exists() else ""
+    names = re.findall(r"onnx_op_name: (\S+)", text)
+    if not names:
+        return ""
+    types = {n.name: n.op_type for n in _onnx_nodes(onnx_path)}
+    return f" at node {names[-1]} ({types.get(names[-1], '?')})"
+
+
+def _describe_custom_ops(tflite_path: Path, onnx_path: Path) -> str:
+    """'FlexErf (TFLite tensors a, b; ONNX Erf nodes n1, n2)' for each custom op."""
+    nodes_by_type: dict[str, list[str]] = {}
+    for node in _onnx_nodes(onnx_path):
+        nodes_by_type.setdefault(node.op_type, []).append(node.name or "(unnamed)")
+    parts = []
+    for op, tensors in sorted(custom_op_nodes(tflite_path).items()):
+        tf_op = op.removeprefix("Flex")
+        onnx_type = next((t for t in (tf_op, re.sub(r"V\d+$", "", tf_op)) if t in nodes_by_type), None)
+        where = f"TFLite tensors {', '.join(tensors[:4])}{' ...' if len(tensors) > 4 else ''}"
+        if onnx_type:
+            where += f"; ONNX {onnx_type} nodes {', '.join(nodes_by_type[onnx_type][:4])}"
+        parts.append(f"{op} ({where})")
+    return ", ".join(parts)
 
 
 def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], calibration: dict) -> list:
@@ -126,28 +179,83 @@ def _write_offline_sample(work_dir: Path, specs: tuple[InputSpec, ...], calibrat
     np.save(work_dir / _SAMPLE_FILE, np.ascontiguousarray(sample, dtype=np.float32))
 
 
-def _signature(tflite_path: Path, specs: tuple[InputSpec, ...]) -> tuple[tuple[InputSpec, ...], tuple[str, ...]]:
-    """Read the written model's signature and record each input's layout.
+def _signature(
+    tflite_path: Path, specs: tuple[InputSpec, ...], onnx_outputs: tuple[InputSpec, ...], kept: set[str]
+) -> tuple[tuple[InputSpec, ...], tuple[InputSpec, ...]]:
+    """Read the written model's signature and record each input's and output's layout.
 
-    onnx2tf makes 3-D to 5-D inputs channels-last (and keeps the shape when it cannot);
+    onnx2tf makes 3-D to 5-D tensors channels-last unless told to keep an input's shape;
     the record says which, from the shapes TFLite reports, so no consumer has to guess.
-    Where both readings fit (a 1x1x1x1 input), channels-last is onnx2tf's rule.
     """
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
-    details = runner.get_input_details()
-    inputs = []
+    inputs = _record_layouts(tflite_path, "input", specs, runner.get_input_details(), kept)
+    outputs = _record_layouts(tflite_path, "output", onnx_outputs, runner.get_output_details(), set())
+    return inputs, outputs
+
+
+def _record_layouts(
+    tflite_path: Path, kind: str, specs: tuple[InputSpec, ...], details: dict, kept: set[str]
+) -> tuple[InputSpec, ...]:
+    """Each tensor as TFLite has it, with the layout its shape shows relative to the ONNX spec."""
+    recorded = []
     for spec in specs:
         if spec.name not in details:
-            raise ExportError(f"{tflite_path.name}: input {spec.name!r} missing from the TFLite signature")
+            raise ExportError(f"{tflite_path.name}: {kind} {spec.name!r} missing from the TFLite signature")
         shape = tuple(int(d) for d in details[spec.name]["shape"])
-        layout = next((s.layout for s in (channels_last(spec), spec) if s.shape == shape), None)
+        candidates = (spec,) if spec.name in kept else (channels_last(spec), spec)
+        layout = next((c.layout for c in candidates if _same_shape(c.shape, shape)), None)
         if layout is None:
             raise ExportError(
-                f"{tflite_path.name}: input {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
+                f"{tflite_path.name}: {kind} {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
                 f"nor its channels-last form {channels_last(spec).shape}"
             )
-        dtype = np.dtype(details[spec.name]["dtype"]).name
-        inputs.append(InputSpec(spec.name, shape, dtype, layout))
-    return tuple(inputs), tuple(runner.get_output_details())
+        recorded.append(InputSpec(spec.name, shape, np.dtype(details[spec.name]["dtype"]).name, layout))
+    return tuple(recorded)
+
+
+def _settle_ambiguous_outputs(
+    onnx_path: Path, tflite_path: Path, onnx_inputs: tuple[InputSpec, ...],
+    tflite_inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],
+) -> tuple[InputSpec, ...]:
+    """Decide by evidence the layout of outputs whose shape reads the same both ways.
+
+    No onnx2tf option pins output layouts, so run ONNX Runtime and TFLite once on the same
+    seeded inputs and keep, for each such output, the reading under which they agree.
+    """
+    ambiguous = [o for o in outputs if o.layout in _FROM_CHANNELS_LAST and _reads_both_ways(o)]
+    if not ambiguous:
+        return outputs
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(0)
+    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
+                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in onnx_inputs}
+    try:
+        session = ort.InferenceSession(str(onnx_path))
+        reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    except Exception:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
+        return outputs
+    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)})
+    settled = []
+    for out in outputs:
+        if out in ambiguous:
+            as_channels_last = convert_layout(np.asarray(got[out.name]), out.layout, _FROM_CHANNELS_LAST[out.layout])
+            if np.abs(as_channels_last - reference[out.name]).max() > np.abs(got[out.name] - reference[out.name]).max():
+                out = InputSpec(out.name, out.shape, out.dtype, _FROM_CHANNELS_LAST[out.layout])
+        settled.append(out)
+    return tuple(settled)
+
+
+def _reads_both_ways(spec: InputSpec) -> bool:
+    """True when a channels-last shape equals its channels-first form (1x8x8 as NWC and NCW)."""
+    first = _FROM_CHANNELS_LAST[spec.layout]
+    return tuple(spec.shape[spec.layout.index(axis)] for axis in first) == spec.shape
+
+
+def _same_shape(onnx_shape: tuple[int, ...], tflite_shape: tuple[int, ...]) -> bool:
+    """Equal shapes, where an ONNX dimension of -1 (unknown) matches anything."""
+    return len(onnx_shape) == len(tflite_shape) and all(a in (-1, b) for a, b in zip(onnx_shape, tflite_shape))

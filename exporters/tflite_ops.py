@@ -52,6 +52,40 @@ def custom_ops(path: Path) -> list[str]:
     return sorted({c.custom or "?" for c in operator_codes(path) if c.is_custom})
 
 
+def custom_op_nodes(path: Path) -> dict[str, list[str]]:
+    """For each custom/Flex op, the names of the tensors its operators write (they carry the node names)."""
+    buf = bytearray(Path(path).read_bytes())
+    codes = operator_codes(path)
+    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    found: dict[str, list[str]] = {}
+    for subgraph in _tables(model, 8):  # Model.subgraphs
+        tensors = _tables(subgraph, 4)  # SubGraph.tensors
+        for op in _tables(subgraph, 10):  # SubGraph.operators
+            code = codes[_scalar(op, 4, flatbuffers.number_types.Uint32Flags)]
+            if code.is_custom:
+                for index in _ints(op, 8):  # Operator.outputs
+                    name_field = tensors[index].Offset(10)  # Tensor.name
+                    found.setdefault(code.custom or "?", []).append(
+                        tensors[index].String(name_field + tensors[index].Pos).decode())
+    return found
+
+
+def _tables(table: Table, vtable_offset: int) -> list[Table]:
+    field = table.Offset(vtable_offset)
+    if not field:
+        return []
+    start = table.Vector(field)
+    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(table.VectorLen(field))]
+
+
+def _ints(table: Table, vtable_offset: int) -> list[int]:
+    field = table.Offset(vtable_offset)
+    if not field:
+        return []
+    start = table.Vector(field)
+    return [table.Get(flatbuffers.number_types.Int32Flags, start + 4 * i) for i in range(table.VectorLen(field))]
+
+
 def _scalar(table: Table, vtable_offset: int, flags) -> int:
     field = table.Offset(vtable_offset)
     return table.Get(flags, field + table.Pos) if field else 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.datasets import digits_images
+from models.datasets import digits
 from models.metrics import classification
 from models.registry import ModelSpec, register
 from models.specs import InputSpec
@@ -32,10 +32,11 @@ register(
         description="small CNN on the bundled 8x8 digits (10 classes)",
         task="classification",
         build=build,
-        dataset=digits_images,
+        dataset=digits,
         inputs=(InputSpec("x", (1, 1, 8, 8), "float32", "NCHW"),),
         metric=classification,
         primary_metric="accuracy",
         train_defaults={"epochs": 40, "lr": 0.003, "batch_size": 64},
+        image_inputs=("x",),
     )
 )

@@ -1,24 +1,46 @@
-"""Datasets bundled with scikit-learn, split with a fixed seed; nothing is downloaded."""
+"""Datasets bundled with scikit-learn or made from seeds, split with a fixed seed; nothing is downloaded."""
 from __future__ import annotations
 
 import numpy as np
-from sklearn.datasets import load_digits
+from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.model_selection import train_test_split
 
 from models.registry import DatasetSplits
 
 
-def split(x: np.ndarray, y: np.ndarray, seed: int, val: float = 0.15, test: float = 0.2) -> DatasetSplits:
-    """Stratified train/val/test split, deterministic for a seed."""
-    x_rest, x_test, y_rest, y_test = train_test_split(x, y, test_size=test, random_state=seed, stratify=y)
-    x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val / (1 - test), random_state=seed, stratify=y_rest
-    )
-    return DatasetSplits(x_train, y_train, x_val, y_val, x_test, y_test)
+def split(x: dict[str, np.ndarray], y: np.ndarray, seed: int, val: float = 0.15, test: float = 0.2,
+          stratify: bool = True) -> DatasetSplits:
+    """Train/val/test split of every input alike, stratified by label for classification."""
+    index = np.arange(len(y))
+    rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=y if stratify else None)
+    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), random_state=seed,
+                                          stratify=y[rest] if stratify else None)
+    take = lambda idx: {k: np.ascontiguousarray(v[idx]) for k, v in x.items()}  # noqa: E731
+    return DatasetSplits(take(train_idx), y[train_idx], take(val_idx), y[val_idx], take(test_idx), y[test_idx])
 
 
-def digits_images(seed: int) -> DatasetSplits:
-    """8x8 handwritten digits as float32 NCHW images scaled to [0, 1]."""
+def digits_images() -> tuple[np.ndarray, np.ndarray]:
+    """8x8 handwritten digits as float32 NCHW images in [0, 1], and their labels."""
     data = load_digits()
-    x = (data.images.astype(np.float32) / 16.0)[:, None, :, :]
-    return split(x, data.target.astype(np.int64), seed)
+    return (data.images.astype(np.float32) / 16.0)[:, None, :, :], data.target.astype(np.int64)
+
+
+def digits(seed: int, name: str = "x") -> DatasetSplits:
+    """The digits images under one input name."""
+    x, y = digits_images()
+    return split({name: x}, y, seed)
+
+
+def digits_rows(seed: int) -> DatasetSplits:
+    """Digits read row by row: an 8-step sequence of 8 pixel values (batch, time, features)."""
+    x, y = digits_images()
+    return split({"x": np.ascontiguousarray(x[:, 0])}, y, seed)
+
+
+def breast_cancer(seed: int) -> DatasetSplits:
+    """Breast-cancer features standardised with the training split's mean and std."""
+    data = load_breast_cancer()
+    s = split({"features": data.data.astype(np.float32)}, data.target.astype(np.int64), seed)
+    mean, std = s.x_train["features"].mean(0), s.x_train["features"].std(0) + 1e-6
+    norm = lambda x: {"features": ((x["features"] - mean) / std).astype(np.float32)}  # noqa: E731
+    return DatasetSplits(norm(s.x_train), s.y_train, norm(s.x_val), s.y_val, norm(s.x_test), s.y_test)

@@ -13,13 +13,16 @@ from models.specs import InputSpec
 
 @dataclass(frozen=True)
 class DatasetSplits:
-    """Seeded train/validation/test arrays; x in the model's own (PyTorch) layout."""
+    """Seeded train/validation/test splits; x maps input names to arrays in the PyTorch layout.
 
-    x_train: np.ndarray
+    y holds class labels for classification and target arrays for regression tasks.
+    """
+
+    x_train: dict[str, np.ndarray]
     y_train: np.ndarray
-    x_val: np.ndarray
+    x_val: dict[str, np.ndarray]
     y_val: np.ndarray
-    x_test: np.ndarray
+    x_test: dict[str, np.ndarray]
     y_test: np.ndarray
 
 
@@ -29,13 +32,19 @@ class ModelSpec:
 
     name: str
     description: str
-    task: str
+    task: str  # "classification" (cross-entropy on class logits) or "regression" (MSE on targets)
     build: Callable[[], "object"]
     dataset: Callable[[int], DatasetSplits]
     inputs: tuple[InputSpec, ...]
     metric: Callable[[np.ndarray, np.ndarray], dict[str, float]]
     primary_metric: str
     train_defaults: dict = field(default_factory=dict)
+    image_inputs: tuple[str, ...] = ()  # inputs that light augmentation may shift
+
+    @property
+    def input_names(self) -> list[str]:
+        """Names of the inputs in forward()'s order."""
+        return [s.name for s in self.inputs]
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -54,8 +63,8 @@ def get_model(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(MODELS), n=3, cutoff=0.5)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        close = difflib.get_close_matches(name, list(MODELS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ModelNotFoundError(
             f"unknown model {name!r}: {hint}run 'edgepipe models' to list the zoo"
         ) from None

@@ -1,9 +1,10 @@
-"""A deterministic classification training loop with early stopping on validation loss."""
+"""A deterministic training loop: class weighting, clipping, LR schedules, augmentation, early stopping."""
 from __future__ import annotations
 
 import copy
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -14,7 +15,7 @@ from models.registry import DatasetSplits
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """Knobs of the training loop; the pipeline fills them from the job's TOML."""
+    """Knobs of the training loop; the pipeline fills them from the model's defaults and the job's TOML."""
 
     epochs: int = 40
     lr: float = 0.003
@@ -22,6 +23,12 @@ class TrainSettings:
     weight_decay: float = 0.0
     patience: int = 8
     seed: int = 0
+    class_weighting: bool = False
+    grad_clip_norm: float | None = None
+    lr_schedule: Literal["none", "step", "cosine"] = "none"
+    lr_step_size: int = 10
+    lr_gamma: float = 0.5
+    augment: bool = False
 
 
 @dataclass(frozen=True)
@@ -34,27 +41,34 @@ class TrainResult:
     seconds: float
 
 
-def train_classifier(model: nn.Module, data: DatasetSplits, settings: TrainSettings) -> TrainResult:
-    """Train with Adam and cross-entropy; keep the weights of the best validation epoch."""
+def train(model: nn.Module, data: DatasetSplits, settings: TrainSettings, task: str,
+          input_names: list[str], image_inputs: tuple[str, ...] = ()) -> TrainResult:
+    """Train with Adam; stop when validation loss has not improved for `patience` epochs, keep the best weights."""
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
-    x_train, y_train = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
-    x_val, y_val = torch.from_numpy(data.x_val), torch.from_numpy(data.y_val)
+    x_train = [torch.from_numpy(data.x_train[n]) for n in input_names]
+    x_val = [torch.from_numpy(data.x_val[n]) for n in input_names]
+    y_train, y_val = torch.from_numpy(data.y_train), torch.from_numpy(data.y_val)
+    loss_fn = _loss(task, data.y_train if settings.class_weighting else None)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    loss_fn = nn.CrossEntropyLoss()
+    scheduler = _scheduler(optimizer, settings)
+    augmented = [n in image_inputs and settings.augment for n in input_names]
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
-    start = time.perf_counter()
-    epoch = 0
+    start, epoch = time.perf_counter(), 0
     for epoch in range(1, settings.epochs + 1):
         model.train()
-        order = torch.randperm(len(x_train), generator=generator)
-        for batch in order.split(settings.batch_size):
+        for batch in torch.randperm(len(y_train), generator=generator).split(settings.batch_size):
+            inputs = [shift(x[batch], generator) if aug else x[batch] for x, aug in zip(x_train, augmented)]
             optimizer.zero_grad()
-            loss_fn(model(x_train[batch]), y_train[batch]).backward()
+            loss_fn(model(*inputs), y_train[batch]).backward()
+            if settings.grad_clip_norm:
+                nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
         model.eval()
         with torch.no_grad():
-            val_loss = float(loss_fn(model(x_val), y_val))
+            val_loss = float(loss_fn(model(*x_val), y_val))
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= settings.patience:
@@ -64,11 +78,59 @@ def train_classifier(model: nn.Module, data: DatasetSplits, settings: TrainSetti
     return TrainResult(epoch, best_epoch, best_loss, time.perf_counter() - start)
 
 
-def predict(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Eval-mode forward over an array in batches, as numpy."""
+def class_weights(labels: np.ndarray) -> torch.Tensor:
+    """Inverse-frequency weights from the training split's class counts, mean 1."""
+    counts = np.bincount(labels).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (len(counts) * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def shift(images: torch.Tensor, generator: torch.Generator, max_shift: int = 1) -> torch.Tensor:
+    """Light augmentation: move each NCHW image by up to max_shift pixels, filling with zeros."""
+    n, _, h, w = images.shape
+    padded = nn.functional.pad(images, (max_shift,) * 4)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, images.shape[1], h, w + 2 * max_shift)
+    cropped = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, images.shape[1], h, w)
+    return cropped.gather(3, cols)
+
+
+def predict(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str], batch_size: int = 256) -> np.ndarray:
+    """Eval-mode forward of a single-output model over arrays in batches, as numpy."""
+    return predict_outputs(model, x, input_names, batch_size)[0]
+
+
+def predict_outputs(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str],
+                    batch_size: int = 256) -> list[np.ndarray]:
+    """Every output (tuples and lists flattened, in order) of an eval-mode forward in batches."""
     model.eval()
-    outs = []
+    n = len(x[input_names[0]])
+    chunks: list[list[np.ndarray]] = []
     with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            outs.append(model(torch.from_numpy(x[i : i + batch_size])).numpy())
-    return np.concatenate(outs)
+        for i in range(0, n, batch_size):
+            out = model(*[torch.from_numpy(x[k][i : i + batch_size]) for k in input_names])
+            chunks.append([t.numpy() for t in _flatten(out)])
+    return [np.concatenate(parts) for parts in zip(*chunks)]
+
+
+def _flatten(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for item in out for t in _flatten(item)]
+
+
+def _loss(task: str, labels_for_weights: np.ndarray | None) -> nn.Module:
+    if task == "regression":
+        return nn.MSELoss()
+    weights = class_weights(labels_for_weights) if labels_for_weights is not None else None
+    return nn.CrossEntropyLoss(weight=weights)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):
+    if settings.lr_schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step_size, settings.lr_gamma)
+    if settings.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    return None

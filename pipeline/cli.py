@@ -49,35 +49,43 @@ def run(
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
-    """List the model zoo."""
+    """List the model zoo with the metric each reaches when trained with its defaults."""
+    from models.record import recorded
     from models.zoo import MODELS
 
+    trained = recorded()
     rows = [{"name": s.name, "task": s.task, "description": s.description, "metric": s.primary_metric,
-             "inputs": [i.to_dict() for i in s.inputs]} for s in MODELS.values()]
+             "inputs": [i.to_dict() for i in s.inputs], "trained": trained.get(s.name)} for s in MODELS.values()]
     if as_json:
         typer.echo(json.dumps({"models": rows}))
         return
-    table = Table("model", "task", "inputs", "metric", "description")
+    table = Table("model", "task", "inputs", "trained metric", "train s")
     for r in rows:
         inputs = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['layout']}" for i in r["inputs"])
-        table.add_row(r["name"], r["task"], inputs, r["metric"], r["description"])
+        done = r["trained"]
+        table.add_row(r["name"], r["task"], inputs,
+                      f"{r['metric']} {done['metrics'][r['metric']]:.4f}" if done else "not recorded",
+                      f"{done['train_seconds']:.0f}" if done else "-")
     console.print(table)
 
 
 @app.command()
 def export(
-    model: str = typer.Argument(..., help="A zoo name or an .onnx file."),
+    model: str = typer.Argument(..., help="A zoo name, an .onnx file or a factory 'pkg.module:factory'."),
     variant: str = typer.Option("fp32", "--variant", help="Comma-separated TFLite variants."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npz, one array per input."),
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Accept Select-TF (Flex) ops."),
+    example: list[str] = typer.Option([], "--input", help="A factory's input shape, e.g. 1x3x32x32[:float32]; repeat per input."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="State dict for a factory (weights_only load)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
     from pipeline.exporting import export_job, export_summary
     from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
 
-    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()), inputs, allow_flex)
+    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()), inputs, allow_flex,
+                     tuple(example), weights)
     result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
                      on_stage=None if as_json else _print_stage)
     summary = export_summary(job, result)

@@ -17,17 +17,27 @@ _STRICT = ConfigDict(extra="forbid", frozen=True)
 class JobSection(BaseModel):
     model_config = _STRICT
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    model: str
+    model: str  # a zoo name, an .onnx file, or a user factory 'pkg.module:factory'
     seed: int = 0
+    inputs: tuple[str, ...] = ()  # example input shapes of a user factory, e.g. "1x3x32x32:float32"
+    weights: str | None = None  # state dict for a user factory, loaded with weights_only=True
 
 
 class TrainSection(BaseModel):
+    """Training overrides; a key left out takes the zoo model's own default."""
+
     model_config = _STRICT
-    epochs: int = Field(40, ge=1)
-    lr: float = Field(0.003, gt=0)
-    batch_size: int = Field(64, ge=1)
-    weight_decay: float = Field(0.0, ge=0)
-    patience: int = Field(8, ge=1)
+    epochs: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    batch_size: int | None = Field(None, ge=1)
+    weight_decay: float | None = Field(None, ge=0)
+    patience: int | None = Field(None, ge=1)
+    class_weighting: bool | None = None
+    grad_clip_norm: float | None = Field(None, gt=0)
+    lr_schedule: Literal["none", "step", "cosine"] | None = None
+    lr_step_size: int | None = Field(None, ge=1)
+    lr_gamma: float | None = Field(None, gt=0, le=1)
+    augment: bool | None = None
     threads: int = Field(2, ge=1)
 
 

@@ -23,5 +23,12 @@ class StageContext:
 
 
 def onnx_source(job: JobConfig) -> Path | None:
-    """The user's ONNX file when the job's model is one, else None (a zoo model)."""
+    """The user's ONNX file when the job's model is one, else None."""
     return Path(job.job.model) if job.job.model.endswith(".onnx") else None
+
+
+def source_kind(job: JobConfig) -> str:
+    """'onnx' for an ONNX file, 'factory' for 'pkg.module:factory', else 'zoo'."""
+    if onnx_source(job) is not None:
+        return "onnx"
+    return "factory" if ":" in job.job.model else "zoo"

@@ -10,8 +10,8 @@ from pipeline.config import JobConfig, default_job_text, validate_job
 from pipeline.runner import RunResult
 
 
-def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None,
-               allow_flex: bool = False) -> JobConfig:
+def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None, allow_flex: bool = False,
+               example_inputs: tuple[str, ...] = (), weights: Path | None = None) -> JobConfig:
     """The default job with this model, variants and options (checked before anything is written)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -19,7 +19,10 @@ def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None
                           f"available here: {', '.join(VARIANTS)}")
     data = tomllib.loads(default_job_text())
     name = Path(model).stem if model.endswith(".onnx") else model
-    data["job"].update(name=f"export-{_safe(name)}", model=model)
+    data["job"].update(name=f"export-{_safe(name)}", model=str(Path(model).resolve()) if model.endswith(".onnx")
+                       else model, inputs=list(example_inputs))
+    if weights is not None:
+        data["job"]["weights"] = str(Path(weights).resolve())
     data["export"].update(variants=list(variants), allow_flex=allow_flex)
     if inputs is not None:
         data["validate"]["inputs"] = str(Path(inputs).resolve())
@@ -42,7 +45,8 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
             "metrics": validate["metrics"].get(key, {}), "ledger": validate["ledger"].get(key),
             **({"custom_ops": art["custom_ops"]} if "custom_ops" in art else {}),
         })
-    return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts}
+    return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts,
+            "rewrites": result.results["export"].get("rewrites", [])}
 
 
 def _safe(name: str) -> str:

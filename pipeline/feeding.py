@@ -8,7 +8,7 @@ import numpy as np
 
 from models.errors import InputFileError
 from models.specs import InputSpec, convert_layout
-from pipeline.context import StageContext, onnx_source
+from pipeline.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
@@ -19,21 +19,23 @@ RANDOM_SAMPLES = 32
 def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict] | None]:
     """Samples in the PyTorch layout and the task metric over outputs (None for ONNX files).
 
-    A zoo model gets its real held-out split; a user ONNX file gets the job's inputs file
-    or, without one, seeded random inputs.
+    A zoo model gets its real held-out split; a user's ONNX file or factory gets the job's
+    inputs file or, without one, seeded random inputs of its example shapes.
     """
     if ctx.job.validate_.inputs:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         return load_inputs(Path(ctx.job.validate_.inputs), specs_of(onnx_art)), None
-    if onnx_source(ctx.job) is not None:
+    if source_kind(ctx.job) != "zoo":
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         rng = np.random.default_rng(ctx.job.job.seed)
-        return {s.name: random_input(rng, s, RANDOM_SAMPLES) for s in specs_of(onnx_art)}, None
+        specs = specs_of(onnx_art)
+        count = RANDOM_SAMPLES * specs[0].shape[0] if specs and specs[0].shape else RANDOM_SAMPLES
+        return {s.name: random_input(rng, s, count) for s in specs}, None
     from models.zoo import get_model
 
     spec = get_model(ctx.job.job.model)
     data = spec.dataset(ctx.job.job.seed)
-    return {spec.inputs[0].name: data.x_test}, (lambda out: spec.metric(out["output_0"], data.y_test))
+    return data.x_test, (lambda out: spec.metric(out["output_0"], data.y_test))
 
 
 def specs_of(art: dict) -> list[InputSpec]:
@@ -67,7 +69,7 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
 
 
 def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run samples in chunks of the artifact's fixed batch size and stack each output."""
+    """Run samples in chunks of the artifact's batch size; outputs come back in the ONNX layout."""
     session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, 1)
     batch = specs_of(art)[0].shape[0] if art["inputs"] and specs_of(art)[0].shape else 1
     n = len(next(iter(samples.values())))
@@ -76,7 +78,10 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
         feeds = feeds_for(art, {name: values[i : i + batch] for name, values in samples.items()})
         for name, value in session.run(feeds).items():
             collected.setdefault(name, []).append(value)
-    return {name: np.concatenate(values) for name, values in collected.items()}
+    layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
+    return {name: convert_layout(np.concatenate(values), layouts.get(name, "ND"),
+                                 _CHANNELS_FIRST.get(layouts.get(name, "ND"), layouts.get(name, "ND")))
+            for name, values in collected.items()}
 
 
 def random_input(rng: np.random.Generator, spec: InputSpec, count: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Callable
 
 from models.errors import EdgepipeError, InputFileError
 from pipeline.config import JobConfig
-from pipeline.context import StageContext, onnx_source
+from pipeline.context import StageContext, onnx_source, source_kind
 from pipeline.report import run_report
 from pipeline.stage_export import run_export
 from pipeline.stage_profile import run_profile
@@ -38,7 +38,8 @@ def _sha_or_none(path: str | Path | None) -> str | None:
 
 
 def _model_settings(job: JobConfig) -> dict:
-    return {"model": job.job.model, "seed": job.job.seed, "source_sha256": _sha_or_none(onnx_source(job))}
+    return {"model": job.job.model, "seed": job.job.seed, "inputs": list(job.job.inputs),
+            "source_sha256": _sha_or_none(onnx_source(job)), "weights_sha256": _sha_or_none(job.job.weights)}
 
 
 TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
@@ -48,9 +49,9 @@ VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
 
-# The pipeline, in order. An ONNX file has nothing to train.
+# The pipeline, in order. An ONNX file or a user's factory has nothing to train.
 ZOO_PIPELINE = [TRAIN, EXPORT, VALIDATE, PROFILE, REPORT]
-ONNX_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
+UNTRAINED_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
 EXPORT_ONLY = ("train", "export", "validate")
 
 
@@ -94,7 +95,7 @@ def run_job(
     report = on_stage or (lambda name, record: None)
     versions = tool_versions()
     store.manifest.update({"job": job.to_toml_dict(), "versions": versions})
-    stages = [s for s in (ZOO_PIPELINE if onnx_source(job) is None else ONNX_PIPELINE)
+    stages = [s for s in (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE)
               if only is None or s.name in only]
     results: dict[str, dict] = {}
     records: dict[str, dict] = {}
@@ -128,12 +129,16 @@ def run_job(
 
 
 def check_source(job: JobConfig) -> None:
-    """Fail on an unknown model or an unreadable ONNX file before anything is written."""
+    """Fail on an unknown model, a broken factory or an unreadable file before anything is written."""
     source = onnx_source(job)
-    if source is None:
+    if source_kind(job) == "zoo":
         from models.zoo import get_model
 
         get_model(job.job.model)
+    elif source_kind(job) == "factory":
+        from pipeline.user_models import load_user_model
+
+        load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed)
     else:
         from exporters.onnx_inputs import onnx_input_specs
 

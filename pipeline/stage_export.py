@@ -1,14 +1,15 @@
-"""Stage export: model.pt -> model.pt2 (torch.export) -> model.onnx -> model_<variant>.tflite."""
+"""Stage export: a torch module -> model.pt2 (torch.export) -> model.onnx -> model_<variant>.tflite."""
 from __future__ import annotations
 
 import shutil
 
 import numpy as np
+import torch
 
 from exporters.onnx_inputs import load_onnx, onnx_input_specs
 from exporters.onnx_to_tflite import export_tflite
 from models.specs import InputSpec
-from pipeline.context import StageContext, onnx_source
+from pipeline.context import StageContext, onnx_source, source_kind
 
 CONVERT_LOG = "logs/convert.log"
 
@@ -17,40 +18,56 @@ def run_export(ctx: StageContext) -> dict:
     """Write every artifact of the job's variants into staging; return their records."""
     log_path = ctx.staging / CONVERT_LOG
     source = onnx_source(ctx.job)
+    rewrites: list[str] = []
     if source is None:
-        onnx_specs, calibration, artifacts = _export_zoo_model(ctx, log_path)
+        module, examples, specs, calibration = source_module(ctx)
+        if source_kind(ctx.job) == "factory":  # zoo models already have model.pt from training
+            torch.save(module.state_dict(), ctx.staging / "model.pt")
+        rewrites = _export_torch(ctx, module, examples, specs, log_path)
+        artifacts = [_record("torch", "fp32", "model.pt2", specs)]
     else:
         load_onnx(source)
         shutil.copyfile(source, ctx.staging / "model.onnx")
-        onnx_specs, calibration, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), None, []
-    artifacts.append(_record("onnx", "fp32", "model.onnx", onnx_specs))
+        specs, calibration, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), None, []
+    artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
     for variant in ctx.job.export.variants:
         name = f"model_{variant}.tflite"
         result = export_tflite(ctx.staging / "model.onnx", ctx.staging / name, variant, log_path,
-                               onnx_specs, calibration, ctx.job.export.allow_flex)
-        artifacts.append({**_record("tflite", variant, name, result.inputs), "custom_ops": list(result.custom_ops)})
-    return {"artifacts": artifacts}
+                               specs, calibration, ctx.job.export.allow_flex)
+        artifacts.append({**_record("tflite", variant, name, result.inputs),
+                          "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops)})
+    return {"artifacts": artifacts, "rewrites": rewrites}
 
 
-def _export_zoo_model(ctx: StageContext, log_path) -> tuple:
-    import torch
+def source_module(ctx: StageContext) -> tuple:
+    """(module, example inputs, input specs, calibration samples) of a zoo model or a user factory."""
+    if source_kind(ctx.job) == "factory":
+        from pipeline.user_models import load_user_model
 
-    from exporters.torch_to_onnx import export_onnx
+        user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
+        return user.module, user.examples, user.inputs, None
     from models.zoo import get_model
     from pipeline.stage_train import load_trained
 
     spec = get_model(ctx.job.job.model)
-    module = load_trained(ctx)
     examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
-    program = torch.export.export(module, examples)
-    torch.export.save(program, ctx.staging / "model.pt2")
-    export_onnx(program, examples, [s.name for s in spec.inputs], ctx.staging / "model.onnx", log_path,
-                ctx.job.export.opset)
     data = spec.dataset(ctx.job.job.seed)
     count = ctx.job.export.calibration_samples
-    calibration = {spec.inputs[0].name: np.ascontiguousarray(data.x_train[:count])}
-    artifacts = [_record("torch", "fp32", "model.pt2", spec.inputs)]
-    return spec.inputs, calibration, artifacts
+    calibration = {name: np.ascontiguousarray(values[:count]) for name, values in data.x_train.items()}
+    return load_trained(ctx), examples, spec.inputs, calibration
+
+
+def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:
+    """torch.export the module (after export-friendly rewrites) to model.pt2 and model.onnx."""
+    from exporters.rewrites import export_friendly
+    from exporters.torch_to_onnx import export_onnx
+
+    friendly, rewrites = export_friendly(module)
+    program = torch.export.export(friendly, examples)
+    torch.export.save(program, ctx.staging / "model.pt2")
+    export_onnx(program, examples, [s.name for s in specs], ctx.staging / "model.onnx", log_path,
+                ctx.job.export.opset)
+    return rewrites
 
 
 def _record(fmt: str, variant: str, path: str, inputs: tuple[InputSpec, ...]) -> dict:

@@ -1,32 +1,37 @@
 """Stage train: build a zoo model, train it, save its state dict as model.pt."""
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import torch
 
+from models.registry import ModelSpec
+from models.training import TrainSettings, predict, train
 from models.zoo import get_model
-from models.training import TrainSettings, predict, train_classifier
+from pipeline.config import JobConfig
 from pipeline.context import StageContext
 
 
-def train_settings(job) -> TrainSettings:
-    """The job's [train] section as the training loop's settings."""
-    t = job.train
-    return TrainSettings(t.epochs, t.lr, t.batch_size, t.weight_decay, t.patience, job.job.seed)
+def train_settings(job: JobConfig, spec: ModelSpec) -> TrainSettings:
+    """Library defaults, then the model's defaults, then what the job's [train] sets."""
+    overrides = {k: v for k, v in job.train.model_dump().items() if v is not None}
+    known = {f.name for f in fields(TrainSettings)}
+    merged = {**spec.train_defaults, **{k: v for k, v in overrides.items() if k in known}, "seed": job.job.seed}
+    return TrainSettings(**merged)
 
 
 def run_train(ctx: StageContext) -> dict:
-    """Train with the job's seed and settings; report the held-out metric of the best epoch."""
+    """Train with the job's seed and settings; report the held-out metrics of the best epoch."""
     spec = get_model(ctx.job.job.model)
     torch.set_num_threads(ctx.job.train.threads)
     torch.manual_seed(ctx.job.job.seed)
     module = spec.build()
     data = spec.dataset(ctx.job.job.seed)
-    result = train_classifier(module, data, train_settings(ctx.job))
+    settings = train_settings(ctx.job, spec)
+    result = train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)
     torch.save(module.state_dict(), ctx.staging / "model.pt")
-    metrics = spec.metric(predict(module, data.x_test), data.y_test)
-    return {"train": asdict(result), "metrics": metrics,
+    metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
+    return {"train": asdict(result), "settings": asdict(settings), "metrics": metrics,
             "parameters": sum(p.numel() for p in module.parameters())}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from exporters.ledger import compare, require_parity
 from models.capture import output_to_log
 from models.errors import ParityError
-from pipeline.context import StageContext, onnx_source
+from pipeline.context import StageContext, onnx_source, source_kind
 from pipeline.feeding import held_out, run_artifact
 from pipeline.store import write_json
 
@@ -19,12 +19,8 @@ def run_validate(ctx: StageContext) -> dict:
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
         outputs = {f"{a['format']}:{a['variant']}": run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
     if onnx_source(ctx.job) is None:
-        from models.training import predict
-        from pipeline.stage_train import load_trained
-
         reference_name = "torch"
-        (x,) = samples.values()
-        reference = {"output_0": predict(load_trained(ctx), x)}
+        reference = torch_reference(ctx, samples)
     else:
         reference_name = "onnx:fp32"
         reference = outputs.pop(reference_name)
@@ -48,6 +44,22 @@ def run_validate(ctx: StageContext) -> dict:
     write_json(ctx.staging / LEDGER, ledger)
     return {"reference": reference_name, "metrics": metrics,
             "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name}}
+
+
+def torch_reference(ctx: StageContext, samples: dict) -> dict:
+    """Outputs of the original PyTorch module (before any export rewrite) on the samples."""
+    import torch
+
+    from models.training import predict_outputs
+    from pipeline.stage_export import source_module
+
+    module, _, specs, _ = source_module(ctx)
+    batch = 256
+    if source_kind(ctx.job) == "factory":  # the weights exported, whatever the factory does on a second call
+        module.load_state_dict(torch.load(ctx.path("model.pt"), weights_only=True))
+        batch = specs[0].shape[0]  # a user's module may only take the example's batch size
+    outputs = predict_outputs(module, samples, [s.name for s in specs], batch)
+    return {f"output_{i}": out for i, out in enumerate(outputs)}
 
 
 def _metric_drops(metrics: dict, reference: str, max_drop: float) -> list[str]:

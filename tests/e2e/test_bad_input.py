@@ -27,7 +27,7 @@ def test_unparsable_config(tmp_path):
 
 def test_config_typo_names_the_key_path(tmp_path):
     job = quick_job(tmp_path)
-    job.write_text(job.read_text().replace("patience =", "patiense ="))
+    job.write_text(job.read_text().replace("threads = 2", "threads = 2\npatiense = 3", 1))
     result = edgepipe("run", str(job), "-o", str(tmp_path / "out"))
     _one_line_error(result, "train.patiense: unknown key", "did you mean 'train.patience'?")
     assert not (tmp_path / "out").exists()
@@ -70,3 +70,37 @@ def test_unwritable_output_directory(tmp_path):
     blocker.write_text("")
     result = edgepipe("run", str(quick_job(tmp_path)), "-o", str(blocker / "run"))
     _one_line_error(result, "cannot write output directory", "-o DIR")
+
+
+def test_flex_op_fails_naming_the_op_and_allow_flex_accepts_it(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([helper.make_node("Det", ["x"], ["y"], name="my_det")], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, tmp_path / "det.onnx")
+    result = edgepipe("export", str(tmp_path / "det.onnx"), "-o", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert "FlexMatrixDeterminant" in result.stderr and "--allow-flex" in result.stderr
+    manifest = (tmp_path / "out" / "manifest.json").read_text()
+    assert "model_fp32.tflite" not in manifest
+    allowed = edgepipe("export", str(tmp_path / "det.onnx"), "--allow-flex", "-o", str(tmp_path / "ok"), "--json")
+    assert allowed.returncode == 0, allowed.stderr
+    assert '"custom_ops": ["FlexMatrixDeterminant"]' in allowed.stdout
+
+
+def test_unsupported_onnx_op_names_op_and_node(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node("MyCustomOp", ["x"], ["y"], name="custom_node_7", domain="com.example")
+    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), ir_version=8,
+                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    onnx.save(model, tmp_path / "custom.onnx")
+    result = edgepipe("export", str(tmp_path / "custom.onnx"), "-o", str(tmp_path / "out"))
+    assert result.returncode in (1, 2), result.stderr
+    assert "MyCustomOp" in result.stderr and "custom_node_7" in result.stderr, result.stderr

@@ -1,0 +1,59 @@
+"""Train every zoo model with its defaults and record the measured metric and time in trained.json.
+
+Run `python -m models.record` after changing a model; `edgepipe models --json` reports the file.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from importlib import metadata, resources
+from pathlib import Path
+
+import torch
+
+from models.registry import ModelSpec
+from models.training import TrainSettings, predict, train
+
+RECORD = "trained.json"
+SEED = 0
+
+
+def train_default(spec: ModelSpec, seed: int = SEED, threads: int = 2) -> dict:
+    """Train one model exactly as the default job does; its held-out metrics and wall seconds."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    module = spec.build()
+    data = spec.dataset(seed)
+    start = time.perf_counter()
+    result = train(module, data, TrainSettings(**{**spec.train_defaults, "seed": seed}), spec.task,
+                   spec.input_names, spec.image_inputs)
+    seconds = time.perf_counter() - start
+    return {"metrics": spec.metric(predict(module, data.x_test, spec.input_names), data.y_test),
+            "train_seconds": round(seconds, 2), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+            "parameters": sum(p.numel() for p in module.parameters())}
+
+
+def recorded() -> dict:
+    """The recorded figures shipped with the package ({} when none were recorded)."""
+    try:
+        return json.loads(resources.files("models").joinpath(RECORD).read_text())["models"]
+    except FileNotFoundError:
+        return {}
+
+
+def main() -> None:
+    """Train all models and rewrite models/trained.json."""
+    from models.zoo import MODELS
+
+    figures = {}
+    for name, spec in MODELS.items():
+        figures[name] = train_default(spec)
+        print(f"{name:18s} {figures[name]['train_seconds']:6.1f} s  {figures[name]['metrics']}", flush=True)
+    record = {"seed": SEED, "threads": 2, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+              "torch": metadata.version("torch"), "models": figures}
+    (Path(__file__).parent / RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
