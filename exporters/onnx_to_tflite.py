@@ -68,8 +68,12 @@ def export_tflite(
         # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then
         # the record is certain rather than a guess between two equal shapes.
         keep = [spec.name for spec in specs if len(spec.shape) >= 3 and channels_last(spec).shape == spec.shape]
-        _run_onnx2tf(onnx_path, work_dir / "out", cind, keep, log_path)
-        produced = work_dir / "out" / f"{onnx_path.stem}_{VARIANTS[variant]}.tflite"
+        # onnx2tf rewrites the file it is given (node names, simplification): it gets a copy.
+        private = work_dir / "model.onnx"
+        shutil.copyfile(onnx_path, private)
+        _simplify(private, log_path)
+        _run_onnx2tf(private, work_dir / "out", cind, keep, log_path)
+        produced = work_dir / "out" / f"{private.stem}_{VARIANTS[variant]}.tflite"
         if not produced.exists():
             raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
         needs = custom_ops(produced)
@@ -96,6 +100,11 @@ def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[st
                 output_folder_path=str(out_dir),
                 custom_input_op_name_np_data_path=cind or None,
                 keep_shape_absolutely_input_names=keep_shape or None,
+                # Grouped convolutions otherwise come out without a SignatureDef.
+                disable_group_convolution=True,
+                # _simplify already ran onnxsim in-process; onnx2tf's own run depends on
+                # finding the onnxsim executable on PATH, which made results vary by shell.
+                not_use_onnxsim=True,
                 copy_onnx_input_output_names_to_tflite=True,
                 output_signaturedefs=True,
                 non_verbose=True,
@@ -114,6 +123,22 @@ def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[st
             f"onnx2tf failed on {onnx_path.name}{_failed_node(onnx_path, log_path)}: {type(exc).__name__}: {first[:300]}"
             f" (details in {log_path})"
         ) from exc
+
+
+def _simplify(path: Path, log_path: Path) -> None:
+    """Run onnxsim in place when it succeeds and its own check passes; otherwise keep the graph."""
+    import onnx
+    import onnxsim
+
+    try:
+        with output_to_log(log_path):
+            simplified, ok = onnxsim.simplify(onnx.load(str(path)))
+    except Exception as exc:  # onnxsim fails on some valid graphs; conversion can still work
+        with open(log_path, "a") as log:
+            log.write(f"edgepipe: onnxsim skipped: {type(exc).__name__}: {exc}\n")
+        return
+    if ok:
+        onnx.save(simplified, str(path))
 
 
 def _onnx_nodes(onnx_path: Path) -> list:
@@ -189,7 +214,10 @@ def _signature(
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    interpreter = Interpreter(model_path=str(tflite_path))
+    if not interpreter.get_signature_list():
+        raise ExportError(f"{tflite_path.name}: onnx2tf wrote no SignatureDef, so inputs cannot be fed by name")
+    runner = interpreter.get_signature_runner()
     inputs = _record_layouts(tflite_path, "input", specs, runner.get_input_details(), kept)
     outputs = _record_layouts(tflite_path, "output", onnx_outputs, runner.get_output_details(), set())
     return inputs, outputs

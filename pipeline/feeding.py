@@ -28,9 +28,8 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     if source_kind(ctx.job) != "zoo":
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         rng = np.random.default_rng(ctx.job.job.seed)
-        specs = specs_of(onnx_art)
-        count = RANDOM_SAMPLES * specs[0].shape[0] if specs and specs[0].shape else RANDOM_SAMPLES
-        return {s.name: random_input(rng, s, count) for s in specs}, None
+        return {s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape
+                else random_input(rng, s, 0) for s in specs_of(onnx_art)}, None
     from models.zoo import get_model
 
     spec = get_model(ctx.job.job.model)
@@ -69,14 +68,17 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
 
 
 def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run samples in chunks of the artifact's batch size; outputs come back in the ONNX layout."""
+    """Run samples in chunks of each input's own leading size; outputs come back in the ONNX layout."""
     session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, 1)
-    batch = specs_of(art)[0].shape[0] if art["inputs"] and specs_of(art)[0].shape else 1
-    n = len(next(iter(samples.values())))
+    lead = {s.name: s.shape[0] if s.shape else 0 for s in specs_of(art)}
+    counts = {len(samples[name]) // size for name, size in lead.items() if size}
+    if len(counts) > 1:
+        raise InputFileError(f"inputs hold different numbers of batches ({sorted(counts)}); give each the same count")
     collected: dict[str, list[np.ndarray]] = {}
-    for i in range(0, n, batch):
-        feeds = feeds_for(art, {name: values[i : i + batch] for name, values in samples.items()})
-        for name, value in session.run(feeds).items():
+    for i in range(counts.pop() if counts else 1):
+        chunk = {name: samples[name][i * size : (i + 1) * size] if size else samples[name]
+                 for name, size in lead.items()}
+        for name, value in session.run(feeds_for(art, chunk)).items():
             collected.setdefault(name, []).append(value)
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
     return {name: convert_layout(np.concatenate(values), layouts.get(name, "ND"),
@@ -85,8 +87,8 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
 
 
 def random_input(rng: np.random.Generator, spec: InputSpec, count: int) -> np.ndarray:
-    """Seeded standard-normal floats, or small non-negative integers for integer inputs."""
-    shape = (count, *spec.shape[1:])
+    """Seeded standard-normal floats, or small non-negative integers, with `count` rows (a scalar for rank 0)."""
+    shape = (count, *spec.shape[1:]) if spec.shape else ()
     if np.issubdtype(np.dtype(spec.dtype), np.integer):
         return rng.integers(0, 10, size=shape).astype(spec.dtype)
     return rng.standard_normal(shape).astype(spec.dtype)

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import torch
 
-from exporters.onnx_inputs import load_onnx, onnx_input_specs
+from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import export_tflite
 from models.specs import InputSpec
 from pipeline.context import StageContext, onnx_source, source_kind
@@ -28,6 +28,8 @@ def run_export(ctx: StageContext) -> dict:
     else:
         load_onnx(source)
         shutil.copyfile(source, ctx.staging / "model.onnx")
+        note = upgrade_old_opset(ctx.staging / "model.onnx")
+        rewrites = [note] if note else []
         specs, calibration, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), None, []
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
     for variant in ctx.job.export.variants:
