@@ -6,7 +6,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import InputFileError
+from models.errors import ExportError, InputFileError
 from models.specs import InputSpec, convert_layout
 from pipeline.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES
@@ -78,7 +78,13 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
     for i in range(counts.pop() if counts else 1):
         chunk = {name: samples[name][i * size : (i + 1) * size] if size else samples[name]
                  for name, size in lead.items()}
-        for name, value in session.run(feeds_for(art, chunk)).items():
+        try:
+            outputs = session.run(feeds_for(art, chunk))
+        except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
+            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            raise ExportError(f"{RUNTIME_OF_FORMAT[art['format']]} cannot run {path.name} on the validation "
+                              f"inputs: {first}") from None
+        for name, value in outputs.items():
             collected.setdefault(name, []).append(value)
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
     return {name: convert_layout(np.concatenate(values), layouts.get(name, "ND"),
