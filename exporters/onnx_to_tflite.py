@@ -5,8 +5,9 @@ import contextlib
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 
@@ -18,12 +19,45 @@ from models.specs import InputSpec, channels_last, convert_layout
 
 _FROM_CHANNELS_LAST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
 
-# Variant name -> the suffix onnx2tf gives the file it writes for it.
-VARIANTS = {"fp32": "float32"}
+
+@dataclass(frozen=True)
+class Variant:
+    """One TFLite variant: the file onnx2tf writes for it, its numerics and its I/O dtype."""
+
+    produced_as: str  # onnx2tf names the file <stem>_<produced_as>.tflite
+    numerics: str  # "float32", "float16" or "quantized": which validation tolerance applies
+    io_dtype: str = "float32"  # the dtype of every float input and output in the written file
+    calibrated: bool = False  # activations are quantized, so representative samples are needed
+
+
+VARIANTS = MappingProxyType({
+    "fp32": Variant("float32", "float32"),
+    "fp16": Variant("float16", "float16"),  # float16 weights; float32 activations and I/O
+    "dynamic": Variant("dynamic_range_quant", "quantized"),  # int8 weights; float32 activations and I/O
+    "int8": Variant("full_integer_quant", "quantized", "int8", True),  # int8 weights, activations and I/O
+    "int8_float_io": Variant("integer_quant", "quantized", "float32", True),  # int8 inside, float32 I/O
+    # int8 weights; int16 activations and I/O (TFLite's 16x8 scheme)
+    "int16x8": Variant("full_integer_quant_with_int16_act", "quantized", "int16", True),
+})
 
 # onnx2tf reads this file from its working directory, and downloads it when absent, for
 # any model whose inputs are all 4-D with 3 channels (as test data for its own checks).
 _SAMPLE_FILE = "calibration_image_sample_data_20x128x128x3_float32.npy"
+
+
+@dataclass(frozen=True)
+class TensorQuant:
+    """How an integer input or output maps to real values: real = scale * (q - zero_point)."""
+
+    name: str
+    role: str  # "input" or "output"
+    dtype: str
+    scale: float
+    zero_point: int
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -36,6 +70,7 @@ class TfliteExport:
     output_names: tuple[str, ...]
     custom_ops: tuple[str, ...] = ()
     outputs: tuple[InputSpec, ...] = ()
+    quantization: tuple[TensorQuant, ...] = ()  # integer inputs and outputs only
 
 
 def export_tflite(
@@ -50,47 +85,168 @@ def export_tflite(
     """Convert one ONNX file to one TFLite variant at out_path.
 
     calibration maps input names to samples in the ONNX (PyTorch) layout; onnx2tf gets
-    them as its custom input data so it never reaches for its downloadable sample.
+    them as its custom input data so it never reaches for its downloadable sample; int8,
+    int8_float_io and int16x8 are calibrated on them and fail without them.
     A result that needs Select-TF (Flex) or custom ops fails unless allow_flex: a phone's
     stock TFLite runtime cannot run it.
     """
+    return _convert(onnx_path, {variant: out_path}, log_path, onnx_inputs, calibration, allow_flex)[variant]
+
+
+def export_tflite_variants(
+    onnx_path: Path, out_dir: Path, variants: tuple[str, ...] | list[str], log_path: Path,
+    onnx_inputs: tuple[InputSpec, ...] | None = None, calibration: dict[str, np.ndarray] | None = None,
+    allow_flex: bool = False,
+) -> dict[str, TfliteExport]:
+    """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each."""
+    targets = {v: Path(out_dir) / f"{Path(onnx_path).stem}_{v}.tflite" for v in variants}
+    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex)
+
+
+def _convert(
+    onnx_path: Path, targets: dict[str, Path], log_path: Path, onnx_inputs: tuple[InputSpec, ...] | None,
+    calibration: dict[str, np.ndarray] | None, allow_flex: bool,
+) -> dict[str, TfliteExport]:
+    """One onnx2tf run writes every target; none is moved into place unless all of them pass."""
     # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
-    onnx_path, out_path, log_path = onnx_path.resolve(), out_path.resolve(), log_path.resolve()
-    if variant not in VARIANTS:
-        raise ExportError(f"unknown TFLite variant {variant!r}; choose from {', '.join(VARIANTS)}")
-    specs = onnx_inputs or onnx_input_specs(onnx_path)
-    with tempfile.TemporaryDirectory(prefix="onnx2tf-", dir=out_path.parent) as work:
+    onnx_path, log_path = onnx_path.resolve(), log_path.resolve()
+    targets = {variant: Path(path).resolve() for variant, path in targets.items()}
+    specs, calibration = onnx_inputs or onnx_input_specs(onnx_path), calibration or {}
+    _check_request(onnx_path, list(targets), specs, calibration)
+    with tempfile.TemporaryDirectory(prefix="onnx2tf-", dir=next(iter(targets.values())).parent) as work:
         work_dir = Path(work)
-        cind = _write_custom_inputs(work_dir, specs, calibration or {})
-        _write_offline_sample(work_dir, specs, calibration or {})
         # Only channels-first tensors may be made channels-last; a (batch, time, features)
         # sequence transposed to (batch, features, time) would silently read the wrong axis.
         # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then
         # the record is certain rather than a guess between two equal shapes.
         keep = [spec.name for spec in specs if len(spec.shape) >= 3 and channels_last(spec).shape == spec.shape]
+        cind = _write_custom_inputs(work_dir, specs, calibration, set(keep))
+        _write_offline_sample(work_dir, specs, calibration)
         # onnx2tf rewrites the file it is given (node names, simplification): it gets a copy.
         private = work_dir / "model.onnx"
         shutil.copyfile(onnx_path, private)
         _simplify(private, log_path)
-        _run_onnx2tf(private, work_dir / "out", cind, keep, log_path)
-        produced = work_dir / "out" / f"{private.stem}_{VARIANTS[variant]}.tflite"
-        if not produced.exists():
-            raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
-        needs = custom_ops(produced)
-        if needs and not allow_flex:
-            raise ExportError(
-                f"{onnx_path.name} -> {variant}: the TFLite model needs non-builtin op(s) "
-                f"{_describe_custom_ops(produced, onnx_path)}, which a stock TFLite runtime cannot run; "
-                "rewrite the model to avoid them or pass --allow-flex"
-            )
+        out_dir = work_dir / "out"
+        _run_onnx2tf(private, out_dir, cind, keep, log_path, _quantization_flags(list(targets)))
+        if "dynamic" in targets:
+            _write_dynamic_range(out_dir, private.stem, onnx_path, log_path)
+        files = {v: _produced(out_dir, private.stem, v, onnx_path, log_path) for v in ("fp32", *targets)}
+        needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
-            inputs, outputs = _signature(produced, specs, onnx_output_specs(onnx_path), set(keep))
-            outputs = _settle_ambiguous_outputs(onnx_path, produced, specs, inputs, outputs)
-        shutil.move(str(produced), out_path)
-    return TfliteExport(out_path, variant, inputs, tuple(o.name for o in outputs), tuple(needs), outputs)
+            # Layouts come from the float32 file once: every variant is the same graph.
+            inputs, outputs = _signature(files["fp32"], specs, onnx_output_specs(onnx_path), set(keep))
+            outputs = _settle_ambiguous_outputs(onnx_path, files["fp32"], specs, inputs, outputs)
+            results = {v: _describe(files[v], v, targets[v], (inputs, outputs), needs[v]) for v in targets}
+        for variant, target in targets.items():
+            shutil.move(str(files[variant]), target)
+    return results
 
 
-def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[str], log_path: Path) -> None:
+def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec, ...], calibration: dict) -> None:
+    """Known variants only; those that quantize activations need real samples for every input."""
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise ExportError(f"{onnx_path.name}: unknown TFLite variant(s) {', '.join(map(repr, unknown)) or '(none given)'}"
+                          f"; choose from {', '.join(VARIANTS)}")
+    calibrated = ", ".join(v for v in variants if VARIANTS[v].calibrated)
+    missing = [s.name for s in specs if s.name not in calibration or len(calibration[s.name]) == 0]
+    if calibrated and missing:
+        raise ExportError(
+            f"{onnx_path.name} -> {calibrated}: quantizing activations needs calibration samples for input(s) "
+            f"{', '.join(missing)}, and none were given (edgepipe takes them from a zoo model's training split; "
+            ".onnx files and factories have none); choose fp32, fp16 or dynamic"
+        )
+    # onnx2tf casts every calibration sample to float32, which an integer input then refuses.
+    integer = [f"{s.name} ({s.dtype})" for s in specs if not s.dtype.startswith("float")]
+    if calibrated and integer:
+        raise ExportError(f"{onnx_path.name} -> {calibrated}: onnx2tf calibrates float inputs only, not "
+                          f"{', '.join(integer)}; choose fp32, fp16 or dynamic")
+
+
+def _quantization_flags(variants: list[str]) -> dict:
+    """onnx2tf options for the requested variants; fp32 and fp16 are written on every run."""
+    if not any(VARIANTS[v].calibrated for v in variants):
+        return {}
+    # One flag makes onnx2tf write all four calibrated files (int8 and int16 activations, each
+    # with integer and with float I/O); the dtypes below set the full-integer int8 file's ends.
+    # Per-channel weight scales are what TFLite's int8 conv kernels take, and track float closely.
+    return {"output_integer_quantized_tflite": True, "input_quant_dtype": "int8", "output_quant_dtype": "int8",
+            "quant_type": "per-channel"}
+
+
+def _write_dynamic_range(out_dir: Path, stem: str, onnx_path: Path, log_path: Path) -> None:
+    """Dynamic-range quantize the SavedModel onnx2tf wrote in this run, keeping its SignatureDef."""
+    # onnx2tf's own dynamic-range file comes from a concrete function without a SignatureDef,
+    # so its inputs could not be fed by name.
+    if not (out_dir / "saved_model.pb").exists():
+        raise ExportError(f"{onnx_path.name} -> dynamic: onnx2tf wrote no SavedModel to quantize (see {log_path})")
+    try:
+        with output_to_log(log_path):
+            import tensorflow as tf
+
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(out_dir))
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without representative data: weights only
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+            flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises several types; all mean the same to a user
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise ExportError(f"{onnx_path.name} -> dynamic: dynamic-range quantization failed: {first} "
+                          f"(details in {log_path})") from None
+    (out_dir / f"{stem}_{VARIANTS['dynamic'].produced_as}.tflite").write_bytes(flatbuffer)
+
+
+def _produced(out_dir: Path, stem: str, variant: str, onnx_path: Path, log_path: Path) -> Path:
+    """The file onnx2tf wrote for a variant; onnx2tf only warns when a quantized one fails."""
+    path = out_dir / f"{stem}_{VARIANTS[variant].produced_as}.tflite"
+    if not path.exists():
+        raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
+    return path
+
+
+def _builtin_only(path: Path, variant: str, onnx_path: Path, allow_flex: bool) -> tuple[str, ...]:
+    """The file's non-builtin ops, which fail the export unless allow_flex."""
+    needs = custom_ops(path)
+    if needs and not allow_flex:
+        raise ExportError(
+            f"{onnx_path.name} -> {variant}: the TFLite model needs non-builtin op(s) "
+            f"{_describe_custom_ops(path, onnx_path)}, which a stock TFLite runtime cannot run; "
+            "rewrite the model to avoid them or pass --allow-flex"
+        )
+    return tuple(needs)
+
+
+def _describe(path: Path, variant: str, target: Path, reference: tuple, needs: tuple[str, ...]) -> TfliteExport:
+    """A variant's record: the float32 file's (inputs, outputs) layouts, this file's dtypes and quantization."""
+    in_details, out_details = _signature_details(path)
+    inputs = _as_written(path, variant, reference[0], in_details)
+    outputs = _as_written(path, variant, reference[1], out_details)
+    quant = tuple(
+        TensorQuant(name, role, np.dtype(d["dtype"]).name, float(d["quantization"][0]), int(d["quantization"][1]))
+        for role, details in (("input", in_details), ("output", out_details))
+        for name, d in details.items() if d["quantization"][0] != 0
+    )
+    return TfliteExport(target, variant, inputs, tuple(o.name for o in outputs), needs, outputs, quant)
+
+
+def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], details: dict) -> tuple[InputSpec, ...]:
+    """Each tensor as this variant's file has it; a float tensor must carry the variant's I/O dtype.
+
+    The dtype check pins which onnx2tf file is which variant: should a later onnx2tf name its
+    files differently, the export fails instead of shipping float I/O under the name int8.
+    """
+    expected = VARIANTS[variant].io_dtype
+    written = tuple(InputSpec(s.name, tuple(int(x) for x in details[s.name]["shape"]),
+                              np.dtype(details[s.name]["dtype"]).name, s.layout) for s in reference if s.name in details)
+    wrong = [f"{w.name!r} is {w.dtype} {w.shape}" for w, s in zip(written, reference)
+             if w.shape != s.shape or (s.dtype.startswith("float") and w.dtype != expected)]
+    if wrong or len(written) != len(reference):
+        raise ExportError(f"{path.name} is not the {variant} model expected ({expected} I/O in the float32 model's "
+                          f"shapes): {', '.join(wrong) or 'tensors missing from its signature'}")
+    return written
+
+
+def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[str], log_path: Path,
+                 flags: dict) -> None:
     try:
         with output_to_log(log_path), contextlib.chdir(out_dir.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
@@ -108,6 +264,7 @@ def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[st
                 copy_onnx_input_output_names_to_tflite=True,
                 output_signaturedefs=True,
                 non_verbose=True,
+                **flags,
             )
     except SystemExit as exc:  # onnx2tf reports its errors with sys.exit(1)
         raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
@@ -173,13 +330,15 @@ def _describe_custom_ops(tflite_path: Path, onnx_path: Path) -> str:
     return ", ".join(parts)
 
 
-def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], calibration: dict) -> list:
-    """onnx2tf's -cind entries: [name, .npy in channels-last layout, mean, std]."""
+def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], calibration: dict, kept: set[str]) -> list:
+    """onnx2tf's -cind entries: [name, .npy in the layout the TF model takes, mean, std]."""
     entries = []
     for spec in specs:
         if spec.name not in calibration:
             continue
-        data = convert_layout(calibration[spec.name], spec.layout, channels_last(spec).layout)
+        # Calibration ranges are taken per tensor: samples fed in the wrong layout skew them.
+        layout = spec.layout if spec.name in kept else channels_last(spec).layout
+        data = convert_layout(calibration[spec.name], spec.layout, layout)
         path = work_dir / f"cind_{len(entries)}.npy"
         np.save(path, data.astype(spec.dtype))
         # The data is already normalised as the model expects it: identity mean and std.
@@ -212,15 +371,21 @@ def _signature(
     onnx2tf makes 3-D to 5-D tensors channels-last unless told to keep an input's shape;
     the record says which, from the shapes TFLite reports, so no consumer has to guess.
     """
+    in_details, out_details = _signature_details(tflite_path)
+    inputs = _record_layouts(tflite_path, "input", specs, in_details, kept)
+    outputs = _record_layouts(tflite_path, "output", onnx_outputs, out_details, set())
+    return inputs, outputs
+
+
+def _signature_details(tflite_path: Path) -> tuple[dict, dict]:
+    """The SignatureDef's input and output details by name (dtype, shape, quantization)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=str(tflite_path))
     if not interpreter.get_signature_list():
         raise ExportError(f"{tflite_path.name}: onnx2tf wrote no SignatureDef, so inputs cannot be fed by name")
     runner = interpreter.get_signature_runner()
-    inputs = _record_layouts(tflite_path, "input", specs, runner.get_input_details(), kept)
-    outputs = _record_layouts(tflite_path, "output", onnx_outputs, runner.get_output_details(), set())
-    return inputs, outputs
+    return runner.get_input_details(), runner.get_output_details()
 
 
 def _record_layouts(

@@ -43,16 +43,22 @@ class TrainSection(BaseModel):
 
 class ExportSection(BaseModel):
     model_config = _STRICT
-    variants: tuple[Literal["fp32"], ...] = ("fp32",)
+    # The names of exporters.onnx_to_tflite.VARIANTS, listed here so a typo is a config error.
+    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8"], ...] = ("fp32",)
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)
     allow_flex: bool = False
 
 
 class ValidateSection(BaseModel):
+    """Tolerances per kind of artifact: float32 (and ONNX, torch), float16 weights, quantized."""
+
     model_config = _STRICT
-    rel_tolerance: float = Field(1e-4, gt=0)
+    rel_tolerance: float = Field(1e-4, gt=0)  # max abs error as a fraction of each output's max magnitude
     max_metric_drop: float = Field(0.005, ge=0)
+    fp16_rel_tolerance: float = Field(1e-2, gt=0)  # fp16 (its metric drop is held to max_metric_drop)
+    quantized_rel_tolerance: float = Field(0.1, gt=0)  # dynamic, int8, int8_float_io, int16x8
+    quantized_max_metric_drop: float = Field(0.01, ge=0)
     inputs: str | None = None  # .npz of validation inputs by name (ONNX layout); for models without a dataset
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
-from exporters.onnx_to_tflite import export_tflite
+from exporters.onnx_to_tflite import export_tflite_variants
 from models.specs import InputSpec
 from pipeline.context import StageContext, onnx_source, source_kind
 
@@ -32,12 +32,14 @@ def run_export(ctx: StageContext) -> dict:
         rewrites = [note] if note else []
         specs, calibration, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), None, []
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
-    for variant in ctx.job.export.variants:
-        name = f"model_{variant}.tflite"
-        result = export_tflite(ctx.staging / "model.onnx", ctx.staging / name, variant, log_path,
-                               specs, calibration, ctx.job.export.allow_flex)
-        artifacts.append({**_record("tflite", variant, name, result.inputs),
-                          "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops)})
+    # One onnx2tf run writes every variant: converting once per variant would repeat the whole
+    # ONNX -> TensorFlow translation for each.
+    results = export_tflite_variants(ctx.staging / "model.onnx", ctx.staging, ctx.job.export.variants, log_path,
+                                     specs, calibration, ctx.job.export.allow_flex)
+    for variant, result in results.items():
+        artifacts.append({**_record("tflite", variant, result.path.name, result.inputs),
+                          "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops),
+                          "quantization": [q.to_dict() for q in result.quantization]})
     return {"artifacts": artifacts, "rewrites": rewrites}
 
 

@@ -24,7 +24,11 @@ class Session:
 
 
 def open_tflite(path: Path, threads: int = 1) -> Session:
-    """TFLite through ai_edge_litert, fed by signature input name."""
+    """TFLite through ai_edge_litert, fed by signature input name.
+
+    run() takes real-valued feeds for quantized integer inputs and returns real values for
+    quantized integer outputs; bind() sets exactly the arrays it is given, for timing.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     try:
@@ -47,10 +51,48 @@ def open_tflite(path: Path, threads: int = 1) -> Session:
         return interpreter.invoke
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        bind(feeds)()
-        return {name: interpreter.get_tensor(d["index"]) for name, d in out_details.items()}
+        bind({name: _to_tensor(value, in_details[name]) if name in in_details else value
+              for name, value in feeds.items()})()
+        return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in out_details.items()}
 
     return Session("tflite", path, inputs, tuple(out_details), run, bind)
+
+
+def _quantized(detail: dict) -> bool:
+    """An integer tensor that stands for real values (it has a scale)."""
+    return np.issubdtype(np.dtype(detail["dtype"]), np.integer) and detail["quantization"][0] != 0
+
+
+def _to_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A real-valued feed quantized as the tensor's scale and zero point say; other feeds as given."""
+    value = np.asarray(value)
+    if not (_quantized(detail) and np.issubdtype(value.dtype, np.floating)):
+        return value
+    scale, zero_point = detail["quantization"]
+    return quantize(value, scale, zero_point, np.dtype(detail["dtype"]))
+
+
+def _from_tensor(value: np.ndarray, detail: dict) -> np.ndarray:
+    """A quantized integer output as float32 real values; any other output as it is."""
+    if not _quantized(detail):
+        return value
+    scale, zero_point = detail["quantization"]
+    return dequantize(value, scale, zero_point)
+
+
+def quantize(value: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
+    """round(value / scale) + zero_point, clipped to dtype's range, as TFLite's QUANTIZE op does it."""
+    # float32 arithmetic and ties away from zero (std::round), so a float-I/O model's own
+    # QUANTIZE op and this function give the same integers.
+    scaled = np.asarray(value, np.float32) / np.float32(scale)
+    rounded = np.where(np.abs(scaled - np.trunc(scaled)) == 0.5, np.trunc(scaled) + np.sign(scaled), np.round(scaled))
+    info = np.iinfo(dtype)
+    return np.clip(rounded + zero_point, info.min, info.max).astype(dtype)
+
+
+def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
+    """scale * (value - zero_point) in float32, as TFLite's DEQUANTIZE op does it."""
+    return np.float32(scale) * (np.asarray(value).astype(np.float32) - np.float32(zero_point))
 
 
 def open_onnxruntime(path: Path, threads: int = 1) -> Session:
