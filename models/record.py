@@ -6,32 +6,24 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 from importlib import metadata, resources
 from pathlib import Path
 
 import torch
 
 from models.registry import ModelSpec
-from models.training import TrainSettings, predict, train
+from models.training import TrainSettings, fit
 
 RECORD = "trained.json"
 SEED = 0
 
 
 def train_default(spec: ModelSpec, seed: int = SEED, threads: int = 2) -> dict:
-    """Train one model exactly as the default job does; its held-out metrics and wall seconds."""
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    module = spec.build()
-    data = spec.dataset(seed)
-    start = time.perf_counter()
-    result = train(module, data, TrainSettings(**{**spec.train_defaults, "seed": seed}), spec.task,
-                   spec.input_names, spec.image_inputs)
-    seconds = time.perf_counter() - start
-    return {"metrics": spec.metric(predict(module, data.x_test, spec.input_names), data.y_test),
-            "train_seconds": round(seconds, 2), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
-            "parameters": sum(p.numel() for p in module.parameters())}
+    """Train one model exactly as the default job does; its held-out metrics and training seconds."""
+    fitted = fit(spec, TrainSettings(**{**spec.train_defaults, "seed": seed}), threads)
+    return {"metrics": fitted.metrics, "train_seconds": round(fitted.result.seconds, 2),
+            "epochs": fitted.result.epochs_run, "best_epoch": fitted.result.best_epoch,
+            "parameters": sum(p.numel() for p in fitted.module.parameters())}
 
 
 def recorded() -> dict:

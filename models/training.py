@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.registry import DatasetSplits
+from models.registry import DatasetSplits, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,26 @@ def train(model: nn.Module, data: DatasetSplits, settings: TrainSettings, task: 
     model.load_state_dict(best_state)
     model.eval()
     return TrainResult(epoch, best_epoch, best_loss, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A zoo model trained from its seed: the module, what training did, and its held-out metrics."""
+
+    module: nn.Module
+    result: TrainResult
+    metrics: dict[str, float]
+
+
+def fit(spec: ModelSpec, settings: TrainSettings, threads: int) -> Fitted:
+    """Build, train and score one zoo model, seeded by settings.seed."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(settings.seed)
+    module = spec.build()
+    data = spec.dataset(settings.seed)
+    result = train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)
+    metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
+    return Fitted(module, result, metrics)
 
 
 def class_weights(labels: np.ndarray) -> torch.Tensor:

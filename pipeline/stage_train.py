@@ -6,7 +6,7 @@ from dataclasses import asdict, fields
 import torch
 
 from models.registry import ModelSpec
-from models.training import TrainSettings, predict, train
+from models.training import TrainSettings, fit
 from models.zoo import get_model
 from pipeline.config import JobConfig
 from pipeline.context import StageContext
@@ -23,16 +23,11 @@ def train_settings(job: JobConfig, spec: ModelSpec) -> TrainSettings:
 def run_train(ctx: StageContext) -> dict:
     """Train with the job's seed and settings; report the held-out metrics of the best epoch."""
     spec = get_model(ctx.job.job.model)
-    torch.set_num_threads(ctx.job.train.threads)
-    torch.manual_seed(ctx.job.job.seed)
-    module = spec.build()
-    data = spec.dataset(ctx.job.job.seed)
     settings = train_settings(ctx.job, spec)
-    result = train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)
-    torch.save(module.state_dict(), ctx.staging / "model.pt")
-    metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
-    return {"train": asdict(result), "settings": asdict(settings), "metrics": metrics,
-            "parameters": sum(p.numel() for p in module.parameters())}
+    fitted = fit(spec, settings, ctx.job.train.threads)
+    torch.save(fitted.module.state_dict(), ctx.staging / "model.pt")
+    return {"train": asdict(fitted.result), "settings": asdict(settings), "metrics": fitted.metrics,
+            "parameters": sum(p.numel() for p in fitted.module.parameters())}
 
 
 def load_trained(ctx: StageContext) -> torch.nn.Module:
