@@ -21,7 +21,8 @@ class OutputFigures:
     cosine: float
     sqnr_db: float
     scale: float
-    tolerance: float
+    tolerance: float | None  # max abs error allowed, when judged by it
+    min_sqnr_db: float | None  # SQNR required, when judged by it
     ok: bool
 
 
@@ -57,8 +58,9 @@ class HopLedger:
                 "outputs": [asdict(o) for o in self.outputs]}
 
 
-def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_tolerance: float) -> OutputFigures:
-    """Error figures of one output; tolerance is rel_tolerance times the reference's max magnitude."""
+def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_tolerance: float | None,
+                   min_sqnr_db: float | None = None) -> OutputFigures:
+    """Error figures of one output, judged by max abs error (rel_tolerance x the reference's max magnitude), SQNR, or both."""
     ref = np.asarray(reference, dtype=np.float64).ravel()
     got = np.asarray(candidate, dtype=np.float64).ravel()
     if ref.shape != got.shape:
@@ -68,33 +70,39 @@ def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_
     ref, got = np.where(agree, 0.0, ref), np.where(agree, 0.0, got)
     diff = got - ref
     scale = float(np.abs(ref).max()) if ref.size else 0.0
-    tolerance = rel_tolerance * max(scale, _TINY)
+    tolerance = None if rel_tolerance is None else rel_tolerance * max(scale, _TINY)
     max_abs = float(np.abs(diff).max()) if ref.size else 0.0
     cosine = float(ref @ got / max(np.linalg.norm(ref) * np.linalg.norm(got), _TINY))
     noise = float(diff @ diff)
-    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(float(ref @ ref), _TINY) / noise)
-    return OutputFigures(name, max_abs, float(np.abs(diff).mean()), cosine, sqnr, scale, tolerance, max_abs <= tolerance)
+    sqnr = float("inf") if noise == 0 else float(10 * np.log10(max(float(ref @ ref), _TINY) / noise))
+    ok = (tolerance is None or max_abs <= tolerance) and (min_sqnr_db is None or sqnr >= min_sqnr_db)
+    return OutputFigures(name, max_abs, float(np.abs(diff).mean()), cosine, sqnr, scale, tolerance, min_sqnr_db, ok)
 
 
 def compare(
     hop: str, reference_name: str, candidate_name: str,
-    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], rel_tolerance: float,
+    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], rel_tolerance: float | None,
+    min_sqnr_db: float | None = None,
 ) -> HopLedger:
     """Compare every output the reference has; a missing candidate output is a mismatch."""
     missing = sorted(set(reference) - set(candidate))
     if missing:
         raise ParityError(f"{hop}: candidate lacks output(s) {', '.join(missing)}")
-    figures = tuple(output_figures(n, reference[n], candidate[n], rel_tolerance) for n in reference)
+    figures = tuple(output_figures(n, reference[n], candidate[n], rel_tolerance, min_sqnr_db) for n in reference)
     samples = len(next(iter(reference.values()))) if reference else 0
     return HopLedger(hop, reference_name, candidate_name, samples, figures)
 
 
 def require_parity(ledgers: list[HopLedger]) -> None:
     """Raise one ParityError naming every output of every hop that is out of tolerance."""
-    failures = [
-        f"{ledger.hop} output {o.output!r}: max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} "
-        f"(cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
-        for ledger in ledgers for o in ledger.outputs if not o.ok
-    ]
+    failures = [f"{ledger.hop} output {o.output!r}: {_shortfall(o)}" for ledger in ledgers for o in ledger.outputs
+                if not o.ok]
     if failures:
         raise ParityError("numerics out of tolerance: " + "; ".join(failures) + "; see ledger.json")
+
+
+def _shortfall(o: OutputFigures) -> str:
+    """'max_abs 0.2 > tolerance 0.1 (cosine ..., SQNR ... dB)' or 'SQNR 12.0 dB < 20.0 dB (...)'."""
+    if o.tolerance is not None and o.max_abs > o.tolerance:
+        return f"max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} (cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
+    return f"SQNR {o.sqnr_db:.1f} dB < {o.min_sqnr_db:g} dB (max_abs {o.max_abs:.3g}, cosine {o.cosine:.6f})"

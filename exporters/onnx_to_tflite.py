@@ -5,7 +5,7 @@ import contextlib
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -14,11 +14,9 @@ import numpy as np
 from models.capture import output_to_log
 from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
 from exporters.tflite_ops import custom_op_nodes, custom_ops
+from exporters.tflite_signature import settle_ambiguous_outputs, signature, signature_details
 from models.errors import ExportError
 from models.specs import InputSpec, channels_last, convert_layout
-
-_FROM_CHANNELS_LAST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
-
 
 @dataclass(frozen=True)
 class Variant:
@@ -38,6 +36,8 @@ VARIANTS = MappingProxyType({
     "int8_float_io": Variant("integer_quant", "quantized", "float32", True),  # int8 inside, float32 I/O
     # int8 weights; int16 activations and I/O (TFLite's 16x8 scheme)
     "int16x8": Variant("full_integer_quant_with_int16_act", "quantized", "int16", True),
+    # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32 (edgepipe's own file)
+    "int8_mixed": Variant("int8_mixed", "quantized", "float32", True),
 })
 
 # onnx2tf reads this file from its working directory, and downloads it when absent, for
@@ -71,6 +71,8 @@ class TfliteExport:
     custom_ops: tuple[str, ...] = ()
     outputs: tuple[InputSpec, ...] = ()
     quantization: tuple[TensorQuant, ...] = ()  # integer inputs and outputs only
+    sensitivity: tuple = ()  # int8_mixed: every layer's int8 loss (exporters.sensitivity.LayerLoss), worst first
+    kept_float: tuple[str, ...] = ()  # int8_mixed: the layers left in float32
 
 
 def export_tflite(
@@ -96,16 +98,19 @@ def export_tflite(
 def export_tflite_variants(
     onnx_path: Path, out_dir: Path, variants: tuple[str, ...] | list[str], log_path: Path,
     onnx_inputs: tuple[InputSpec, ...] | None = None, calibration: dict[str, np.ndarray] | None = None,
-    allow_flex: bool = False,
+    allow_flex: bool = False, mixed_float_layers: int = 2,
 ) -> dict[str, TfliteExport]:
-    """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each."""
+    """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each.
+
+    int8_mixed ranks every layer by its int8 loss and keeps the worst mixed_float_layers in float32.
+    """
     targets = {v: Path(out_dir) / f"{Path(onnx_path).stem}_{v}.tflite" for v in variants}
-    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex)
+    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex, mixed_float_layers)
 
 
 def _convert(
     onnx_path: Path, targets: dict[str, Path], log_path: Path, onnx_inputs: tuple[InputSpec, ...] | None,
-    calibration: dict[str, np.ndarray] | None, allow_flex: bool,
+    calibration: dict[str, np.ndarray] | None, allow_flex: bool, mixed_float_layers: int = 2,
 ) -> dict[str, TfliteExport]:
     """One onnx2tf run writes every target; none is moved into place unless all of them pass."""
     # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
@@ -120,7 +125,8 @@ def _convert(
         # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then
         # the record is certain rather than a guess between two equal shapes.
         keep = [spec.name for spec in specs if len(spec.shape) >= 3 and channels_last(spec).shape == spec.shape]
-        cind = _write_custom_inputs(work_dir, specs, calibration, set(keep))
+        samples = _in_tf_layout(specs, calibration, set(keep))
+        cind = _write_custom_inputs(work_dir, specs, samples)
         _write_offline_sample(work_dir, specs, calibration)
         # onnx2tf rewrites the file it is given (node names, simplification): it gets a copy.
         private = work_dir / "model.onnx"
@@ -130,13 +136,16 @@ def _convert(
         _run_onnx2tf(private, out_dir, cind, keep, log_path, _quantization_flags(list(targets)))
         if "dynamic" in targets:
             _write_dynamic_range(out_dir, private.stem, onnx_path, log_path)
+        mixed = _write_mixed(out_dir, private.stem, samples, mixed_float_layers, log_path) if "int8_mixed" in targets else {}
         files = {v: _produced(out_dir, private.stem, v, onnx_path, log_path) for v in ("fp32", *targets)}
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
             # Layouts come from the float32 file once: every variant is the same graph.
-            inputs, outputs = _signature(files["fp32"], specs, onnx_output_specs(onnx_path), set(keep))
-            outputs = _settle_ambiguous_outputs(onnx_path, files["fp32"], specs, inputs, outputs)
+            inputs, outputs = signature(files["fp32"], specs, onnx_output_specs(onnx_path), set(keep))
+            outputs = settle_ambiguous_outputs(onnx_path, files["fp32"], specs, inputs, outputs)
             results = {v: _describe(files[v], v, targets[v], (inputs, outputs), needs[v]) for v in targets}
+        if mixed:
+            results["int8_mixed"] = replace(results["int8_mixed"], **mixed)
         for variant, target in targets.items():
             shutil.move(str(files[variant]), target)
     return results
@@ -165,7 +174,7 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
 
 def _quantization_flags(variants: list[str]) -> dict:
     """onnx2tf options for the requested variants; fp32 and fp16 are written on every run."""
-    if not any(VARIANTS[v].calibrated for v in variants):
+    if not any(VARIANTS[v].calibrated for v in variants if v != "int8_mixed"):  # int8_mixed is edgepipe's own
         return {}
     # One flag makes onnx2tf write all four calibrated files (int8 and int16 activations, each
     # with integer and with float I/O); the dtypes below set the full-integer int8 file's ends.
@@ -195,6 +204,16 @@ def _write_dynamic_range(out_dir: Path, stem: str, onnx_path: Path, log_path: Pa
     (out_dir / f"{stem}_{VARIANTS['dynamic'].produced_as}.tflite").write_bytes(flatbuffer)
 
 
+def _write_mixed(out_dir: Path, stem: str, samples: dict[str, np.ndarray], keep: int, log_path: Path) -> dict:
+    """Rank the SavedModel's layers by int8 loss and write the int8 model that keeps the worst `keep` in float."""
+    from exporters.sensitivity import export_mixed, layer_sensitivity
+
+    losses = layer_sensitivity(out_dir, samples, log_path)
+    kept = tuple(loss.name for loss in losses[:keep])
+    export_mixed(out_dir, samples, list(kept), out_dir / f"{stem}_{VARIANTS['int8_mixed'].produced_as}.tflite", log_path)
+    return {"sensitivity": tuple(losses), "kept_float": kept}
+
+
 def _produced(out_dir: Path, stem: str, variant: str, onnx_path: Path, log_path: Path) -> Path:
     """The file onnx2tf wrote for a variant; onnx2tf only warns when a quantized one fails."""
     path = out_dir / f"{stem}_{VARIANTS[variant].produced_as}.tflite"
@@ -217,7 +236,7 @@ def _builtin_only(path: Path, variant: str, onnx_path: Path, allow_flex: bool) -
 
 def _describe(path: Path, variant: str, target: Path, reference: tuple, needs: tuple[str, ...]) -> TfliteExport:
     """A variant's record: the float32 file's (inputs, outputs) layouts, this file's dtypes and quantization."""
-    in_details, out_details = _signature_details(path)
+    in_details, out_details = signature_details(path)
     inputs = _as_written(path, variant, reference[0], in_details)
     outputs = _as_written(path, variant, reference[1], out_details)
     quant = tuple(
@@ -330,17 +349,22 @@ def _describe_custom_ops(tflite_path: Path, onnx_path: Path) -> str:
     return ", ".join(parts)
 
 
-def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], calibration: dict, kept: set[str]) -> list:
-    """onnx2tf's -cind entries: [name, .npy in the layout the TF model takes, mean, std]."""
+def _in_tf_layout(specs: tuple[InputSpec, ...], calibration: dict, kept: set[str]) -> dict[str, np.ndarray]:
+    """Calibration samples in the layout the TF model takes (channels-last unless the input's shape was kept)."""
+    # Calibration ranges are taken per tensor: samples fed in the wrong layout skew them.
+    return {spec.name: convert_layout(calibration[spec.name], spec.layout,
+                                      spec.layout if spec.name in kept else channels_last(spec).layout).astype(spec.dtype)
+            for spec in specs if spec.name in calibration}
+
+
+def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], samples: dict[str, np.ndarray]) -> list:
+    """onnx2tf's -cind entries: [name, .npy of the samples in the TF model's layout, mean, std]."""
     entries = []
     for spec in specs:
-        if spec.name not in calibration:
+        if spec.name not in samples:
             continue
-        # Calibration ranges are taken per tensor: samples fed in the wrong layout skew them.
-        layout = spec.layout if spec.name in kept else channels_last(spec).layout
-        data = convert_layout(calibration[spec.name], spec.layout, layout)
         path = work_dir / f"cind_{len(entries)}.npy"
-        np.save(path, data.astype(spec.dtype))
+        np.save(path, samples[spec.name])
         # The data is already normalised as the model expects it: identity mean and std.
         entries.append([spec.name, str(path), np.zeros(1, np.float32), np.ones(1, np.float32)])
     return entries
@@ -361,94 +385,3 @@ def _write_offline_sample(work_dir: Path, specs: tuple[InputSpec, ...], calibrat
     else:
         sample = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
     np.save(work_dir / _SAMPLE_FILE, np.ascontiguousarray(sample, dtype=np.float32))
-
-
-def _signature(
-    tflite_path: Path, specs: tuple[InputSpec, ...], onnx_outputs: tuple[InputSpec, ...], kept: set[str]
-) -> tuple[tuple[InputSpec, ...], tuple[InputSpec, ...]]:
-    """Read the written model's signature and record each input's and output's layout.
-
-    onnx2tf makes 3-D to 5-D tensors channels-last unless told to keep an input's shape;
-    the record says which, from the shapes TFLite reports, so no consumer has to guess.
-    """
-    in_details, out_details = _signature_details(tflite_path)
-    inputs = _record_layouts(tflite_path, "input", specs, in_details, kept)
-    outputs = _record_layouts(tflite_path, "output", onnx_outputs, out_details, set())
-    return inputs, outputs
-
-
-def _signature_details(tflite_path: Path) -> tuple[dict, dict]:
-    """The SignatureDef's input and output details by name (dtype, shape, quantization)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=str(tflite_path))
-    if not interpreter.get_signature_list():
-        raise ExportError(f"{tflite_path.name}: onnx2tf wrote no SignatureDef, so inputs cannot be fed by name")
-    runner = interpreter.get_signature_runner()
-    return runner.get_input_details(), runner.get_output_details()
-
-
-def _record_layouts(
-    tflite_path: Path, kind: str, specs: tuple[InputSpec, ...], details: dict, kept: set[str]
-) -> tuple[InputSpec, ...]:
-    """Each tensor as TFLite has it, with the layout its shape shows relative to the ONNX spec."""
-    recorded = []
-    for spec in specs:
-        if spec.name not in details:
-            raise ExportError(f"{tflite_path.name}: {kind} {spec.name!r} missing from the TFLite signature")
-        shape = tuple(int(d) for d in details[spec.name]["shape"])
-        candidates = (spec,) if spec.name in kept else (channels_last(spec), spec)
-        layout = next((c.layout for c in candidates if _same_shape(c.shape, shape)), None)
-        if layout is None:
-            raise ExportError(
-                f"{tflite_path.name}: {kind} {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
-                f"nor its channels-last form {channels_last(spec).shape}"
-            )
-        recorded.append(InputSpec(spec.name, shape, np.dtype(details[spec.name]["dtype"]).name, layout))
-    return tuple(recorded)
-
-
-def _settle_ambiguous_outputs(
-    onnx_path: Path, tflite_path: Path, onnx_inputs: tuple[InputSpec, ...],
-    tflite_inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],
-) -> tuple[InputSpec, ...]:
-    """Decide by evidence the layout of outputs whose shape reads the same both ways.
-
-    No onnx2tf option pins output layouts, so run ONNX Runtime and TFLite once on the same
-    seeded inputs and keep, for each such output, the reading under which they agree.
-    """
-    ambiguous = [o for o in outputs if o.layout in _FROM_CHANNELS_LAST and _reads_both_ways(o)]
-    if not ambiguous:
-        return outputs
-    import onnxruntime as ort
-    from ai_edge_litert.interpreter import Interpreter
-
-    rng = np.random.default_rng(0)
-    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
-                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in onnx_inputs}
-    try:
-        session = ort.InferenceSession(str(onnx_path))
-        reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-    except Exception:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
-        return outputs
-    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
-    got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)})
-    settled = []
-    for out in outputs:
-        if out in ambiguous:
-            as_channels_last = convert_layout(np.asarray(got[out.name]), out.layout, _FROM_CHANNELS_LAST[out.layout])
-            if np.abs(as_channels_last - reference[out.name]).max() > np.abs(got[out.name] - reference[out.name]).max():
-                out = InputSpec(out.name, out.shape, out.dtype, _FROM_CHANNELS_LAST[out.layout])
-        settled.append(out)
-    return tuple(settled)
-
-
-def _reads_both_ways(spec: InputSpec) -> bool:
-    """True when a channels-last shape equals its channels-first form (1x8x8 as NWC and NCW)."""
-    first = _FROM_CHANNELS_LAST[spec.layout]
-    return tuple(spec.shape[spec.layout.index(axis)] for axis in first) == spec.shape
-
-
-def _same_shape(onnx_shape: tuple[int, ...], tflite_shape: tuple[int, ...]) -> bool:
-    """Equal shapes, where an ONNX dimension of -1 (unknown) matches anything."""
-    return len(onnx_shape) == len(tflite_shape) and all(a in (-1, b) for a, b in zip(onnx_shape, tflite_shape))

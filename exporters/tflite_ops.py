@@ -1,7 +1,7 @@
 """Which operators a .tflite file uses, read from its flatbuffer without loading a runtime."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import flatbuffers
@@ -68,6 +68,48 @@ def custom_op_nodes(path: Path) -> dict[str, list[str]]:
                     found.setdefault(code.custom or "?", []).append(
                         tensors[index].String(name_field + tensors[index].Pos).decode())
     return found
+
+
+@dataclass(frozen=True)
+class FileComposition:
+    """Where a .tflite file's bytes go: tensor data, quantization parameters, tensor names, and the rest."""
+
+    total_bytes: int
+    tensor_data_bytes: int  # constant buffers: weights, biases, other constants
+    quantization_bytes: int  # scales (float32) and zero points (int64), per tensor or per channel
+    name_bytes: int  # tensor names
+
+    @property
+    def structure_bytes(self) -> int:
+        """Graph tables, shapes, signatures, metadata and alignment padding."""
+        return self.total_bytes - self.tensor_data_bytes - self.quantization_bytes - self.name_bytes
+
+    def to_dict(self) -> dict:
+        """JSON form, structure included."""
+        return {**asdict(self), "structure_bytes": self.structure_bytes}
+
+
+def file_composition(path: Path) -> FileComposition:
+    """Measure the file's parts from its flatbuffer: what a smaller model can and cannot shrink."""
+    buf = bytearray(Path(path).read_bytes())
+    operator_codes(path)  # checks the TFL3 identifier
+    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    data = sum(_vector_len(b, 4) for b in _tables(model, 12))  # Model.buffers -> Buffer.data
+    quant = names = 0
+    for subgraph in _tables(model, 8):
+        for tensor in _tables(subgraph, 4):
+            names += _vector_len(tensor, 10)  # Tensor.name
+            params = tensor.Offset(12)  # Tensor.quantization
+            if params:
+                q = Table(buf, tensor.Indirect(params + tensor.Pos))
+                # min, max, scale: float32 vectors; zero_point: int64 vector
+                quant += 4 * (_vector_len(q, 4) + _vector_len(q, 6) + _vector_len(q, 8)) + 8 * _vector_len(q, 10)
+    return FileComposition(len(buf), data, quant, names)
+
+
+def _vector_len(table: Table, vtable_offset: int) -> int:
+    field = table.Offset(vtable_offset)
+    return table.VectorLen(field) if field else 0
 
 
 def _tables(table: Table, vtable_offset: int) -> list[Table]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -41,15 +41,24 @@ class TrainResult:
     seconds: float
 
 
+# (model outputs, targets, the inputs of the batch) -> loss; distillation also reads the inputs.
+Criterion = Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor]], torch.Tensor]
+
+
 def train(model: nn.Module, data: DatasetSplits, settings: TrainSettings, task: str,
-          input_names: list[str], image_inputs: tuple[str, ...] = ()) -> TrainResult:
-    """Train with Adam; stop when validation loss has not improved for `patience` epochs, keep the best weights."""
+          input_names: list[str], image_inputs: tuple[str, ...] = (), criterion: Criterion | None = None) -> TrainResult:
+    """Train with Adam; stop when the validation task loss has not improved for `patience` epochs, keep the best.
+
+    criterion replaces the task loss during training (not for early stopping, which always
+    judges the task itself).
+    """
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     x_train = [torch.from_numpy(data.x_train[n]) for n in input_names]
     x_val = [torch.from_numpy(data.x_val[n]) for n in input_names]
     y_train, y_val = torch.from_numpy(data.y_train), torch.from_numpy(data.y_val)
     loss_fn = _loss(task, data.y_train if settings.class_weighting else None)
+    criterion = criterion or (lambda outputs, targets, inputs: loss_fn(outputs, targets))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)
     augmented = [n in image_inputs and settings.augment for n in input_names]
@@ -60,7 +69,7 @@ def train(model: nn.Module, data: DatasetSplits, settings: TrainSettings, task: 
         for batch in torch.randperm(len(y_train), generator=generator).split(settings.batch_size):
             inputs = [shift(x[batch], generator) if aug else x[batch] for x, aug in zip(x_train, augmented)]
             optimizer.zero_grad()
-            loss_fn(model(*inputs), y_train[batch]).backward()
+            criterion(model(*inputs), y_train[batch], inputs).backward()
             if settings.grad_clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip_norm)
             optimizer.step()

@@ -73,6 +73,7 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 def export(
     model: str = typer.Argument(..., help="A zoo name, an .onnx file or a factory 'pkg.module:factory'."),
     variant: str = typer.Option("fp32", "--variant", help="Comma-separated TFLite variants."),
+    onnx_variant: str = typer.Option("", "--onnx-variant", help="Comma-separated ONNX Runtime variants: int8_qdq, dynamic."),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npz, one array per input."),
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Accept Select-TF (Flex) ops."),
@@ -84,20 +85,19 @@ def export(
     from pipeline.exporting import export_job, export_summary
     from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
 
-    job = export_job(model, tuple(v.strip() for v in variant.split(",") if v.strip()), inputs, allow_flex,
-                     tuple(example), weights)
+    job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant))
     result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
                      on_stage=None if as_json else _print_stage)
     summary = export_summary(job, result)
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    table = Table("format", "variant", "size (bytes)", "metrics", "max abs err", "cosine", "ok")
+    table = Table("format", "variant", "size (bytes)", "metrics", "max abs err", "SQNR dB", "ok")
     for a in summary["artifacts"]:
         led = a["ledger"] or {}
         table.add_row(a["format"], a["variant"], f"{a['size_bytes']:,}",
                       ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
-                      f"{led['max_abs']:.2e}" if led else "reference", f"{led['cosine']:.6f}" if led else "-",
+                      f"{led['max_abs']:.2e}" if led else "reference", f"{led['sqnr_db']:.1f}" if led else "-",
                       str(led.get("ok", "-")))
     console.print(table)
     console.print(f"run directory: {result.run_dir}")
@@ -119,6 +119,10 @@ def profile(
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "samples_ns"}))
         return
     _latency_table([result])
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _print_stage(name: str, record: dict) -> None:

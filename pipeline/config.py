@@ -41,10 +41,34 @@ class TrainSection(BaseModel):
     threads: int = Field(2, ge=1)
 
 
+class CompressSection(BaseModel):
+    """Distillation, then pruning, of a trained zoo model; both off by default."""
+
+    model_config = _STRICT
+    distill: bool = False
+    student_width: float = Field(0.5, gt=0, le=1)  # a narrower build of the zoo model ...
+    student: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # ... or 'pkg.module:factory'
+    temperature: float = Field(4.0, gt=0)
+    distill_alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's soft targets; the rest is the labels'
+    distill_epochs: int | None = Field(None, ge=1)  # default: the model's own training epochs
+    prune: Literal["none", "magnitude", "channels"] = "none"
+    prune_amount: float = Field(0.5, gt=0, lt=1)  # fraction of weights (magnitude) or of channels per layer
+    finetune_epochs: int = Field(20, ge=0)
+    finetune_lr: float | None = Field(None, gt=0)  # default: the model's training learning rate
+
+    @property
+    def active(self) -> bool:
+        """True when the job asks for any compression."""
+        return self.distill or self.prune != "none"
+
+
 class ExportSection(BaseModel):
     model_config = _STRICT
     # The names of exporters.onnx_to_tflite.VARIANTS, listed here so a typo is a config error.
-    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8"], ...] = ("fp32",)
+    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed"], ...] = ("fp32",)
+    mixed_float_layers: int = Field(2, ge=1)  # int8_mixed: how many of the layers int8 hurts most stay float32
+    # The names of exporters.ort_quantize.ORT_VARIANTS: ONNX Runtime quantized models, for ONNX deployments.
+    onnx_variants: tuple[Literal["int8_qdq", "dynamic"], ...] = ()
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)
     allow_flex: bool = False
@@ -57,7 +81,8 @@ class ValidateSection(BaseModel):
     rel_tolerance: float = Field(1e-4, gt=0)  # max abs error as a fraction of each output's max magnitude
     max_metric_drop: float = Field(0.005, ge=0)
     fp16_rel_tolerance: float = Field(1e-2, gt=0)  # fp16 (its metric drop is held to max_metric_drop)
-    quantized_rel_tolerance: float = Field(0.1, gt=0)  # dynamic, int8, int8_float_io, int16x8
+    # dynamic, int8, int8_float_io, int16x8 and the ONNX Runtime variants: judged by SQNR, not their worst value
+    quantized_min_sqnr_db: float = Field(20.0, gt=0)
     quantized_max_metric_drop: float = Field(0.01, ge=0)
     inputs: str | None = None  # .npz of validation inputs by name (ONNX layout); for models without a dataset
 
@@ -80,6 +105,7 @@ class JobConfig(BaseModel):
     model_config = _STRICT
     job: JobSection
     train: TrainSection = TrainSection()
+    compress: CompressSection = CompressSection()
     export: ExportSection = ExportSection()
     validate_: ValidateSection = Field(ValidateSection(), alias="validate")
     profile: ProfileSection = ProfileSection()

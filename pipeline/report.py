@@ -1,17 +1,30 @@
 """report.md: what was built, how well it agrees with PyTorch, and how fast it runs."""
 from __future__ import annotations
 
-from pipeline.context import StageContext
+from pathlib import Path
+
+from pipeline.compress_report import compress_lines
+from pipeline.context import StageContext, source_kind
+from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
 
 
 def run_report(ctx: StageContext) -> dict:
-    """Write report.md from the results of the earlier stages."""
-    text = render(ctx.job.job.name, ctx.store.manifest, ctx.results)
+    """Write report.md and its plots from the results of the earlier stages."""
+    metric_name = None
+    if source_kind(ctx.job) == "zoo":
+        from models.zoo import get_model
+
+        metric_name = get_model(ctx.job.job.model).primary_metric
+    rows = variant_rows(ctx.store.manifest, ctx.results, metric_name)
+    plots = write_plots(rows, metric_name, ctx.staging)
+    variants = ["## Variants side by side", "", *variants_table(rows, metric_name, ctx.job.profile.threads), "",
+                *[f"![{Path(p).stem}]({p})" for p in plots], "", *sensitivity_lines(ctx.results)]
+    text = render(ctx.job.job.name, ctx.store.manifest, ctx.results, variants)
     (ctx.staging / "report.md").write_text(text)
-    return {"path": "report.md"}
+    return {"path": "report.md", "plots": plots}
 
 
-def render(name: str, manifest: dict, results: dict) -> str:
+def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -> str:
     """The Markdown report of one run."""
     sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
     lines = [f"# edgepipe run: {name}", "", f"Model `{manifest['job']['job']['model']}`.", ""]
@@ -20,10 +33,13 @@ def render(name: str, manifest: dict, results: dict) -> str:
         lines += [f"Trained {t['train']['epochs_run']} epochs (best epoch {t['train']['best_epoch']}, "
                   f"validation loss {t['train']['best_val_loss']:.4f}); {t['parameters']:,} parameters; "
                   f"held-out {_fmt_metrics(t['metrics'])}.", ""]
+    lines += compress_lines(results.get("compress", {}), sizes)
     validate = results.get("validate", {})
     lines += ["## Artifacts and numerics", "",
-              f"Reference: `{validate.get('reference', '?')}`; tolerance: max abs error at most "
-              f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude.", "",
+              f"Reference: `{validate.get('reference', '?')}`; float artifacts: max abs error at most "
+              f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude (fp16: "
+              f"{manifest['job']['validate']['fp16_rel_tolerance']:g}); quantized artifacts: output SQNR at least "
+              f"{manifest['job']['validate']['quantized_min_sqnr_db']:g} dB.", "",
               "| artifact | format | variant | size (bytes) | metric | max abs err | cosine | SQNR (dB) | ok |",
               "|---|---|---|---:|---|---:|---:|---:|---|"]
     for art in results["export"]["artifacts"]:
@@ -42,9 +58,13 @@ def render(name: str, manifest: dict, results: dict) -> str:
         energy_text = (f"{energy['mj_per_inference']:.4f} mJ/inf" if energy["status"] == "measured"
                        else f"unavailable: {energy['reason']}")
         lo, hi = lat["ci95"]["p90"]
-        lines.append(f"| {r['runtime']} | `{r['artifact']}` | {lat['p50']:.4f} | {lat['p90']:.4f} ({lo:.4f}-{hi:.4f}) | "
+        mark = " (builtin kernels)" if r.get("kernels_note") else ""
+        lines.append(f"| {r['runtime']} | `{r['artifact']}`{mark} | {lat['p50']:.4f} | {lat['p90']:.4f} ({lo:.4f}-{hi:.4f}) | "
                      f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['cv']:.2f} | {lat['n']} | {r['throughput_ips']:.0f} | "
                      f"{r['memory']['peak_rss_mb']:.0f} | {energy_text} |")
+    notes = [f"`{r['artifact']}`: {r['kernels_note']}; TFLite's built-in kernels ran it, so its latency is not "
+             "what XNNPACK would give." for r in results.get("profile", {}).get("results", []) if r.get("kernels_note")]
+    lines += ["", *notes] if notes else []
     if results.get("profile"):
         device = results["profile"]["results"][0]["device"]
         lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
@@ -52,7 +72,7 @@ def render(name: str, manifest: dict, results: dict) -> str:
                       "confidence intervals by percentile bootstrap (2000 resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
-    lines += ["", "## Tool versions", "", versions, ""]
+    lines += ["", *variants, "", "## Tool versions", "", versions, ""]
     return "\n".join(lines)
 
 

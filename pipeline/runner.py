@@ -10,10 +10,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from models.errors import EdgepipeError, InputFileError
+from models.errors import ConfigError, EdgepipeError, InputFileError
 from pipeline.config import JobConfig
 from pipeline.context import StageContext, onnx_source, source_kind
 from pipeline.report import run_report
+from pipeline.stage_compress import run_compress
 from pipeline.stage_export import run_export
 from pipeline.stage_profile import run_profile
 from pipeline.stage_train import run_train
@@ -43,16 +44,18 @@ def _model_settings(job: JobConfig) -> dict:
 
 
 TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
-EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump()}, ("train",))
+COMPRESS = Stage("compress", run_compress, lambda j: {**_model_settings(j), **j.train.model_dump(),
+                                                     **j.compress.model_dump()}, ("train",))
+EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump()}, ("train", "compress"))
 VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump(),
                                                      "inputs_sha256": _sha_or_none(j.validate_.inputs)}, ("export",))
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
 
 # The pipeline, in order. An ONNX file or a user's factory has nothing to train.
-ZOO_PIPELINE = [TRAIN, EXPORT, VALIDATE, PROFILE, REPORT]
+ZOO_PIPELINE = [TRAIN, COMPRESS, EXPORT, VALIDATE, PROFILE, REPORT]
 UNTRAINED_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
-EXPORT_ONLY = ("train", "export", "validate")
+EXPORT_ONLY = ("train", "compress", "export", "validate")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,9 @@ def run_job(
 def check_source(job: JobConfig) -> None:
     """Fail on an unknown model, a broken factory or an unreadable file before anything is written."""
     source = onnx_source(job)
+    if job.compress.active and source_kind(job) != "zoo":
+        raise ConfigError(f"[compress] needs a training split to fine-tune and distil on, and {job.job.model} has "
+                          "none (only zoo models do); remove the [compress] section")
     if source_kind(job) == "zoo":
         from models.zoo import get_model
 

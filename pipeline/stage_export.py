@@ -8,6 +8,7 @@ import torch
 
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import export_tflite_variants
+from exporters.ort_quantize import quantize_onnx
 from models.specs import InputSpec
 from pipeline.context import StageContext, onnx_source, source_kind
 
@@ -35,11 +36,18 @@ def run_export(ctx: StageContext) -> dict:
     # One onnx2tf run writes every variant: converting once per variant would repeat the whole
     # ONNX -> TensorFlow translation for each.
     results = export_tflite_variants(ctx.staging / "model.onnx", ctx.staging, ctx.job.export.variants, log_path,
-                                     specs, calibration, ctx.job.export.allow_flex)
+                                     specs, calibration, ctx.job.export.allow_flex, ctx.job.export.mixed_float_layers)
     for variant, result in results.items():
         artifacts.append({**_record("tflite", variant, result.path.name, result.inputs),
                           "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops),
-                          "quantization": [q.to_dict() for q in result.quantization]})
+                          "quantization": [q.to_dict() for q in result.quantization],
+                          **({"sensitivity": [loss.to_dict() for loss in result.sensitivity],
+                              "kept_float": list(result.kept_float)} if result.sensitivity else {})})
+    for variant in ctx.job.export.onnx_variants:
+        quantized = quantize_onnx(ctx.staging / "model.onnx", ctx.staging / f"model_{variant}.onnx", variant, log_path,
+                                  calibration)
+        artifacts.append({**_record("onnx", variant, quantized.path.name, specs),
+                          "quantized_nodes": quantized.quantized_nodes})
     return {"artifacts": artifacts, "rewrites": rewrites}
 
 
@@ -51,14 +59,14 @@ def source_module(ctx: StageContext) -> tuple:
         user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
         return user.module, user.examples, user.inputs, None
     from models.zoo import get_model
-    from pipeline.stage_train import load_trained
+    from pipeline.stage_compress import load_compressed
 
     spec = get_model(ctx.job.job.model)
     examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
     data = spec.dataset(ctx.job.job.seed)
     count = ctx.job.export.calibration_samples
     calibration = {name: np.ascontiguousarray(values[:count]) for name, values in data.x_train.items()}
-    return load_trained(ctx), examples, spec.inputs, calibration
+    return load_compressed(ctx), examples, spec.inputs, calibration
 
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:

@@ -1,8 +1,11 @@
 """Stage validate: the numerics ledger of every hop and the task metric of every artifact."""
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 from exporters.ledger import compare, require_parity
 from exporters.onnx_to_tflite import VARIANTS
+from exporters.ort_quantize import ORT_VARIANTS
 from models.capture import output_to_log
 from models.errors import ParityError
 from pipeline.context import StageContext, onnx_source, source_kind
@@ -27,17 +30,16 @@ def run_validate(ctx: StageContext) -> dict:
         reference_name = "onnx:fp32"
         reference = outputs.pop(reference_name)
     limits = {key: limits_for(ctx.job.validate_, key) for key in outputs}
-    hops = [compare(f"{reference_name} -> {key}", reference_name, key, reference, out, limits[key][0])
+    hops = [compare(f"{reference_name} -> {key}", reference_name, key, reference, out, *limits[key].numerics)
             for key, out in outputs.items()]
     if "onnx:fp32" in outputs:
-        hops += [compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, limits[key][0])
+        hops += [compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, *limits[key].numerics)
                  for key, out in outputs.items() if key.startswith("tflite:")]
     metrics = {key: metric(out) if metric else {} for key, out in {reference_name: reference, **outputs}.items()}
     ledger = {"rel_tolerance": ctx.job.validate_.rel_tolerance, "samples": len(next(iter(samples.values()))),
-              "tolerances": {key: {"rel_tolerance": tol, "max_metric_drop": drop}
-                             for key, (tol, drop) in limits.items()},
+              "tolerances": {key: asdict(limit) for key, limit in limits.items()},
               "hops": [h.to_dict() for h in hops], "metrics": metrics}
-    problems = _metric_drops(metrics, reference_name, {key: drop for key, (_, drop) in limits.items()})
+    problems = _metric_drops(metrics, reference_name, {key: limit.max_metric_drop for key, limit in limits.items()})
     try:
         require_parity(hops)
     except ParityError as exc:
@@ -66,19 +68,37 @@ def torch_reference(ctx: StageContext, samples: dict) -> dict:
     return {f"output_{i}": out for i, out in enumerate(outputs)}
 
 
-def limits_for(validate, key: str) -> tuple[float, float]:
-    """(relative tolerance, max metric drop) for an artifact key such as 'tflite:int8'.
+@dataclass(frozen=True)
+class Limits:
+    """What one artifact must meet: a max abs error relative to the output's scale or an SQNR floor, and a metric drop."""
 
-    The fp32 tolerance would fail every quantized model on rounding alone; the figures of
-    every variant are still measured and recorded in full.
+    rel_tolerance: float | None
+    min_sqnr_db: float | None
+    max_metric_drop: float
+
+    @property
+    def numerics(self) -> tuple[float | None, float | None]:
+        """(rel_tolerance, min_sqnr_db), as the ledger's compare() takes them."""
+        return self.rel_tolerance, self.min_sqnr_db
+
+
+def limits_for(validate, key: str) -> Limits:
+    """The limits of an artifact key such as 'tflite:int8'.
+
+    Quantized outputs are judged by SQNR: their worst single value over hundreds of samples
+    is rounding noise, while the noise power says how much of the signal survives. The
+    figures of every variant are still measured and recorded in full.
     """
     fmt, _, variant = key.partition(":")
-    numerics = VARIANTS[variant].numerics if fmt == "tflite" and variant in VARIANTS else "float32"
+    if fmt == "onnx" and variant in ORT_VARIANTS:
+        numerics = "quantized"
+    else:
+        numerics = VARIANTS[variant].numerics if fmt == "tflite" and variant in VARIANTS else "float32"
     if numerics == "quantized":
-        return validate.quantized_rel_tolerance, validate.quantized_max_metric_drop
+        return Limits(None, validate.quantized_min_sqnr_db, validate.quantized_max_metric_drop)
     if numerics == "float16":
-        return validate.fp16_rel_tolerance, validate.max_metric_drop
-    return validate.rel_tolerance, validate.max_metric_drop
+        return Limits(validate.fp16_rel_tolerance, None, validate.max_metric_drop)
+    return Limits(validate.rel_tolerance, None, validate.max_metric_drop)
 
 
 def _fed_as_float(art: dict) -> dict:

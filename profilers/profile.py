@@ -72,6 +72,8 @@ def profile_in_process(
     return {
         "artifact": str(path),
         "runtime": runtime,
+        "kernels": session.kernels,
+        **({"kernels_note": session.note} if session.note else {}),
         "device": host_facts(threads),
         "latency_ms": latency_stats(samples),
         "throughput_ips": len(samples) / (wall_ns / 1e9),

@@ -21,6 +21,8 @@ class Session:
     output_names: tuple[str, ...]
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     bind: Callable[[dict[str, np.ndarray]], Callable[[], object]]
+    kernels: str = "default"  # what actually runs the model, e.g. "xnnpack" or "builtin"
+    note: str | None = None  # why the kernels differ from what the runtime would normally use
 
 
 def open_tflite(path: Path, threads: int = 1) -> Session:
@@ -29,14 +31,19 @@ def open_tflite(path: Path, threads: int = 1) -> Session:
     run() takes real-valued feeds for quantized integer inputs and returns real values for
     quantized integer outputs; bind() sets exactly the arrays it is given, for timing.
     """
-    from ai_edge_litert.interpreter import Interpreter
-
+    kernels, note = "xnnpack", None
     try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
-        runner = interpreter.get_signature_runner()
+        interpreter, runner = _load_tflite(path, threads, xnnpack=True)
     except (ValueError, RuntimeError) as exc:
-        raise InputFileError(f"{path} is not a loadable TFLite model ({str(exc).strip()[:200]})") from None
+        if "XNNPACK" not in str(exc):
+            raise InputFileError(f"{path} is not a loadable TFLite model ({str(exc).strip()[:200]})") from None
+        # XNNPACK refuses some valid graphs (certain int8 scale ratios); TFLite's own kernels
+        # run them, as a phone's runtime would after the delegate declines.
+        kernels, note = "builtin", f"the XNNPACK delegate refused this model ({str(exc).strip()[:160]})"
+        try:
+            interpreter, runner = _load_tflite(path, threads, xnnpack=False)
+        except (ValueError, RuntimeError) as again:
+            raise InputFileError(f"{path} is not a loadable TFLite model ({str(again).strip()[:200]})") from None
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
     del runner  # a live signature runner holds views of the interpreter's buffers and blocks invoke()
     inputs = tuple(
@@ -55,7 +62,17 @@ def open_tflite(path: Path, threads: int = 1) -> Session:
               for name, value in feeds.items()})()
         return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in out_details.items()}
 
-    return Session("tflite", path, inputs, tuple(out_details), run, bind)
+    return Session("tflite", path, inputs, tuple(out_details), run, bind, kernels, note)
+
+
+def _load_tflite(path: Path, threads: int, xnnpack: bool):
+    """(interpreter with tensors allocated, its default signature runner)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+    interpreter.allocate_tensors()
+    return interpreter, interpreter.get_signature_runner()
 
 
 def _quantized(detail: dict) -> bool:

@@ -24,7 +24,7 @@ def test_every_manifest_entry_matches_its_file(default_run):
         path = default_run["dir"] / entry["path"]
         assert sha256_file(path) == entry["sha256"] and path.stat().st_size == entry["size_bytes"]
     assert manifest["versions"]["onnx2tf"] and manifest["versions"]["tensorflow"] and manifest["versions"]["torch"]
-    assert set(manifest["stages"]) == {"train", "export", "validate", "profile", "report"}
+    assert set(manifest["stages"]) == {"train", "compress", "export", "validate", "profile", "report"}
     assert not list(default_run["dir"].glob(".staging-*"))
 
 

@@ -37,3 +37,15 @@ def test_missing_or_misshapen_output_is_a_parity_error():
         compare("h", "r", "c", {"a": np.ones(2)}, {}, 1e-4)
     with pytest.raises(ParityError, match="values"):
         output_figures("a", np.ones(3), np.ones(4), 1e-4)
+
+
+def test_sqnr_floor_judges_quantized_outputs_by_noise_power():
+    ref = np.linspace(-1.0, 1.0, 101)
+    spike = ref.copy()
+    spike[50] += 0.5  # one large rounding error: SQNR 10*log10(34.3 / 0.25) = 21.4 dB
+    assert output_figures("y", ref, spike, None, min_sqnr_db=20.0).ok
+    noisy = ref + np.random.default_rng(0).normal(0, 0.2, ref.size)  # about 9 dB
+    hop = compare("torch -> tflite:int8", "torch", "tflite:int8", {"y": ref}, {"y": noisy}, None, 20.0)
+    assert not hop.ok and hop.outputs[0].tolerance is None
+    with pytest.raises(ParityError, match=r"SQNR [0-9.]+ dB < 20 dB"):
+        require_parity([hop])

@@ -16,15 +16,16 @@ from exporters.torch_to_onnx import export_onnx
 from models.errors import ExportError
 from models.specs import InputSpec, convert_layout
 from pipeline.config import ExportSection, ValidateSection
-from pipeline.stage_validate import limits_for
+from pipeline.stage_validate import Limits, limits_for
 from profilers.runtimes import dequantize, open_tflite, quantize
 
 SHAPE = (1, 1, 8, 8)
 SPECS = (InputSpec("x", SHAPE, "float32", "NCHW"),)
-ALL = ("fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8")
+ALL = ("fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed")
 INTEGER_IO = {"int8": "int8", "int16x8": "int16"}
 # Floors well under what these variants reach on this model, above what a broken one would.
-SQNR_FLOOR_DB = {"fp32": 100.0, "fp16": 50.0, "dynamic": 30.0, "int8": 20.0, "int8_float_io": 20.0, "int16x8": 20.0}
+SQNR_FLOOR_DB = {"fp32": 100.0, "fp16": 50.0, "dynamic": 30.0, "int8": 20.0, "int8_float_io": 20.0, "int16x8": 20.0,
+                 "int8_mixed": 20.0}
 
 
 def _uniform(seed: int, count: int) -> np.ndarray:
@@ -93,6 +94,15 @@ def test_file_sizes_relate_as_their_weights(converted):
     for variant in ("dynamic", "int8", "int8_float_io", "int16x8"):  # int8 weights everywhere
         assert size[variant] <= 0.35 * size["fp32"], variant
         assert size[variant] < size["fp16"], variant
+    assert size["int8"] < size["int8_mixed"] < size["fp32"]  # two layers' weights stay float32
+
+
+def test_mixed_variant_keeps_the_worst_ranked_layers_in_float(converted):
+    mixed = converted.exports["int8_mixed"]
+    ranking = [loss.sqnr_db for loss in mixed.sensitivity]
+    assert len(ranking) >= 4 and ranking == sorted(ranking)
+    assert mixed.kept_float == tuple(loss.name for loss in mixed.sensitivity[:2])
+    assert not any(r.sensitivity for v, r in converted.exports.items() if v != "int8_mixed")
 
 
 def test_io_dtypes_as_read_by_the_interpreter(converted):
@@ -192,10 +202,11 @@ def test_config_lists_exactly_the_exporter_variants():
 
 def test_validation_limits_follow_the_variant():
     validate = ValidateSection()
-    assert limits_for(validate, "tflite:fp32") == limits_for(validate, "onnx:fp32") == (1e-4, 0.005)
-    assert limits_for(validate, "torch:fp32") == (1e-4, 0.005)
-    assert limits_for(validate, "tflite:fp16") == (1e-2, 0.005)
-    for variant in ("dynamic", "int8", "int8_float_io", "int16x8"):
-        assert limits_for(validate, f"tflite:{variant}") == (0.1, 0.01)
-    strict = ValidateSection(quantized_rel_tolerance=0.05, quantized_max_metric_drop=0.0, fp16_rel_tolerance=1e-3)
-    assert limits_for(strict, "tflite:int8") == (0.05, 0.0) and limits_for(strict, "tflite:fp16") == (1e-3, 0.005)
+    assert limits_for(validate, "tflite:fp32") == limits_for(validate, "onnx:fp32") == Limits(1e-4, None, 0.005)
+    assert limits_for(validate, "torch:fp32") == Limits(1e-4, None, 0.005)
+    assert limits_for(validate, "tflite:fp16") == Limits(1e-2, None, 0.005)
+    for key in ("tflite:dynamic", "tflite:int8", "tflite:int8_float_io", "tflite:int16x8", "onnx:int8_qdq", "onnx:dynamic"):
+        assert limits_for(validate, key) == Limits(None, 20.0, 0.01)
+    strict = ValidateSection(quantized_min_sqnr_db=30.0, quantized_max_metric_drop=0.0, fp16_rel_tolerance=1e-3)
+    assert limits_for(strict, "tflite:int8") == Limits(None, 30.0, 0.0)
+    assert limits_for(strict, "tflite:fp16") == Limits(1e-3, None, 0.005)

@@ -1,0 +1,102 @@
+"""Reading a written TFLite model's signature: each input's and output's shape, dtype and layout."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from models.errors import ExportError
+from models.specs import InputSpec, channels_last, convert_layout
+
+FROM_CHANNELS_LAST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
+
+
+def signature(
+    tflite_path: Path, specs: tuple[InputSpec, ...], onnx_outputs: tuple[InputSpec, ...], kept: set[str]
+) -> tuple[tuple[InputSpec, ...], tuple[InputSpec, ...]]:
+    """Read the written model's signature and record each input's and output's layout.
+
+    onnx2tf makes 3-D to 5-D tensors channels-last unless told to keep an input's shape;
+    the record says which, from the shapes TFLite reports, so no consumer has to guess.
+    """
+    in_details, out_details = signature_details(tflite_path)
+    inputs = _record_layouts(tflite_path, "input", specs, in_details, kept)
+    outputs = _record_layouts(tflite_path, "output", onnx_outputs, out_details, set())
+    return inputs, outputs
+
+
+def signature_details(tflite_path: Path) -> tuple[dict, dict]:
+    """The SignatureDef's input and output details by name (dtype, shape, quantization)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_path))
+    if not interpreter.get_signature_list():
+        raise ExportError(f"{tflite_path.name}: onnx2tf wrote no SignatureDef, so inputs cannot be fed by name")
+    runner = interpreter.get_signature_runner()
+    return runner.get_input_details(), runner.get_output_details()
+
+
+def _record_layouts(
+    tflite_path: Path, kind: str, specs: tuple[InputSpec, ...], details: dict, kept: set[str]
+) -> tuple[InputSpec, ...]:
+    """Each tensor as TFLite has it, with the layout its shape shows relative to the ONNX spec."""
+    recorded = []
+    for spec in specs:
+        if spec.name not in details:
+            raise ExportError(f"{tflite_path.name}: {kind} {spec.name!r} missing from the TFLite signature")
+        shape = tuple(int(d) for d in details[spec.name]["shape"])
+        candidates = (spec,) if spec.name in kept else (channels_last(spec), spec)
+        layout = next((c.layout for c in candidates if _same_shape(c.shape, shape)), None)
+        if layout is None:
+            raise ExportError(
+                f"{tflite_path.name}: {kind} {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
+                f"nor its channels-last form {channels_last(spec).shape}"
+            )
+        recorded.append(InputSpec(spec.name, shape, np.dtype(details[spec.name]["dtype"]).name, layout))
+    return tuple(recorded)
+
+
+def settle_ambiguous_outputs(
+    onnx_path: Path, tflite_path: Path, onnx_inputs: tuple[InputSpec, ...],
+    tflite_inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],
+) -> tuple[InputSpec, ...]:
+    """Decide by evidence the layout of outputs whose shape reads the same both ways.
+
+    No onnx2tf option pins output layouts, so run ONNX Runtime and TFLite once on the same
+    seeded inputs and keep, for each such output, the reading under which they agree.
+    """
+    ambiguous = [o for o in outputs if o.layout in FROM_CHANNELS_LAST and _reads_both_ways(o)]
+    if not ambiguous:
+        return outputs
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    rng = np.random.default_rng(0)
+    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
+                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in onnx_inputs}
+    try:
+        session = ort.InferenceSession(str(onnx_path))
+        reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    except Exception:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
+        return outputs
+    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)})
+    settled = []
+    for out in outputs:
+        if out in ambiguous:
+            as_channels_last = convert_layout(np.asarray(got[out.name]), out.layout, FROM_CHANNELS_LAST[out.layout])
+            if np.abs(as_channels_last - reference[out.name]).max() > np.abs(got[out.name] - reference[out.name]).max():
+                out = InputSpec(out.name, out.shape, out.dtype, FROM_CHANNELS_LAST[out.layout])
+        settled.append(out)
+    return tuple(settled)
+
+
+def _reads_both_ways(spec: InputSpec) -> bool:
+    """True when a channels-last shape equals its channels-first form (1x8x8 as NWC and NCW)."""
+    first = FROM_CHANNELS_LAST[spec.layout]
+    return tuple(spec.shape[spec.layout.index(axis)] for axis in first) == spec.shape
+
+
+def _same_shape(onnx_shape: tuple[int, ...], tflite_shape: tuple[int, ...]) -> bool:
+    """Equal shapes, where an ONNX dimension of -1 (unknown) matches anything."""
+    return len(onnx_shape) == len(tflite_shape) and all(a in (-1, b) for a, b in zip(onnx_shape, tflite_shape))

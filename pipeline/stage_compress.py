@@ -1,0 +1,98 @@
+"""Stage compress: distil the trained zoo model into a smaller student, then prune it, and fine-tune."""
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import torch
+
+from models.errors import ConfigError
+from models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, resize_to, sparsity
+from models.training import TrainSettings, predict, train
+from models.zoo import get_model
+from pipeline.context import StageContext
+from pipeline.stage_train import load_trained, train_settings
+
+COMPRESSED = "model_compressed.pt"
+
+
+def run_compress(ctx: StageContext) -> dict:
+    """Apply the job's [compress] steps to model.pt and write model_compressed.pt; nothing when none are asked."""
+    settings = ctx.job.compress
+    if not settings.active:
+        return {"steps": []}
+    torch.set_num_threads(ctx.job.train.threads)
+    spec = get_model(ctx.job.job.model)
+    data = spec.dataset(ctx.job.job.seed)
+    base = train_settings(ctx.job, spec)
+    module = load_trained(ctx)
+    trained = _scored(spec, module, data)
+    steps = []
+    if settings.distill:
+        from models.distillation import distill
+
+        teacher, module = module, _student(ctx)
+        torch.manual_seed(ctx.job.job.seed)
+        result = distill(module, teacher, spec, data, replace(base, epochs=settings.distill_epochs or base.epochs),
+                         settings.temperature, settings.distill_alpha)
+        steps.append({"step": "distill", "student": settings.student or f"width {settings.student_width:g}",
+                      "temperature": settings.temperature, "alpha": settings.distill_alpha,
+                      "train": asdict(result), **_scored(spec, module, data)})
+    if settings.prune != "none":
+        steps.append(_prune(module, spec, data, _finetune_settings(base, settings), settings))
+    torch.save(module.state_dict(), ctx.staging / COMPRESSED)
+    return {"steps": steps, "trained": trained, "compressed": _scored(spec, module, data)}
+
+
+def _prune(module: torch.nn.Module, spec, data, finetune: TrainSettings, settings) -> dict:
+    """Prune, fine-tune and describe what was removed; magnitude masks are made permanent after the fine-tune."""
+    before = _scored(spec, module, data)
+    examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in spec.input_names)
+    if settings.prune == "magnitude":
+        magnitude_prune(module, settings.prune_amount)
+        removed = []
+    else:
+        removed = prune_channels(module, examples, settings.prune_amount)
+        if not removed:
+            raise ConfigError(f"compress.prune = 'channels': {spec.name} has no channels that can be removed "
+                              "(every layer feeds the output or an op edgepipe cannot slice); try 'magnitude'")
+    result = train(module, data, finetune, spec.task, spec.input_names, spec.image_inputs) if finetune.epochs else None
+    if settings.prune == "magnitude":
+        finalize_magnitude(module)
+    return {"step": f"prune_{settings.prune}", "amount": settings.prune_amount, "before": before,
+            "channels": removed, "sparsity": sparsity(module),
+            "finetune": asdict(result) if result else None, **_scored(spec, module, data)}
+
+
+def _finetune_settings(base: TrainSettings, settings) -> TrainSettings:
+    return replace(base, epochs=settings.finetune_epochs, lr=settings.finetune_lr or base.lr,
+                   patience=min(base.patience, max(1, settings.finetune_epochs)))
+
+
+def _scored(spec, module: torch.nn.Module, data) -> dict:
+    """Parameter count, zero fraction and held-out metrics of a module."""
+    metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
+    return {"parameters": count_parameters(module), "sparsity": sparsity(module), "metrics": metrics}
+
+
+def _student(ctx: StageContext) -> torch.nn.Module:
+    """The student: the user's factory, or the zoo model built narrower."""
+    settings = ctx.job.compress
+    torch.manual_seed(ctx.job.job.seed)
+    if settings.student:
+        from pipeline.user_models import load_user_model
+
+        spec = get_model(ctx.job.job.model)
+        shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in spec.inputs)
+        return load_user_model(settings.student, shapes, None, ctx.job.job.seed).module
+    from models.distillation import narrower
+
+    return narrower(get_model(ctx.job.job.model), settings.student_width)
+
+
+def load_compressed(ctx: StageContext) -> torch.nn.Module:
+    """The module the export stage converts: the compressed one when the job compresses, else the trained one."""
+    if not ctx.results.get("compress", {}).get("steps"):
+        return load_trained(ctx)
+    module = _student(ctx) if ctx.job.compress.distill else get_model(ctx.job.job.model).build()
+    # Channel pruning changed layer shapes: the module takes them from the saved tensors.
+    return resize_to(module, torch.load(ctx.path(COMPRESSED), weights_only=True)).eval()
