@@ -127,15 +127,14 @@ def channel_groups(module: nn.Module, example: tuple[torch.Tensor, ...]) -> list
     return list(roots.values())
 
 
-def prune_channels(module: nn.Module, example: tuple[torch.Tensor, ...], amount: float) -> list[dict]:
-    """Remove the `amount` of each prunable group's channels with the least L1 weight; one record per group."""
+def prune_channels(module: nn.Module, samples: tuple[torch.Tensor, ...], amount: float) -> list[dict]:
+    """Remove the `amount` of each prunable group's channels that contribute least on samples; one record per group."""
     names = {m: n for n, m in module.named_modules()}
+    groups = [g for g in channel_groups(module, samples) if not g.frozen and g.producers]
+    scores = _contributions(module, groups, samples)
     records = []
-    for group in channel_groups(module, example):
-        if group.frozen or not group.producers:
-            continue
+    for group, score in zip(groups, scores):
         keep_count = max(1, round(group.channels * (1 - amount)))
-        score = sum(p.weight.detach().abs().flatten(1).sum(1) for p in group.producers)
         keep = torch.sort(torch.topk(score, keep_count).indices).values
         for layer in group.producers:
             _slice_out(layer, keep)
@@ -145,6 +144,36 @@ def prune_channels(module: nn.Module, example: tuple[torch.Tensor, ...], amount:
             _slice_in(layer, keep, per_channel)
         records.append({"layers": [names[p] for p in group.producers], "channels": group.channels, "kept": keep_count})
     return records
+
+
+def _contributions(module: nn.Module, groups: list[ChannelGroup], samples: tuple[torch.Tensor, ...]) -> list:
+    """Per group and channel: how much the channel feeds its readers, mean |input| x the reader's |weights| on it.
+
+    Weight magnitude alone keeps channels that a ReLU silences on real data (a channel whose
+    weights are large but whose output is always negative); their int8 range then collapses.
+    """
+    seen: dict[nn.Module, torch.Tensor] = {}
+    readers = {layer for group in groups for layer, _ in group.consumers}
+    hooks = [layer.register_forward_pre_hook(lambda mod, args: seen.__setitem__(mod, args[0].detach()))
+             for layer in readers]
+    try:
+        with torch.no_grad():
+            module.eval()(*samples)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scores = []
+    for group in groups:
+        score = torch.zeros(group.channels)
+        for layer, per_channel in group.consumers:
+            x = seen[layer]
+            activity = x.abs().transpose(0, 1).reshape(x.shape[1], -1).mean(1) if x.dim() > 2 else \
+                x.abs().reshape(len(x), group.channels, per_channel).mean((0, 2))
+            weight = layer.weight.detach().abs()
+            reach = weight.reshape(weight.shape[0], group.channels, -1).sum((0, 2))
+            score += activity * reach
+        scores.append(score)
+    return scores
 
 
 def resize_to(module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:

@@ -33,6 +33,8 @@ def _describe(step: dict) -> str:
         removed = sum(c["channels"] - c["kept"] for c in step["channels"])
         total = sum(c["channels"] for c in step["channels"])
         return f"channel pruning {step['amount']:.0%}: {removed} of {total} channels removed in {len(step['channels'])} groups"
+    if step["step"] == "qat":
+        return "quantization-aware fine-tune (int8 weights per channel, int8 activations per tensor)"
     return f"magnitude pruning {step['amount']:.0%} (global, unstructured)"
 
 

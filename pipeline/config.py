@@ -55,11 +55,14 @@ class CompressSection(BaseModel):
     prune_amount: float = Field(0.5, gt=0, lt=1)  # fraction of weights (magnitude) or of channels per layer
     finetune_epochs: int = Field(20, ge=0)
     finetune_lr: float | None = Field(None, gt=0)  # default: the model's training learning rate
+    qat: bool = False  # quantization-aware fine-tune, last: for models whose post-training int8 loses too much
+    qat_epochs: int = Field(10, ge=1)
+    qat_lr: float | None = Field(None, gt=0)  # default: a tenth of the model's training learning rate
 
     @property
     def active(self) -> bool:
         """True when the job asks for any compression."""
-        return self.distill or self.prune != "none"
+        return self.distill or self.prune != "none" or self.qat
 
 
 class ExportSection(BaseModel):

@@ -48,7 +48,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
             "format": art["format"], "variant": art["variant"], "path": str(result.run_dir / art["path"]),
             "size_bytes": sizes[art["path"]], "inputs": art["inputs"],
             "metrics": validate["metrics"].get(key, {}), "ledger": validate["ledger"].get(key),
-            **{k: art[k] for k in ("custom_ops", "quantization", "quantized_nodes") if art.get(k)},
+            **{k: art[k] for k in ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity") if art.get(k)},
         })
     return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts,
             "rewrites": result.results["export"].get("rewrites", [])}

@@ -1,4 +1,4 @@
-"""Stage compress: distil the trained zoo model into a smaller student, then prune it, and fine-tune."""
+"""Stage compress: distil the trained zoo model into a smaller student, prune and fine-tune it, then QAT."""
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -39,6 +39,13 @@ def run_compress(ctx: StageContext) -> dict:
                       "train": asdict(result), **_scored(spec, module, data)})
     if settings.prune != "none":
         steps.append(_prune(module, spec, data, _finetune_settings(base, settings), settings))
+    if settings.qat:
+        from models.qat import quantization_aware_finetune
+
+        qat = replace(base, epochs=settings.qat_epochs, lr=settings.qat_lr or base.lr / 10,
+                      patience=min(base.patience, settings.qat_epochs))
+        result = quantization_aware_finetune(module, spec, data, qat)
+        steps.append({"step": "qat", "train": asdict(result), **_scored(spec, module, data)})
     torch.save(module.state_dict(), ctx.staging / COMPRESSED)
     return {"steps": steps, "trained": trained, "compressed": _scored(spec, module, data)}
 
@@ -46,7 +53,8 @@ def run_compress(ctx: StageContext) -> dict:
 def _prune(module: torch.nn.Module, spec, data, finetune: TrainSettings, settings) -> dict:
     """Prune, fine-tune and describe what was removed; magnitude masks are made permanent after the fine-tune."""
     before = _scored(spec, module, data)
-    examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in spec.input_names)
+    # Channels are ranked by what they carry on real training samples.
+    examples = tuple(torch.from_numpy(data.x_train[n][:256]) for n in spec.input_names)
     if settings.prune == "magnitude":
         magnitude_prune(module, settings.prune_amount)
         removed = []

@@ -39,7 +39,7 @@ def run_validate(ctx: StageContext) -> dict:
     ledger = {"rel_tolerance": ctx.job.validate_.rel_tolerance, "samples": len(next(iter(samples.values()))),
               "tolerances": {key: asdict(limit) for key, limit in limits.items()},
               "hops": [h.to_dict() for h in hops], "metrics": metrics}
-    problems = _metric_drops(metrics, reference_name, {key: limit.max_metric_drop for key, limit in limits.items()})
+    problems = _metric_drops(metrics, reference_name, limits)
     try:
         require_parity(hops)
     except ParityError as exc:
@@ -107,12 +107,15 @@ def _fed_as_float(art: dict) -> dict:
     return {**art, "inputs": [{**d, "dtype": "float32"} if d["name"] in quantized else d for d in art["inputs"]]}
 
 
-def _metric_drops(metrics: dict, reference: str, max_drops: dict[str, float]) -> list[str]:
+def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits]) -> list[str]:
     """Every artifact metric that falls more than its allowed drop below the reference's."""
     problems = []
     for key, values in metrics.items():
         for name, value in values.items():
             drop = metrics[reference][name] - value
-            if key != reference and drop > max_drops[key]:
-                problems.append(f"{key} {name} {value:.4f} is {drop:.4f} below {reference} (allowed {max_drops[key]})")
+            if key != reference and drop > limits[key].max_metric_drop:
+                hint = ("; a quantization-aware fine-tune may win it back ([compress] qat = true)"
+                        if limits[key].min_sqnr_db is not None else "")
+                problems.append(f"{key} {name} {value:.4f} is {drop:.4f} below {reference} "
+                                f"(allowed {limits[key].max_metric_drop}){hint}")
     return problems

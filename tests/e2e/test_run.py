@@ -53,6 +53,7 @@ def test_profile_has_the_design_keys_for_three_runtimes(default_run):
     profile = json.loads((default_run["dir"] / "profile.json").read_text())
     by_runtime = {r["runtime"]: r for r in profile["results"]}
     assert set(by_runtime) == {"torch", "onnxruntime", "tflite"}
+    assert by_runtime["tflite"]["kernels"] == "xnnpack" and "kernels_note" not in by_runtime["tflite"]
     for r in by_runtime.values():
         lat = r["latency_ms"]
         assert {"p50", "p90", "p99", "mean", "std", "min", "max", "n"} <= set(lat)

@@ -52,12 +52,27 @@ class Converted:
     held_out: np.ndarray  # NHWC
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory) -> Converted:
-    work = tmp_path_factory.mktemp("sensitivity")
+def _weight_damaged(huge: bool = True) -> nn.Sequential:
+    """Seeded CNN whose middle conv has one huge weight per filter, on an input channel that is always zero.
+
+    The float model cannot tell, but each filter's per-channel int8 scale must now reach the
+    huge weight, so its ordinary weights round to zero: this layer alone is ruined by int8,
+    while every tensor it writes or reads keeps its normal range.
+    """
+    module = _cnn(False)
+    with torch.no_grad():
+        module[0].weight[3] = 0.0  # input channel 3 of the middle conv: always zero after the ReLU
+        module[0].bias[3] = 0.0
+        if huge:
+            module[2].weight[:, 3] = 50.0
+    return module
+
+
+def _convert(module: nn.Module, work: Path) -> Converted:
+    """onnx2tf's SavedModel of the module, calibrated on seeded samples."""
     log = work / "convert.log"
     example = (torch.zeros(SHAPE),)
-    onnx_file = export_onnx(torch.export.export(_cnn(True), example), example, ["x"], work / "model.onnx", log)
+    onnx_file = export_onnx(torch.export.export(module, example), example, ["x"], work / "model.onnx", log)
     calibration = _nhwc(1, 64)
     np.save(work / "calibration.npy", calibration)
     with output_to_log(log), contextlib.chdir(work):  # onnx2tf writes scratch files into the cwd
@@ -72,6 +87,11 @@ def converted(tmp_path_factory) -> Converted:
         )
     return Converted(work, work / "saved_model", work / "saved_model" / "model_float32.tflite", calibration,
                      _nhwc(2, 48))
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory) -> Converted:
+    return _convert(_cnn(True), tmp_path_factory.mktemp("sensitivity"))
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +147,17 @@ def test_damaged_conv_and_its_consumer_rank_worst(converted, ranking):
     assert all(loss.op == "CONV_2D" for loss in worst)
     assert max(loss.sqnr_db for loss in worst) < min(loss.sqnr_db for loss in rest) - 10
     assert all(loss.to_dict()["name"] == loss.name for loss in ranking)
+
+
+def test_a_layer_ruined_by_its_own_weights_ranks_first_alone(tmp_path_factory):
+    x = torch.from_numpy(np.random.default_rng(3).random((16, *SHAPE[1:]), dtype=np.float32))
+    with torch.no_grad():
+        np.testing.assert_allclose(_weight_damaged()(x).numpy(), _weight_damaged(False)(x).numpy(), rtol=0, atol=1e-5)
+    converted = _convert(_weight_damaged(), tmp_path_factory.mktemp("weights"))
+    ranking = layer_sensitivity(converted.saved_model, {"x": converted.calibration}, converted.work / "sens.log")
+    worst, runner_up = ranking[0], ranking[1]
+    assert worst.op == "CONV_2D" and worst.shape[-1] == DAMAGED_CHANNELS, [(r.op, r.shape, r.sqnr_db) for r in ranking]
+    assert worst.sqnr_db < runner_up.sqnr_db - 10, (worst.sqnr_db, runner_up.sqnr_db)
 
 
 def test_mixed_export_keeping_the_worst_layers_beats_plain_int8(converted, ranking):
