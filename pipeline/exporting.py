@@ -11,6 +11,10 @@ from pipeline.config import JobConfig, default_job_text, validate_job
 from pipeline.runner import RunResult
 
 
+# Per-artifact records that exist for some formats and variants only.
+_DETAILS = ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity")
+
+
 def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None, allow_flex: bool = False,
                example_inputs: tuple[str, ...] = (), weights: Path | None = None,
                onnx_variants: tuple[str, ...] = ()) -> JobConfig:
@@ -48,7 +52,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
             "format": art["format"], "variant": art["variant"], "path": str(result.run_dir / art["path"]),
             "size_bytes": sizes[art["path"]], "inputs": art["inputs"],
             "metrics": validate["metrics"].get(key, {}), "ledger": validate["ledger"].get(key),
-            **{k: art[k] for k in ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity") if art.get(k)},
+            **{k: art[k] for k in _DETAILS if k in art},
         })
     return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts,
             "rewrites": result.results["export"].get("rewrites", [])}

@@ -69,7 +69,7 @@ def test_profile_has_the_design_keys_for_three_runtimes(default_run):
 def test_rerun_reuses_every_stage(default_run):
     second = default_run["second"]
     assert second.returncode == 0, second.stderr
-    assert "stages from cache: train, export, validate, profile, report" in " ".join(second.stdout.split())
+    assert "stages from cache: train, compress, export, validate, profile, report" in " ".join(second.stdout.split())
     manifest = json.loads((default_run["dir"] / "manifest.json").read_text())
     assert manifest["artifacts"] == default_run["manifest"]["artifacts"]
 
@@ -86,7 +86,7 @@ def _rerun_copy(default_run: dict, tmp_path, old: str, new: str):
 def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp_path):
     _, result = _rerun_copy(default_run, tmp_path, "min_runs = 50", "min_runs = 60")
     assert result.returncode == 0, result.stderr
-    assert "stages from cache: train, export, validate;" in " ".join(result.stdout.split())
+    assert "stages from cache: train, compress, export, validate;" in " ".join(result.stdout.split())
 
 
 def test_report_lists_artifacts_and_latency(default_run):
