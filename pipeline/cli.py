@@ -109,16 +109,31 @@ def profile(
     runtime: Optional[str] = typer.Option(None, "--runtime", help="tflite, onnxruntime or torch (default: by suffix)."),
     device: str = typer.Option("host", "--device", help="Only 'host' for now."),
     threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
+    batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Set every input's batch dimension to N."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Inputs .npz, one array per input name (default: seeded)."),
+    quick: bool = typer.Option(False, "--quick", help="A ~1 s look (50 runs) instead of the full >= 10 s, 1024-run measure."),
+    xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="TFLite: the XNNPACK delegate, or built-in kernels only."),
+    ort_optimization: str = typer.Option("all", "--ort-optimization", help="ONNX Runtime graph optimisation: disable, basic, extended or all."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Profile one model file on the host with seeded inputs from its declared input details."""
+    """Profile one model file on the host, fed seeded inputs from its declared details or an .npz."""
     from pipeline.profiling import profile_file
+    from profilers.harness import QUICK, TimingSettings
+    from profilers.runtimes import RuntimeOptions
 
-    result = profile_file(artifact, runtime, device, threads)
+    options = RuntimeOptions(xnnpack=xnnpack, ort_optimization=ort_optimization, batch=batch)
+    result = profile_file(artifact, runtime, device, threads, QUICK if quick else TimingSettings(), options, inputs)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "samples_ns"}))
         return
     _latency_table([result])
+    memory = result["memory"]
+    console.print(f"{result['library']}, kernels {result['kernels']}, batch {result['batch']}; peak RSS "
+                  f"{memory['peak_rss_load_mb']:.0f} MB after load, {memory['peak_rss_mb']:.0f} MB after timing")
+    if result.get("kernels_note"):
+        console.print(f"kernels: {result['kernels_note']}")
+    if result["energy"]["status"] != "measured":
+        console.print(f"energy unavailable: {result['energy']['reason']}")
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from models.errors import ConfigError
 
@@ -100,6 +100,13 @@ class ProfileSection(BaseModel):
     min_runs: int = Field(100, ge=1)
     min_seconds: float = Field(1.0, ge=0)
     max_seconds: float = Field(10.0, gt=0)
+    xnnpack: bool = True  # false: TFLite's built-in kernels only, as on a runtime built without the delegate
+    # ONNX Runtime graph optimisation, the names of profilers.runtimes.ORT_OPTIMIZATION
+    ort_optimization: Literal["disable", "basic", "extended", "all"] = "all"
+    op_profile: bool = True  # time by op type, for TFLite and ONNX Runtime artifacts
+    op_profile_runs: int = Field(200, ge=1)
+    throughput_batches: tuple[PositiveInt, ...] = (1, 4, 16, 64)  # empty: no throughput sweep
+    throughput_seconds: float = Field(0.3, gt=0)  # per batch x threads point
 
 
 class JobConfig(BaseModel):

@@ -9,7 +9,7 @@ import numpy as np
 from models.errors import ExportError, InputFileError
 from models.specs import InputSpec, convert_layout
 from pipeline.context import StageContext, source_kind
-from profilers.runtimes import RUNTIMES
+from profilers.runtimes import RUNTIMES, quantize
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
 _CHANNELS_FIRST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
@@ -43,11 +43,20 @@ def specs_of(art: dict) -> list[InputSpec]:
 
 
 def feeds_for(art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Samples (PyTorch layout) converted to the layout and dtype the artifact recorded."""
-    return {
-        s.name: convert_layout(samples[s.name], _CHANNELS_FIRST.get(s.layout, s.layout), s.layout).astype(s.dtype)
-        for s in specs_of(art)
-    }
+    """Samples (PyTorch layout) converted to the layout and dtype the artifact recorded.
+
+    Real values for a quantized integer input are quantized with its recorded scale and zero point.
+    """
+    quantized = {q["name"]: q for q in art.get("quantization", []) if q["role"] == "input"}
+    feeds = {}
+    for s in specs_of(art):
+        value = convert_layout(samples[s.name], _CHANNELS_FIRST.get(s.layout, s.layout), s.layout)
+        q = quantized.get(s.name)
+        if q and np.issubdtype(np.asarray(value).dtype, np.floating):
+            feeds[s.name] = quantize(value, q["scale"], q["zero_point"], np.dtype(q["dtype"]))
+        else:
+            feeds[s.name] = np.asarray(value).astype(s.dtype)
+    return feeds
 
 
 def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:

@@ -1,33 +1,55 @@
-"""`edgepipe profile FILE`: any model file, inputs made from its declared details."""
+"""`edgepipe profile FILE`: any model file, inputs made from its declared details or read from an .npz."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError
-from pipeline.feeding import random_input
+from models.errors import ConfigError, InputFileError, ProfileError
+from pipeline.profile_inputs import generated_inputs, read_inputs
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
-from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES
+from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
 
 
 def profile_file(path: Path, runtime: str | None, device: str, threads: int,
-                 timing: TimingSettings = TimingSettings()) -> dict:
-    """Check the file loads, make seeded inputs for its inputs, and profile it in a child process."""
+                 timing: TimingSettings = TimingSettings(), options: RuntimeOptions = RuntimeOptions(),
+                 inputs: Path | None = None) -> dict:
+    """Check the file loads and runs its inputs (seeded, or from an .npz), then profile it in a child process."""
     if device != "host":
         raise ConfigError(f"--device {device!r}: only 'host' is supported in this version")
     if not path.is_file():
         raise InputFileError(f"model file {path} not found; check the path")
+    if inputs is not None and not inputs.is_file():
+        raise InputFileError(f"inputs file {inputs} not found; check the path given to --inputs")
     runtime = runtime or RUNTIME_FOR_SUFFIX.get(path.suffix)
     if runtime not in RUNTIMES:
         raise ConfigError(f"cannot tell the runtime for {path}; pass --runtime with one of {', '.join(RUNTIMES)}")
-    session = RUNTIMES[runtime](path, threads)
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for spec in session.inputs:
-        if any(d < 1 for d in spec.shape):
-            raise InputFileError(f"{path}: input {spec.name!r} has a dynamic shape {spec.shape}; "
-                                 "export it with a static shape")
-        feeds[spec.name] = random_input(rng, spec, spec.shape[0])
-    return profile_isolated(runtime, path, feeds, threads, timing)
+    session = RUNTIMES[runtime](path, threads, options)
+    feeds = read_inputs(inputs, session) if inputs is not None else generated_inputs(session)
+    _check_runs(session, feeds, options.batch)
+    del session  # the child loads its own copy; this one only checked the file and the inputs
+    return profile_isolated(runtime, path, feeds, threads, timing, options=options)
+
+
+def _check_runs(session: Session, feeds: dict[str, np.ndarray], batch: int | None) -> None:
+    """One call before timing, so a model that cannot run these inputs fails here with one line."""
+    try:
+        outputs = session.run(feeds)
+    except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
+        lines = str(exc).strip().splitlines()
+        first = (lines[0] if lines else type(exc).__name__)[:200]
+        if batch is not None:
+            raise ConfigError(f"{session.path} does not run at batch {batch} ({first}); "
+                              "profile it at its own batch (omit --batch)") from None
+        raise ProfileError(f"{session.runtime} cannot run {session.path} on these inputs ({first})") from None
+    # A batch baked into a reshape may still run, folding the batch away: that is no batch-N run.
+    if batch is not None and batch > 1 and any(np.ndim(o) < 1 or np.shape(o)[0] != batch for o in outputs.values()):
+        shapes = ", ".join(f"{name} {list(np.shape(o))}" for name, o in outputs.items())
+        raise ConfigError(f"{session.path} ran at batch {batch} but its outputs ({shapes}) do not follow the batch; "
+                          "the graph fixes its batch, so profile it at its own batch (omit --batch)")
+
+
+def runtime_options(profile_section) -> RuntimeOptions:
+    """A job's [profile] runtime knobs (xnnpack, ort_optimization) as opener options."""
+    return RuntimeOptions(xnnpack=profile_section.xnnpack, ort_optimization=profile_section.ort_optimization)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pipeline.compress_report import compress_lines
 from pipeline.context import StageContext, source_kind
+from pipeline.report_profile import profile_lines
 from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
 
 
@@ -71,6 +72,7 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
                       f"{device['threads']} thread(s); percentiles by numpy's linear method, "
                       "confidence intervals by percentile bootstrap (2000 resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
+    lines += ["", *profile_lines(results.get("profile", {}))]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
     lines += ["", *variants, "", "## Tool versions", "", versions, ""]
     return "\n".join(lines)

@@ -21,8 +21,7 @@ def run_validate(ctx: StageContext) -> dict:
     artifacts = ctx.results["export"]["artifacts"]
     samples, metric = held_out(ctx)
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
-        outputs = {f"{a['format']}:{a['variant']}": run_artifact(ctx.path(a["path"]), _fed_as_float(a), samples)
-                   for a in artifacts}
+        outputs = {f"{a['format']}:{a['variant']}": run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
     if onnx_source(ctx.job) is None:
         reference_name = "torch"
         reference = torch_reference(ctx, samples)
@@ -99,12 +98,6 @@ def limits_for(validate, key: str) -> Limits:
     if numerics == "float16":
         return Limits(validate.fp16_rel_tolerance, None, validate.max_metric_drop)
     return Limits(validate.rel_tolerance, None, validate.max_metric_drop)
-
-
-def _fed_as_float(art: dict) -> dict:
-    """The record with quantized integer inputs declared float32: the TFLite session quantizes them."""
-    quantized = {q["name"] for q in art.get("quantization", []) if q["role"] == "input"}
-    return {**art, "inputs": [{**d, "dtype": "float32"} if d["name"] in quantized else d for d in art["inputs"]]}
 
 
 def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits]) -> list[str]:

@@ -17,13 +17,13 @@ from models.errors import ProfileError
 from models.capture import output_to_log
 from profilers import energy
 from profilers.harness import TimingSettings, measure, warm_up
-from profilers.runtimes import RUNTIMES
+from profilers.runtimes import RUNTIMES, RuntimeOptions
 from profilers.stats import latency_stats
 
 
 def profile_isolated(
     runtime: str, path: Path, feeds: dict[str, np.ndarray], threads: int, timing: TimingSettings,
-    log_path: Path | None = None, powercap_root: Path = energy.POWERCAP,
+    log_path: Path | None = None, powercap_root: Path = energy.POWERCAP, options: RuntimeOptions = RuntimeOptions(),
 ) -> dict:
     """Run profile_in_process in a spawned child, so memory figures belong to this model alone.
 
@@ -32,30 +32,31 @@ def profile_isolated(
     context = multiprocessing.get_context("spawn")
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            job = pool.submit(_child, runtime, path, feeds, threads, timing, log_path, powercap_root)
+            job = pool.submit(_child, runtime, path, feeds, threads, timing, log_path, powercap_root, options)
             return job.result()
     except BrokenProcessPool:
         raise ProfileError(f"{runtime} crashed while profiling {path}") from None
 
 
-def _child(runtime, path, feeds, threads, timing, log_path, powercap_root) -> dict:
+def _child(runtime, path, feeds, threads, timing, log_path, powercap_root, options) -> dict:
     if log_path is None:
-        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root)
+        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root, options)
     with output_to_log(log_path):
-        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root)
+        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root, options)
 
 
 def profile_in_process(
     runtime: str, path: Path, feeds: dict[str, np.ndarray], threads: int, timing: TimingSettings,
-    powercap_root: Path = energy.POWERCAP,
+    powercap_root: Path = energy.POWERCAP, options: RuntimeOptions = RuntimeOptions(),
 ) -> dict:
     """Load, warm up and time one model; the DESIGN.md profile keys plus load and first-run times."""
     process = psutil.Process()
     rss_start = process.memory_info().rss
     t0 = time.perf_counter_ns()
-    session = RUNTIMES[runtime](Path(path), threads)
+    session = RUNTIMES[runtime](Path(path), threads, options)
     load_ms = (time.perf_counter_ns() - t0) / 1e6
     rss_loaded = process.memory_info().rss
+    peak_load_mb = peak_rss_bytes() / 2**20  # before any inference: what loading alone costs at its worst
     invoke = session.bind(feeds)
     first_ns, warm_runs = warm_up(invoke, timing)
     domains, reason = energy.package_domains(powercap_root)
@@ -64,6 +65,8 @@ def profile_in_process(
     samples, wall_ns = measure(invoke, timing)
     after = energy.read_uj(domains) if domains else []
     peak_rss_mb = peak_rss_bytes() / 2**20
+    # throughput_ips counts invocations; with a batch of N each one carries N samples
+    batch = next((int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v)), 1)
     energy_figures = (
         energy.energy_result(energy.consumed_uj(domains, before, after), wall_ns, len(samples), idle_w,
                              "rapl:" + ",".join(d.name for d in domains))
@@ -72,13 +75,17 @@ def profile_in_process(
     return {
         "artifact": str(path),
         "runtime": runtime,
+        "library": session.library,
         "kernels": session.kernels,
         **({"kernels_note": session.note} if session.note else {}),
         "device": host_facts(threads),
         "latency_ms": latency_stats(samples),
         "throughput_ips": len(samples) / (wall_ns / 1e9),
+        "batch": batch,
+        "samples_per_second": batch * len(samples) / (wall_ns / 1e9),
         "memory": {
             "peak_rss_mb": peak_rss_mb,
+            "peak_rss_load_mb": peak_load_mb,
             "rss_before_load_mb": rss_start / 2**20,
             "load_rss_delta_mb": (rss_loaded - rss_start) / 2**20,
             "model_size_bytes": Path(path).stat().st_size,
@@ -88,7 +95,7 @@ def profile_in_process(
         "load_ms": load_ms,
         "first_inference_ms": first_ns / 1e6,
         "warmup_runs": warm_runs,
-        "settings": {**asdict(timing), "threads": threads},
+        "settings": {**asdict(timing), "threads": threads, **asdict(options)},
         "samples_ns": samples.tolist(),
     }
 

@@ -1,14 +1,35 @@
 """One session protocol over PyTorch, ONNX Runtime and TFLite; RUNTIMES maps names to openers."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from models.errors import InputFileError
+from models.errors import ConfigError, InputFileError, ProfileError
 from models.specs import InputSpec
+
+# ORT's graph optimisation levels by the names a job file or the CLI uses.
+ORT_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                    "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a runtime is opened: TFLite's XNNPACK delegate, ORT's graph optimisation, the batch size."""
+
+    xnnpack: bool = True  # False: TFLite's built-in kernels only (BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    ort_optimization: str = "all"  # a key of ORT_OPTIMIZATION
+    batch: int | None = None  # every input's first dimension; None keeps the model's own
+
+    def __post_init__(self) -> None:
+        if self.ort_optimization not in ORT_OPTIMIZATION:
+            raise ConfigError(f"ONNX Runtime optimization level (--ort-optimization / ort_optimization) "
+                              f"{self.ort_optimization!r} is unknown; "
+                              f"choose one of {', '.join(ORT_OPTIMIZATION)}")
+        if self.batch is not None and self.batch < 1:
+            raise ConfigError(f"batch {self.batch} is not a positive size; give a batch of 1 or more")
 
 
 @dataclass
@@ -17,31 +38,35 @@ class Session:
 
     runtime: str
     path: Path
-    inputs: tuple[InputSpec, ...]
+    inputs: tuple[InputSpec, ...]  # -1 marks a dimension the model leaves open
     output_names: tuple[str, ...]
     run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     bind: Callable[[dict[str, np.ndarray]], Callable[[], object]]
     kernels: str = "default"  # what actually runs the model, e.g. "xnnpack" or "builtin"
     note: str | None = None  # why the kernels differ from what the runtime would normally use
+    library: str = ""  # the package and version that ran the model, e.g. "ai_edge_litert 2.1.0"
+    # (scale, zero point) of each quantized integer input, which bind() takes as integers
+    quantization: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
-def open_tflite(path: Path, threads: int = 1) -> Session:
-    """TFLite through ai_edge_litert, fed by signature input name.
+def open_tflite(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
+    """TFLite through ai_edge_litert (or tflite_runtime where only that is installed), fed by signature name.
 
     run() takes real-valued feeds for quantized integer inputs and returns real values for
     quantized integer outputs; bind() sets exactly the arrays it is given, for timing.
     """
-    kernels, note = "xnnpack", None
+    loader = _tflite_library()
+    kernels, note = ("xnnpack", None) if options.xnnpack else ("builtin", "XNNPACK turned off by request")
     try:
-        interpreter, runner = _load_tflite(path, threads, xnnpack=True)
+        interpreter, runner = _load_tflite(loader, path, threads, options.xnnpack, options.batch)
     except (ValueError, RuntimeError) as exc:
-        if "XNNPACK" not in str(exc):
+        if not (options.xnnpack and "XNNPACK" in str(exc)):
             raise InputFileError(f"{path} is not a loadable TFLite model ({str(exc).strip()[:200]})") from None
         # XNNPACK refuses some valid graphs (certain int8 scale ratios); TFLite's own kernels
         # run them, as a phone's runtime would after the delegate declines.
         kernels, note = "builtin", f"the XNNPACK delegate refused this model ({str(exc).strip()[:160]})"
         try:
-            interpreter, runner = _load_tflite(path, threads, xnnpack=False)
+            interpreter, runner = _load_tflite(loader, path, threads, False, options.batch)
         except (ValueError, RuntimeError) as again:
             raise InputFileError(f"{path} is not a loadable TFLite model ({str(again).strip()[:200]})") from None
     in_details, out_details = runner.get_input_details(), runner.get_output_details()
@@ -62,17 +87,70 @@ def open_tflite(path: Path, threads: int = 1) -> Session:
               for name, value in feeds.items()})()
         return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in out_details.items()}
 
-    return Session("tflite", path, inputs, tuple(out_details), run, bind, kernels, note)
+    quantization = {name: (float(d["quantization"][0]), int(d["quantization"][1]))
+                    for name, d in in_details.items() if _quantized(d)}
+    return Session("tflite", path, inputs, tuple(out_details), run, bind, kernels, note, loader[2], quantization)
 
 
-def _load_tflite(path: Path, threads: int, xnnpack: bool):
+def _tflite_library() -> tuple[type, type, str]:
+    """(Interpreter, OpResolverType, "package version"): ai_edge_litert, else tflite_runtime as on edge boards."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        return Interpreter, OpResolverType, f"ai_edge_litert {_version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, OpResolverType
+
+        return Interpreter, OpResolverType, f"tflite_runtime {_version('tflite-runtime')}"
+    except ImportError:
+        raise ProfileError("no TFLite interpreter: neither ai_edge_litert nor tflite_runtime can be imported; "
+                           "install one ('pip install ai-edge-litert', or 'pip install tflite-runtime' "
+                           "on a board without wheels for it)") from None
+
+
+def _version(distribution: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:  # imported from a source tree or a vendored copy
+        return "unknown version"
+
+
+def _load_tflite(loader: tuple, path: Path, threads: int, xnnpack: bool, batch: int | None):
     """(interpreter with tensors allocated, its default signature runner)."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+    interpreter_class, resolvers, _ = loader
+    resolver = resolvers.AUTO if xnnpack else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    interpreter = interpreter_class(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
     interpreter.allocate_tensors()
+    if batch is not None:
+        _resize_batch(interpreter, path, batch)
     return interpreter, interpreter.get_signature_runner()
+
+
+def _resize_batch(interpreter, path: Path, batch: int) -> None:
+    """Every input's first dimension set to batch, then tensors allocated again."""
+    runner = interpreter.get_signature_runner()
+    details = runner.get_input_details()
+    del runner
+    try:
+        for name, d in details.items():
+            if len(d["shape"]) == 0:
+                raise ValueError(f"input {name!r} is a scalar with no batch dimension")
+            interpreter.resize_tensor_input(d["index"], [batch, *d["shape"][1:]], strict=False)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        if "XNNPACK" in str(exc):
+            raise  # the delegate refused the resized graph: open_tflite falls back to builtin kernels
+        raise ConfigError(f"{path} cannot take batch {batch} ({_first_line(exc)}); "
+                          "profile it at its own batch size or export it with a dynamic batch") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _quantized(detail: dict) -> bool:
@@ -112,22 +190,25 @@ def dequantize(value: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
     return np.float32(scale) * (np.asarray(value).astype(np.float32) - np.float32(zero_point))
 
 
-def open_onnxruntime(path: Path, threads: int = 1) -> Session:
-    """ONNX Runtime on the CPU with full graph optimisation and a fixed intra-op thread count."""
+def open_onnxruntime(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
+    """ONNX Runtime on the CPU with the graph optimisation asked for and a fixed intra-op thread count."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
+    settings = ort.SessionOptions()
+    settings.intra_op_num_threads = threads
+    settings.inter_op_num_threads = 1
+    settings.log_severity_level = 3
+    settings.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_OPTIMIZATION[options.ort_optimization])
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(str(path), settings, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own exception types per failure kind
         raise InputFileError(f"{path} is not a loadable ONNX model ({str(exc).strip()[:200]})") from None
     inputs = tuple(
         InputSpec(i.name, tuple(d if isinstance(d, int) else -1 for d in i.shape), _ort_dtype(i.type), "ND")
         for i in session.get_inputs()
     )
+    if options.batch is not None:
+        inputs = tuple(_with_batch(spec, options.batch, path) for spec in inputs)
     names = tuple(o.name for o in session.get_outputs())
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -136,10 +217,21 @@ def open_onnxruntime(path: Path, threads: int = 1) -> Session:
     def bind(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         return lambda: session.run(None, feeds)
 
-    return Session("onnxruntime", path, inputs, names, run, bind)
+    return Session("onnxruntime", path, inputs, names, run, bind, f"cpu, optimization {options.ort_optimization}",
+                   library=f"onnxruntime {ort.__version__}")
 
 
-def open_torch(path: Path, threads: int = 1) -> Session:
+def _with_batch(spec: InputSpec, batch: int, path: Path) -> InputSpec:
+    """spec with its first dimension set to batch, where the graph leaves that dimension open."""
+    if not spec.shape:
+        raise ConfigError(f"{path}: input {spec.name!r} is a scalar with no batch dimension to set to {batch}")
+    if spec.shape[0] not in (-1, batch):
+        raise ConfigError(f"{path}: input {spec.name!r} has a fixed batch of {spec.shape[0]} (shape {list(spec.shape)}), "
+                          f"so it cannot run at batch {batch}; export the model with a dynamic first dimension")
+    return InputSpec(spec.name, (batch, *spec.shape[1:]), spec.dtype, spec.layout)
+
+
+def open_torch(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
     """A torch.export program (.pt2) run eagerly as its GraphModule."""
     import torch
 
@@ -151,7 +243,7 @@ def open_torch(path: Path, threads: int = 1) -> Session:
     module = program.module()
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = tuple(
-        InputSpec(name, tuple(int(s) for s in placeholders[name].meta["val"].shape),
+        InputSpec(name, tuple(s if isinstance(s, int) else -1 for s in placeholders[name].meta["val"].shape),
                   str(placeholders[name].meta["val"].dtype).removeprefix("torch."), "ND")
         for name in program.graph_signature.user_inputs
     )
@@ -179,7 +271,21 @@ def open_torch(path: Path, threads: int = 1) -> Session:
         tensors = ordered(feeds)
         return lambda: call(tensors)
 
-    return Session("torch", path, inputs, names, run, bind)
+    if options.batch is not None:
+        inputs = tuple(InputSpec(s.name, (options.batch, *s.shape[1:]), s.dtype, s.layout) for s in inputs)
+        _check_torch_batch(run, inputs, options.batch, path)
+    return Session("torch", path, inputs, names, run, bind, "eager", library=f"torch {torch.__version__}")
+
+
+def _check_torch_batch(run: Callable, inputs: tuple[InputSpec, ...], batch: int, path: Path) -> None:
+    """Run zeros at the batch asked for: a program exported with a static batch fails its shape guard."""
+    if any(not s.shape or min(s.shape) < 0 for s in inputs):
+        return  # open dimensions: the caller's own inputs decide whether it runs
+    try:
+        run({s.name: np.zeros(s.shape, s.dtype) for s in inputs})
+    except Exception as exc:  # guards raise AssertionError, kernels RuntimeError, and so on
+        raise ConfigError(f"{path} does not run at batch {batch} ({_first_line(exc)}); "
+                          "export the program with a dynamic batch dimension or profile it at its own batch") from None
 
 
 def _ort_dtype(type_name: str) -> str:
@@ -188,7 +294,8 @@ def _ort_dtype(type_name: str) -> str:
     return {"float": "float32", "double": "float64", "float16": "float16"}.get(inner, inner)
 
 
-RUNTIMES: dict[str, Callable[[Path, int], Session]] = {
+# Every opener takes (path, threads=1, options=RuntimeOptions()).
+RUNTIMES: dict[str, Callable[..., Session]] = {
     "torch": open_torch,
     "onnxruntime": open_onnxruntime,
     "tflite": open_tflite,

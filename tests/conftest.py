@@ -16,6 +16,9 @@ warmup_seconds = 0.05
 min_runs = 50
 min_seconds = 0.2
 max_seconds = 2.0
+op_profile_runs = 50
+throughput_batches = [1, 4]
+throughput_seconds = 0.1
 """
 
 

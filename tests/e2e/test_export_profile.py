@@ -29,7 +29,7 @@ def test_export_onnx_file_validates_against_onnxruntime(default_run, tmp_path):
 
 
 def test_profile_tflite_json(default_run):
-    result = edgepipe("profile", str(default_run["dir"] / "model_fp32.tflite"), "--json")
+    result = edgepipe("profile", str(default_run["dir"] / "model_fp32.tflite"), "--quick", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["runtime"] == "tflite" and out["device"]["kind"] == "host"
@@ -42,6 +42,6 @@ def test_profile_tflite_json(default_run):
 
 def test_profile_onnx_and_pt2_by_suffix(default_run):
     for name, runtime in (("model.onnx", "onnxruntime"), ("model.pt2", "torch")):
-        result = edgepipe("profile", str(default_run["dir"] / name), "--json")
+        result = edgepipe("profile", str(default_run["dir"] / name), "--quick", "--json")
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["runtime"] == runtime

@@ -1,6 +1,9 @@
 """`edgepipe run` end to end with real torch, ONNX Runtime, onnx2tf and TFLite."""
 import json
+import os
 import shutil
+
+import pytest
 
 from pipeline.store import sha256_file
 from profilers.energy import package_domains
@@ -92,6 +95,25 @@ def test_changed_profile_settings_rerun_only_profile_and_report(default_run, tmp
 def test_report_lists_artifacts_and_latency(default_run):
     report = (default_run["dir"] / "report.md").read_text()
     assert "model_fp32.tflite" in report and "## Host latency" in report and "onnx2tf 1.29" in report
+
+
+def test_per_op_profiles_and_throughput_are_recorded_and_reported(default_run):
+    results = {r["runtime"]: r for r in json.loads((default_run["dir"] / "profile.json").read_text())["results"]}
+    for runtime in ("tflite", "onnxruntime"):
+        ops = results[runtime]["op_profile"]
+        assert ops["status"] == "measured" and ops["runs"] == 50 and ops["op_total_ms"] > 0, ops
+        assert sum(op["share"] for op in ops["ops"]) == pytest.approx(1.0)
+    assert "op_profile" not in results["torch"]
+    points = {(p["batch"], p["threads"]): p for p in results["tflite"]["throughput"]}
+    assert set(points) == {(b, t) for b in (1, 4) for t in range(1, (os.cpu_count() or 1) + 1)}
+    assert points[(1, 1)]["status"] == "measured" and points[(1, 1)]["inferences_per_second"] > 0
+    onnx_batch4 = next(p for p in results["onnxruntime"]["throughput"] if p["batch"] == 4)
+    assert onnx_batch4["status"] == "unavailable" and "fixes batch 1" in onnx_batch4["reason"]
+    report = (default_run["dir"] / "report.md").read_text()
+    assert "## Per-op time" in report and "Op times add up to" in report and "| Conv |" in report
+    assert "## Throughput" in report and "n/a: the ONNX graph fixes batch 1" in report
+    for plot in ("plots/latency_distribution.png", "plots/throughput_model_fp32_tflite.png"):
+        assert f"]({plot})" in report and (default_run["dir"] / plot).is_file()
 
 
 def test_parity_failure_exits_1_and_is_not_recorded_as_done(default_run, tmp_path):

@@ -49,3 +49,46 @@ def test_unreadable_counter_explains_the_fix(tmp_path):
     (z / "energy_uj").chmod(0)
     domains, reason = energy.package_domains(tmp_path)
     assert domains == [] and "chmod" in reason
+
+
+def test_profile_reads_a_live_counter_that_wraps(tmp_path):
+    """A whole profile against a fake package counter advancing at 5 W and wrapping every 0.8 s.
+
+    RAPL counters wrap after minutes; at most one wrap between two reads can be unwound, so the
+    fake wraps about once per measured window (0.6 s here).
+    """
+    import threading
+    import time
+
+    import numpy as np
+
+    from profilers.harness import TimingSettings
+    from profilers.profile import profile_in_process
+    from tests.profile_models import onnx_graph
+
+    watts, wrap = 5.0, 4_000_000  # a 4 J range
+    zone = _zone(tmp_path / "powercap", "intel-rapl:0", "package-0", 0, max_range=wrap)
+    stop = threading.Event()
+
+    def advance() -> None:
+        start = time.perf_counter()
+        while not stop.is_set():
+            uj = int((time.perf_counter() - start) * watts * 1e6) % wrap
+            (zone / "energy_uj.tmp").write_text(f"{uj}\n")
+            os.replace(zone / "energy_uj.tmp", zone / "energy_uj")  # readers never see a half-written file
+            time.sleep(0.001)
+
+    model = onnx_graph(tmp_path / "model.onnx", [1, 64])
+    thread = threading.Thread(target=advance, daemon=True)
+    thread.start()
+    try:
+        result = profile_in_process("onnxruntime", model, {"x": np.ones((1, 64), np.float32)}, 1,
+                                    TimingSettings(2, 0.0, 50, 0.6, 2.0), powercap_root=tmp_path / "powercap")
+    finally:
+        stop.set()
+        thread.join()
+    figures = result["energy"]
+    assert figures["status"] == "measured" and figures["source"] == "rapl:package-0"
+    # Wraps unwound, the counter's power comes back; the same power idle leaves ~0 J per inference.
+    assert figures["avg_power_w"] == pytest.approx(watts, rel=0.15), figures
+    assert abs(figures["mj_per_inference"]) * result["latency_ms"]["n"] < 0.15 * watts * 1e3 * 0.6, figures
