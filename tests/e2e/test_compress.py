@@ -10,7 +10,8 @@ from tests.conftest import edgepipe, quick_job
 # Edits of the default job's [compress] lines.
 PRUNE = {'prune = "none"': 'prune = "channels"', "finetune_epochs = 20": "finetune_epochs = 4"}
 MAGNITUDE = {'prune = "none"': 'prune = "magnitude"', "finetune_epochs = 20": "finetune_epochs = 2"}
-DISTILL = {"distill = false": "distill = true", "# distill_epochs = 40": "distill_epochs = 6"}
+DISTILL = {"distill = false": "distill = true", "# distill_epochs = 40": "distill_epochs = 6",
+           "qat = false": "qat = true", "qat_epochs = 10": "qat_epochs = 2"}
 
 
 def _job(tmp, name: str, edits: dict[str, str]):
@@ -71,11 +72,13 @@ def test_magnitude_pruning_reports_that_the_dense_file_does_not_shrink(tmp_path_
     assert "store tensors densely" in (run["dir"] / "report.md").read_text()
 
 
-def test_distilled_student_has_at_most_half_the_parameters(tmp_path_factory):
+def test_distilled_student_has_at_most_half_the_parameters_and_takes_qat(tmp_path_factory):
     run = _run(tmp_path_factory, "distilled", DISTILL)
-    step = run["compress"]["steps"][0]
+    step, qat = run["compress"]["steps"]
     assert step["step"] == "distill" and step["student"] == "width 0.5"
     assert step["parameters"] <= run["compress"]["trained"]["parameters"] / 2
+    assert qat["step"] == "qat" and qat["train"]["epochs_run"] == 2 and qat["parameters"] == step["parameters"]
+    assert "quantization-aware fine-tune" in (run["dir"] / "report.md").read_text()
     ledger = json.loads((run["dir"] / "ledger.json").read_text())
     assert ledger["metrics"]["tflite:fp32"]["accuracy"] > 0.9
 
