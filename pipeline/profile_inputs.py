@@ -13,6 +13,9 @@ from profilers.runtimes import Session, quantize
 
 def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded inputs of each declared shape and dtype; quantized integer inputs from real values."""
+    if not session.shapes_declared:
+        raise InputFileError(f"{session.path} records no input shapes (TorchScript); pass --inputs FILE.npz with "
+                             f"one array per input: {', '.join(repr(s.name) for s in session.inputs)}")
     rng = np.random.default_rng(seed)
     feeds = {}
     for spec in session.inputs:
@@ -54,6 +57,8 @@ def read_inputs(file: Path, session: Session) -> dict[str, np.ndarray]:
             [f"array(s) {', '.join(map(repr, extra))} match no input"] if extra else [])
         raise InputFileError(f"inputs file {file}: {'; '.join(problems)}; "
                              f"the model takes {', '.join(map(repr, names))}, one array each")
+    if not session.shapes_declared:  # nothing to check against: the model's first run will judge them
+        return {spec.name: arrays[spec.name] for spec in session.inputs}
     return {spec.name: _checked(file, spec, arrays[spec.name], session.quantization.get(spec.name))
             for spec in session.inputs}
 

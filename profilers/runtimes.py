@@ -47,6 +47,7 @@ class Session:
     library: str = ""  # the package and version that ran the model, e.g. "ai_edge_litert 2.1.0"
     # (scale, zero point) of each quantized integer input, which bind() takes as integers
     quantization: dict[str, tuple[float, int]] = field(default_factory=dict)
+    shapes_declared: bool = True  # False for TorchScript: inputs have names but no recorded shape or dtype
 
 
 def open_tflite(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
@@ -232,10 +233,12 @@ def _with_batch(spec: InputSpec, batch: int, path: Path) -> InputSpec:
 
 
 def open_torch(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
-    """A torch.export program (.pt2) run eagerly as its GraphModule."""
+    """A torch.export program (.pt2) run eagerly as its GraphModule; other suffixes are TorchScript."""
     import torch
 
     torch.set_num_threads(threads)
+    if Path(path).suffix != ".pt2":
+        return _open_torchscript(path, options)
     try:
         program = torch.export.load(str(path))
     except Exception as exc:  # a zip or pickle error of any kind means "not a .pt2"
@@ -277,6 +280,39 @@ def open_torch(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOp
     return Session("torch", path, inputs, names, run, bind, "eager", library=f"torch {torch.__version__}")
 
 
+def _open_torchscript(path: Path, options: RuntimeOptions) -> Session:
+    """A TorchScript module (torch.jit.save): inputs named after forward()'s parameters, shapes from the caller."""
+    import torch
+
+    if options.batch is not None:
+        raise ConfigError(f"--batch: {path} is TorchScript, which records no input shapes; "
+                          "give arrays of the batch you want with --inputs")
+    try:
+        module = torch.jit.load(str(path), map_location="cpu").eval()
+    except Exception as exc:  # zip, pickle and TorchScript errors all mean "not a TorchScript module"
+        raise InputFileError(f"{path} is not a TorchScript module ({_first_line(exc)[:160]}); save one with "
+                             "torch.jit.save, or a program with torch.export.save (.pt2): a state dict holds "
+                             "no code to run") from None
+    names = tuple(a.name for a in module.forward.schema.arguments[1:])  # [0] is self
+    inputs = tuple(InputSpec(name, (), "float32", "ND") for name in names)
+
+    def call(tensors: list) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = module(*tensors)
+        out = out if isinstance(out, (tuple, list)) else (out,)
+        return {f"output_{i}": o.numpy() for i, o in enumerate(out)}
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return call([torch.from_numpy(np.asarray(feeds[n])) for n in names])
+
+    def bind(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        tensors = [torch.from_numpy(np.asarray(feeds[n])) for n in names]
+        return lambda: call(tensors)
+
+    return Session("torch", path, inputs, (), run, bind, "torchscript", library=f"torch {torch.__version__}",
+                   shapes_declared=False)
+
+
 def _check_torch_batch(run: Callable, inputs: tuple[InputSpec, ...], batch: int, path: Path) -> None:
     """Run zeros at the batch asked for: a program exported with a static batch fails its shape guard."""
     if any(not s.shape or min(s.shape) < 0 for s in inputs):
@@ -302,4 +338,5 @@ RUNTIMES: dict[str, Callable[..., Session]] = {
 }
 
 # Which runtime a file is for, by its suffix.
-RUNTIME_FOR_SUFFIX = {".tflite": "tflite", ".onnx": "onnxruntime", ".pt2": "torch"}
+RUNTIME_FOR_SUFFIX = {".tflite": "tflite", ".onnx": "onnxruntime", ".pt2": "torch", ".pt": "torch", ".ts": "torch",
+                      ".torchscript": "torch"}

@@ -98,3 +98,25 @@ def test_open_dimension_needs_inputs(tmp_path):
 def test_unknown_ort_level_is_one_line(models):
     _one_line_error(edgepipe("profile", str(models["onnx"]), "--ort-optimization", "max"),
                     "'max' is unknown", "disable, basic, extended, all")
+
+
+def test_torchscript_runs_from_an_inputs_file_and_says_what_it_needs(tmp_path):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    scripted = torch.jit.script(nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2)).eval())
+    scripted.save(str(tmp_path / "model.pt"))
+    np.savez(tmp_path / "x.npz", input=np.ones((4, 16), np.float32))
+    done = edgepipe("profile", str(tmp_path / "model.pt"), "--inputs", str(tmp_path / "x.npz"), "--quick", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["runtime"] == "torch" and result["kernels"] == "torchscript" and result["latency_ms"]["n"] >= 50
+
+    no_inputs = edgepipe("profile", str(tmp_path / "model.pt"), "--quick")
+    assert no_inputs.returncode == 2 and "records no input shapes (TorchScript); pass --inputs" in no_inputs.stderr
+
+    torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "weights.pt")
+    state_dict = edgepipe("profile", str(tmp_path / "weights.pt"), "--quick")
+    assert state_dict.returncode == 2 and "is not a TorchScript module" in state_dict.stderr
+    assert len(state_dict.stderr.strip().splitlines()) == 1
