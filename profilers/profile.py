@@ -1,22 +1,18 @@
 """Profile one model file with one runtime, in a fresh child process per call."""
 from __future__ import annotations
 
-import multiprocessing
 import platform
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import psutil
 
-from models.errors import ProfileError
-from models.capture import output_to_log
 from profilers import energy
 from profilers.harness import TimingSettings, measure, warm_up
+from profilers.isolation import in_child
 from profilers.runtimes import RUNTIMES, RuntimeOptions
 from profilers.stats import latency_stats
 
@@ -29,20 +25,8 @@ def profile_isolated(
 
     The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
     """
-    context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            job = pool.submit(_child, runtime, path, feeds, threads, timing, log_path, powercap_root, options)
-            return job.result()
-    except BrokenProcessPool:
-        raise ProfileError(f"{runtime} crashed while profiling {path}") from None
-
-
-def _child(runtime, path, feeds, threads, timing, log_path, powercap_root, options) -> dict:
-    if log_path is None:
-        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root, options)
-    with output_to_log(log_path):
-        return profile_in_process(runtime, path, feeds, threads, timing, powercap_root, options)
+    return in_child(f"{runtime} crashed while profiling {path}", profile_in_process, runtime, path, feeds, threads,
+                    timing, powercap_root, options, log_path=log_path)
 
 
 def profile_in_process(

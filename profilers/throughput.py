@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
-from models.capture import output_to_log
-from models.errors import InputFileError, ProfileError
+from models.errors import InputFileError
 from profilers.harness import TimingSettings, measure, warm_up
+from profilers.isolation import in_child
 from profilers.runtimes import open_onnxruntime, open_torch
 from profilers.stats import PERCENTILE_METHOD
 
@@ -75,20 +72,8 @@ def sweep_isolated(
 
     The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
     """
-    context = multiprocessing.get_context("spawn")
-    try:
-        with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-            job = pool.submit(_child, runtime, path, feeds, batches, threads, seconds, log_path)
-            return job.result()
-    except BrokenProcessPool:
-        raise ProfileError(f"{runtime} crashed while sweeping throughput of {path}") from None
-
-
-def _child(runtime, path, feeds, batches, threads, seconds, log_path) -> list[ThroughputPoint]:
-    if log_path is None:
-        return throughput_sweep(runtime, path, feeds, batches, threads, seconds)
-    with output_to_log(log_path):
-        return throughput_sweep(runtime, path, feeds, batches, threads, seconds)
+    return in_child(f"{runtime} crashed while sweeping throughput of {path}", throughput_sweep, runtime, path, feeds,
+                    batches, threads, seconds, log_path=log_path)
 
 
 def _default_threads() -> tuple[int, ...]:
