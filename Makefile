@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgepipe-installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench clean adb
 
 install: $(STAMP)
 
@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 run: install
 	$(BIN)/edgepipe run
 
-test: install
+# The on-device tests drive the real adb against fake phones; as root on Debian/Ubuntu it is installed here.
+adb:
+	@command -v adb >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get install -y -qq adb >/dev/null; } || \
+		{ echo "adb is missing: install Android platform-tools (Debian/Ubuntu: sudo apt-get install adb)"; exit 1; }
+
+test: install adb
 	$(BIN)/python -m pytest -q -ra
 
 bench: install

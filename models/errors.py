@@ -42,6 +42,10 @@ class ProfileError(EdgepipeError):
 
 
 class DeviceError(EdgepipeError):
-    """An Android device could not be reached or misbehaved."""
+    """An Android device could not be reached or misbehaved; `partial` keeps what a broken run got."""
 
     exit_code = 1
+
+    def __init__(self, message: str, partial: dict | None = None):
+        super().__init__(message)
+        self.partial = partial

@@ -107,16 +107,27 @@ def export(
 def profile(
     artifact: Path = typer.Argument(..., help="A .tflite, .onnx or .pt2 file."),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="tflite, onnxruntime or torch (default: by suffix)."),
-    device: str = typer.Option("host", "--device", help="Only 'host' for now."),
+    device: str = typer.Option("host", "--device", help="host, a phone's serial, serials joined by commas, or all."),
     threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Set every input's batch dimension to N."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Inputs .npz, one array per input name (default: seeded)."),
     quick: bool = typer.Option(False, "--quick", help="A ~1 s look (50 runs) instead of the full >= 10 s, 1024-run measure."),
     xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="TFLite: the XNNPACK delegate, or built-in kernels only."),
     ort_optimization: str = typer.Option("all", "--ort-optimization", help="ONNX Runtime graph optimisation: disable, basic, extended or all."),
+    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="Phones: TFLite's benchmark_model for the phone's ABI."),
+    cpus: Optional[str] = typer.Option(None, "--cpus", help="Phones: pin to big, little, all or a hex mask (taskset)."),
+    delegate: str = typer.Option("cpu", "--delegate", help="Phones: cpu, xnnpack, gpu or nnapi."),
+    runs: int = typer.Option(50, "--runs", min=1, help="Phones: at least this many measured runs."),
+    min_secs: float = typer.Option(1.0, "--min-secs", min=0, help="Phones: measure for at least this long (energy needs seconds)."),
+    suspend_charging: bool = typer.Option(False, "--suspend-charging", help="Phones: stop USB charging while measuring energy (restored after)."),
+    cooldown: float = typer.Option(60.0, "--cooldown", min=0, help="Phones: wait at most this long for the phone to cool first."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
-    """Profile one model file on the host, fed seeded inputs from its declared details or an .npz."""
+    """Profile one model file on the host (fed seeded inputs or an .npz), or on phones with benchmark_model."""
+    if device != "host":
+        _profile_phones(artifact, runtime, device, threads, benchmark_binary, cpus, delegate, runs, min_secs,
+                        suspend_charging, cooldown, quick, as_json)
+        return
     from pipeline.profiling import profile_file
     from profilers.harness import QUICK, TimingSettings
     from profilers.runtimes import RuntimeOptions
@@ -134,6 +145,41 @@ def profile(
         console.print(f"kernels: {result['kernels_note']}")
     if result["energy"]["status"] != "measured":
         console.print(f"energy unavailable: {result['energy']['reason']}")
+
+
+def _profile_phones(artifact, runtime, device, threads, binary, cpus, delegate, runs, min_secs, suspend_charging,
+                    cooldown, quick, as_json) -> None:
+    from android_bench.device_run import BenchSettings
+    from models.errors import ConfigError
+    from pipeline.device_profiling import profile_on_phones
+    from pipeline.device_view import print_phone_results
+
+    if runtime not in (None, "tflite"):
+        raise ConfigError(f"--runtime {runtime} with --device {device}: phones run TFLite only (benchmark_model)")
+    settings = BenchSettings(threads=threads, runs=runs, min_secs=min_secs, cpus=cpus, delegate=delegate,
+                             suspend_charging=suspend_charging, cooldown_max_s=cooldown,
+                             op_profile=not quick, idle_s=1.0 if quick else 2.0)
+    result = profile_on_phones(artifact, device, settings, binary)
+    failed = [s for s, r in result.get("devices", {}).items() if r["status"] != "ok"]
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        print_phone_results(console, result)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def devices(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List attached Android devices with their facts; unusable ones with what to do."""
+    from pipeline.device_profiling import list_devices
+    from pipeline.device_view import print_devices
+
+    rows = list_devices()
+    if as_json:
+        typer.echo(json.dumps({"devices": rows}))
+        return
+    print_devices(console, rows)
 
 
 def _names(text: str) -> tuple[str, ...]:

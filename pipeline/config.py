@@ -93,7 +93,8 @@ class ValidateSection(BaseModel):
 class ProfileSection(BaseModel):
     model_config = _STRICT
     runtimes: tuple[Literal["torch", "onnxruntime", "tflite"], ...] = ("torch", "onnxruntime", "tflite")
-    device: Literal["host"] = "host"
+    # "host", a phone's serial, serials joined by commas, or "all": TFLite artifacts then also run on the phones
+    device: str = Field("host", min_length=1)
     threads: int = Field(1, ge=1)
     warmup_runs: int = Field(10, ge=0)
     warmup_seconds: float = Field(0.2, ge=0)
@@ -107,6 +108,11 @@ class ProfileSection(BaseModel):
     op_profile_runs: int = Field(200, ge=1)
     throughput_batches: tuple[PositiveInt, ...] = (1, 4, 16, 64)  # empty: no throughput sweep
     throughput_seconds: float = Field(0.3, gt=0)  # per batch x threads point
+    # phones only: TFLite's benchmark_model for the phone's ABI (else the user's ~/.config/edgepipe/config.toml)
+    benchmark_binary: str | None = None
+    cpus: str | None = None  # phones: pin to "big", "little", "all" or a hex mask
+    delegate: Literal["cpu", "xnnpack", "gpu", "nnapi"] = "cpu"
+    suspend_charging: bool = False  # phones: stop USB charging while energy is measured (restored after)
 
 
 class JobConfig(BaseModel):

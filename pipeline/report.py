@@ -5,6 +5,7 @@ from pathlib import Path
 
 from pipeline.compress_report import compress_lines
 from pipeline.context import StageContext, source_kind
+from pipeline.report_phones import num_or_dash, phone_lines
 from pipeline.report_profile import profile_lines
 from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
 
@@ -48,8 +49,8 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
         led = validate.get("ledger", {}).get(key, {})
         lines.append(
             f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "
-            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {_num(led.get('max_abs'), '.2e')} | "
-            f"{_num(led.get('cosine'), '.6f')} | {_num(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
+            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {num_or_dash(led.get('max_abs'), '.2e')} | "
+            f"{num_or_dash(led.get('cosine'), '.6f')} | {num_or_dash(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
     lines += ["", "Per-hop, per-output figures: `ledger.json`.", "", "## Host latency", "",
               "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s | peak RSS MB | energy |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
@@ -72,7 +73,7 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
                       f"{device['threads']} thread(s); percentiles by numpy's linear method, "
                       "confidence intervals by percentile bootstrap (2000 resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
-    lines += ["", *profile_lines(results.get("profile", {}))]
+    lines += ["", *profile_lines(results.get("profile", {})), *phone_lines(results.get("profile", {}))]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
     lines += ["", *variants, "", "## Tool versions", "", versions, ""]
     return "\n".join(lines)
@@ -80,10 +81,6 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
 
 def _fmt_metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()) or "-"
-
-
-def _num(value, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
 
 
 def _ok(value) -> str:

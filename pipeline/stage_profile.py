@@ -42,9 +42,19 @@ def run_profile(ctx: StageContext) -> dict:
             result["throughput"] = throughput_isolated(runtime, path, feeds, settings.throughput_batches,
                                                        settings.throughput_seconds, log)
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
+    phones = _on_phones(ctx) if settings.device != "host" else []
     plots = _plots(results, ctx.staging)
-    write_json(ctx.staging / PROFILE, {"results": results})
-    return {"results": [{k: v for k, v in r.items() if k != "samples_ns"} for r in results], "plots": plots}
+    write_json(ctx.staging / PROFILE, {"results": results, **({"device_results": phones} if phones else {})})
+    return {"results": [{k: v for k, v in r.items() if k != "samples_ns"} for r in results], "plots": plots,
+            **({"device_results": phones} if phones else {})}
+
+
+def _on_phones(ctx: StageContext) -> list[dict]:
+    """The TFLite artifacts on the job's phones through benchmark_model."""
+    from pipeline.device_profiling import profile_artifacts_on_phones
+
+    tflite = [(art, ctx.path(art["path"])) for art in ctx.results["export"]["artifacts"] if art["format"] == "tflite"]
+    return profile_artifacts_on_phones(ctx.job.profile, tflite)
 
 
 def _plots(results: list[dict], staging: Path) -> dict:

@@ -50,3 +50,11 @@ def default_run(tmp_path_factory) -> dict:
     second = edgepipe("run", str(job), "-o", str(tmp / "out"))
     return {"dir": tmp / "out", "job": job, "first": first, "second": second,
             "manifest": json.loads((tmp / "out" / "manifest.json").read_text()) if first.returncode == 0 else None}
+
+
+@pytest.fixture(scope="session")
+def cnn_files(tmp_path_factory) -> dict[str, Path]:
+    """A small CNN as .pt2, .onnx, fp32 and int8 .tflite files, converted once for every test that needs them."""
+    from tests.profile_models import small_cnn
+
+    return small_cnn(tmp_path_factory.mktemp("cnn"))

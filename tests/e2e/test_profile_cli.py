@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from tests.conftest import edgepipe
-from tests.profile_models import onnx_graph, small_cnn
+from tests.profile_models import onnx_graph
 
 LATENCY_KEYS = {"p50", "p90", "p99", "mean", "std", "min", "max", "n"}
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    return small_cnn(tmp_path_factory.mktemp("cnn"))
+def models(cnn_files) -> dict[str, Path]:
+    return cnn_files
 
 
 def _profiled(*args: str) -> dict:

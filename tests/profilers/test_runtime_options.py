@@ -13,15 +13,15 @@ from models.errors import ConfigError
 from profilers.harness import QUICK, TimingSettings
 from profilers.profile import profile_in_process
 from profilers.runtimes import ORT_OPTIMIZATION, RuntimeOptions, open_onnxruntime, open_tflite, open_torch
-from tests.profile_models import onnx_graph, small_cnn
+from tests.profile_models import onnx_graph
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLES = np.random.default_rng(1).random((4, 8, 8, 1), dtype=np.float32)  # NHWC, real values in [0, 1)
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> dict[str, Path]:
-    return small_cnn(tmp_path_factory.mktemp("cnn"))
+def models(cnn_files) -> dict[str, Path]:
+    return cnn_files
 
 
 def _output_scale(path: Path) -> float:
