@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -200,8 +199,3 @@ def _atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def remove(root: Path) -> None:
-    """Delete a sandbox."""
-    shutil.rmtree(root, ignore_errors=True)
