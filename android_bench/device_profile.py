@@ -9,7 +9,7 @@ from typing import Callable
 from android_bench.adb import Adb, quote
 from android_bench.battery_energy import battery_energy, parse_samples, sampler_script, unavailable
 from android_bench.bm_output import parse_benchmark_output
-from android_bench.charging import Suspension, charging_suspended
+from android_bench.charging import charging_suspended
 from android_bench.device_run import (BenchSettings, Trace, benchmark_args, check_binary, ensure_binary,
                                       new_workdir, remove_workdir, run_session, session_script)
 from android_bench.facts import DeviceFacts, cpu_mask, device_facts

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable
 
 from android_bench.adb import Adb, gone, quote
-from android_bench.battery_energy import sampler_script
 from android_bench.rails import DUMPSYS
 from models.errors import ConfigError, DeviceError
 

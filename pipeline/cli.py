@@ -43,8 +43,13 @@ def run(
     result = run_job(job, out or default_run_dir(job), on_stage=None if as_json else _print_stage)
     if as_json:
         typer.echo(json.dumps({"job": job.job.name, "run_dir": str(result.run_dir), "results": result.results}))
-        return
-    _print_summary(result)
+    else:
+        _print_summary(result)
+    verdict = result.results.get("gate")
+    if verdict and not verdict["passed"]:
+        print(f"edgepipe: gate failed: {verdict['failed']} of {len(verdict['checks'])} checks; see "
+              f"{result.run_dir / verdict['markdown']}", file=sys.stderr)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -180,6 +185,29 @@ def devices(as_json: bool = typer.Option(False, "--json", help="Machine-readable
         typer.echo(json.dumps({"devices": rows}))
         return
     print_devices(console, rows)
+
+
+@app.command()
+def gate(
+    report: Path = typer.Argument(..., help="A run directory, its manifest.json, or a batch summary."),
+    budgets: Path = typer.Option(..., "--budgets", help="budgets.toml: limits per model, variant and device."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", help="An older report to compare with (noise-aware)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Write JUnit XML: one test case per check."),
+    markdown: Optional[Path] = typer.Option(None, "--markdown", help="Write a Markdown summary for a CI job page."),
+    strict: bool = typer.Option(False, "--strict", help="A budget that selects nothing is an error, not a warning."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Apply budgets to a report: exit 0 when every check passes, 1 when one fails, 2 for bad input."""
+    from pipeline.gate_output import print_verdict, run_gate, write_outputs
+
+    verdict = run_gate(report, budgets, baseline, strict)
+    write_outputs(verdict, junit, markdown)
+    if as_json:
+        typer.echo(json.dumps(verdict.to_dict()))
+    else:
+        print_verdict(console, verdict)
+    if not verdict.passed:
+        raise typer.Exit(1)
 
 
 def _names(text: str) -> tuple[str, ...]:

@@ -108,11 +108,23 @@ class ProfileSection(BaseModel):
     op_profile_runs: int = Field(200, ge=1)
     throughput_batches: tuple[PositiveInt, ...] = (1, 4, 16, 64)  # empty: no throughput sweep
     throughput_seconds: float = Field(0.3, gt=0)  # per batch x threads point
+    # "format:variant" references: every host artifact is also timed interleaved with each in one
+    # process, so relative latency budgets compare under the same machine state
+    paired_with: tuple[str, ...] = ()
     # phones only: TFLite's benchmark_model for the phone's ABI (else the user's ~/.config/edgepipe/config.toml)
     benchmark_binary: str | None = None
     cpus: str | None = None  # phones: pin to "big", "little", "all" or a hex mask
     delegate: Literal["cpu", "xnnpack", "gpu", "nnapi"] = "cpu"
     suspend_charging: bool = False  # phones: stop USB charging while energy is measured (restored after)
+
+
+class GateSection(BaseModel):
+    """Budgets applied as the run's last stage; a failed check makes `edgepipe run` exit 1."""
+
+    model_config = _STRICT
+    budgets: str  # budgets.toml (see examples/budgets.toml)
+    baseline: str | None = None  # an older run directory or manifest.json to compare with
+    strict: bool = False  # a budget that selects nothing is an error
 
 
 class JobConfig(BaseModel):
@@ -125,6 +137,7 @@ class JobConfig(BaseModel):
     export: ExportSection = ExportSection()
     validate_: ValidateSection = Field(ValidateSection(), alias="validate")
     profile: ProfileSection = ProfileSection()
+    gate: GateSection | None = None
 
     def to_toml_dict(self) -> dict:
         """Plain dict keyed as in the TOML file."""

@@ -18,6 +18,8 @@ def profile_lines(profile: dict) -> list[str]:
         lines += ["## Per-op time", ""]
         for r in (r for r in results if "op_profile" in r):
             lines += _op_table(r)
+    if any(r.get("paired") for r in results):
+        lines += _paired_table(results)
     if any(r.get("throughput") for r in results):
         lines += ["## Throughput", "", "Offline mode: inferences (samples) per second, each batch one invocation; "
                   "threads 1 .. the host's cores.", ""]
@@ -63,3 +65,16 @@ def _throughput_table(result: dict, plot: str | None) -> list[str]:
     reasons = sorted({p["reason"] for p in points if p["status"] != "measured"})
     lines += [""] + [f"n/a: {reason}" for reason in reasons] + ([""] if reasons else [])
     return lines + ([f"![throughput]({plot})", ""] if plot else [])
+
+
+def _paired_table(results: list[dict]) -> list[str]:
+    """Latency ratios timed interleaved in one process (so machine state cancels), with block-bootstrap CIs."""
+    lines = ["## Paired latency ratios", "", "Each artifact timed against a reference in alternating blocks (ABBA) in "
+             "one process; 95 % intervals by resampling blocks.", "",
+             "| artifact | reference | p50 ratio (95 % CI) | p90 ratio (95 % CI) |", "|---|---|---:|---:|"]
+    for r in results:
+        for ref, p in (r.get("paired") or {}).items():
+            lines.append(f"| `{r['artifact']}` | {ref} | {p['p50_ratio']:.3f} ({p['p50_ratio_ci95'][0]:.3f}-"
+                         f"{p['p50_ratio_ci95'][1]:.3f}) | {p['p90_ratio']:.3f} ({p['p90_ratio_ci95'][0]:.3f}-"
+                         f"{p['p90_ratio_ci95'][1]:.3f}) |")
+    return [*lines, ""]

@@ -16,6 +16,7 @@ from pipeline.context import StageContext, onnx_source, source_kind
 from pipeline.report import run_report
 from pipeline.stage_compress import run_compress
 from pipeline.stage_export import run_export
+from pipeline.stage_gate import run_gate_stage
 from pipeline.stage_profile import run_profile
 from pipeline.stage_train import run_train
 from pipeline.stage_validate import run_validate
@@ -38,6 +39,14 @@ def _sha_or_none(path: str | Path | None) -> str | None:
     return sha256_file(Path(path)) if path else None
 
 
+def _baseline_sha(baseline: str | None) -> str | None:
+    """A baseline run directory is identified by its manifest."""
+    if not baseline:
+        return None
+    path = Path(baseline)
+    return _sha_or_none(path / "manifest.json" if path.is_dir() else path)
+
+
 def _model_settings(job: JobConfig) -> dict:
     return {"model": job.job.model, "seed": job.job.seed, "inputs": list(job.job.inputs),
             "source_sha256": _sha_or_none(onnx_source(job)), "weights_sha256": _sha_or_none(job.job.weights)}
@@ -51,6 +60,9 @@ VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.
                                                      "inputs_sha256": _sha_or_none(j.validate_.inputs)}, ("export",))
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
+GATE = Stage("gate", run_gate_stage, lambda j: {**j.gate.model_dump(), "budgets_sha256": _sha_or_none(j.gate.budgets),
+                                                "baseline_sha256": _baseline_sha(j.gate.baseline)},
+             ("validate", "profile"))
 
 # The pipeline, in order. An ONNX file or a user's factory has nothing to train.
 ZOO_PIPELINE = [TRAIN, COMPRESS, EXPORT, VALIDATE, PROFILE, REPORT]
@@ -98,8 +110,8 @@ def run_job(
     report = on_stage or (lambda name, record: None)
     versions = tool_versions()
     store.manifest.update({"job": job.to_toml_dict(), "versions": versions})
-    stages = [s for s in (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE)
-              if only is None or s.name in only]
+    pipeline = (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE) + ([GATE] if job.gate else [])
+    stages = [s for s in pipeline if only is None or s.name in only]
     results: dict[str, dict] = {}
     records: dict[str, dict] = {}
     for stage in stages:
@@ -153,6 +165,12 @@ def check_source(job: JobConfig) -> None:
         onnx_input_specs(source)
     if job.validate_.inputs and not Path(job.validate_.inputs).is_file():
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
+    if job.gate:
+        from pipeline.budgets import load_budgets
+
+        load_budgets(Path(job.gate.budgets))  # a bad budgets file fails before hours of work, not after
+        if job.gate.baseline and not Path(job.gate.baseline).exists():
+            raise InputFileError(f"[gate] baseline {job.gate.baseline} not found; check the path")
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:

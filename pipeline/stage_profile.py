@@ -3,11 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from models.errors import ConfigError
 from pipeline.context import StageContext
 from pipeline.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
 from pipeline.profile_details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
 from pipeline.profiling import runtime_options
 from pipeline.store import write_json
+from profilers.calibration import CALIBRATION
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
 
@@ -23,6 +25,7 @@ def timing_settings(job) -> TimingSettings:
 
 def run_profile(ctx: StageContext) -> dict:
     """Profile each artifact whose runtime the job asks for, fed one real held-out sample."""
+    _check_pairs(ctx)
     samples, _ = held_out(ctx)
     first = {name: values[:1] for name, values in samples.items()}
     log = ctx.staging / PROFILE_LOG
@@ -42,11 +45,42 @@ def run_profile(ctx: StageContext) -> dict:
             result["throughput"] = throughput_isolated(runtime, path, feeds, settings.throughput_batches,
                                                        settings.throughput_seconds, log)
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
+    _pair(ctx, results, first, log)
     phones = _on_phones(ctx) if settings.device != "host" else []
     plots = _plots(results, ctx.staging)
     write_json(ctx.staging / PROFILE, {"results": results, **({"device_results": phones} if phones else {})})
     return {"results": [{k: v for k, v in r.items() if k != "samples_ns"} for r in results], "plots": plots,
             **({"device_results": phones} if phones else {})}
+
+
+def _check_pairs(ctx: StageContext) -> None:
+    """paired_with must name artifacts of this run; said before any timing starts."""
+    keys = [f"{a['format']}:{a['variant']}" for a in ctx.results["export"]["artifacts"]]
+    for ref in ctx.job.profile.paired_with:
+        if ref not in keys and ref != CALIBRATION:
+            raise ConfigError(f"[profile] paired_with {ref!r} is not an artifact of this run ({', '.join(keys)}) nor "
+                              f"'{CALIBRATION}' (a fixed yardstick model); name one as format:variant")
+
+
+def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> None:
+    """Each result's latency ratio to every [profile] paired_with reference, timed interleaved in one child."""
+    import tempfile
+
+    from profilers.calibration import calibration_model
+    from profilers.paired import paired_ratio_isolated
+
+    wanted = ctx.job.profile.paired_with
+    artifacts = {f"{a['format']}:{a['variant']}": a for a in ctx.results["export"]["artifacts"]}
+    references = {ref: (RUNTIME_OF_FORMAT[a["format"]], ctx.path(a["path"]), feeds_for(a, first))
+                  for ref, a in artifacts.items() if ref in wanted}
+    with tempfile.TemporaryDirectory() as tmp:  # the yardstick is not an artifact of the run
+        if CALIBRATION in wanted:
+            references[CALIBRATION] = calibration_model(Path(tmp))
+        for r in results:
+            side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[f"{r['format']}:{r['variant']}"], first))
+            r["paired"] = {ref: paired_ratio_isolated(side, reference, ctx.job.profile.threads,
+                                                      options=runtime_options(ctx.job.profile), log_path=log)
+                           for ref, reference in references.items()}
 
 
 def _on_phones(ctx: StageContext) -> list[dict]:

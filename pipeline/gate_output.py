@@ -1,0 +1,118 @@
+"""The gate's verdict as a terminal table, JUnit XML (one test case per check), Markdown and JSON."""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from models.errors import ConfigError
+from pipeline.budgets import Budgets, load_budgets
+from pipeline.gate import (FAIL, PASS, Check, Subject, apply_budgets, baseline_checks, check_metrics_exist,
+                           load_subjects)
+from pipeline.store import write_atomic
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Every check and warning of one gate run."""
+
+    checks: list[Check]
+    warnings: list[str]
+
+    @property
+    def passed(self) -> bool:
+        return not any(c.status == FAIL for c in self.checks)
+
+    def to_dict(self) -> dict:
+        return {"passed": self.passed, "failed": sum(c.status == FAIL for c in self.checks),
+                "checks": [c.to_dict() for c in self.checks], "warnings": self.warnings}
+
+
+def run_gate(report: Path, budgets: Path, baseline: Path | None = None, strict: bool = False) -> Verdict:
+    """Apply a budgets file (and a baseline) to a report; bad budgets or reports raise with exit code 2."""
+    return verdict_for(load_subjects(report), load_budgets(budgets),
+                       load_subjects(baseline) if baseline is not None else None, strict)
+
+
+def verdict_for(subjects: list[Subject], budgets: Budgets, baseline: list[Subject] | None, strict: bool) -> Verdict:
+    """Every budget's checks and the baseline's, with the warnings; --strict turns an idle budget into an error."""
+    check_metrics_exist(budgets, subjects)
+    checks, warnings = apply_budgets(budgets, subjects)
+    if baseline is not None:
+        more, notes = baseline_checks(subjects, baseline, budgets.tolerances)
+        checks, warnings = checks + more, warnings + notes
+    if (strict or budgets.strict) and any("selects nothing" in w for w in warnings):
+        raise ConfigError(next(w for w in warnings if "selects nothing" in w) + " (an error with --strict)")
+    return Verdict(checks, warnings)
+
+
+def print_verdict(console: Console, verdict: Verdict) -> None:
+    """One table per budget (every check on every artifact it selects), then the warnings and the verdict."""
+    jobs = {c.subject.split(" ")[0] for c in verdict.checks}
+    for budget in dict.fromkeys(c.budget for c in verdict.checks):
+        table = Table("artifact", "check", "value", "limit", "status", title=budget, title_justify="left")
+        for c in (c for c in verdict.checks if c.budget == budget):
+            style = {PASS: "green", FAIL: "bold red"}.get(c.status, "yellow")
+            subject = c.subject if len(jobs) > 1 else c.subject.split(" ", 1)[1]
+            table.add_row(subject, c.check, _figure(c.value, c.unit), _figure(c.limit, c.unit),
+                          f"[{style}]{c.status}[/{style}]")
+        console.print(table)
+    for warning in verdict.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    failed = [c for c in verdict.checks if c.status == FAIL]
+    console.print(f"gate {'passed' if verdict.passed else 'FAILED'}: {len(verdict.checks)} checks, {len(failed)} failed")
+
+
+def junit_xml(verdict: Verdict) -> str:
+    """JUnit XML: one test case per check; a failure's message carries the figures."""
+    failures = sum(c.status == FAIL for c in verdict.checks)
+    suite = ET.Element("testsuite", name="edgepipe gate", tests=str(len(verdict.checks)), failures=str(failures),
+                       errors="0", skipped=str(sum(c.status not in (PASS, FAIL) for c in verdict.checks)))
+    for c in verdict.checks:
+        case = ET.SubElement(suite, "testcase", classname=c.subject, name=f"{c.budget}: {c.check}")
+        if c.status == FAIL:
+            failure = ET.SubElement(case, "failure", message=_sentence(c), type="budget")
+            failure.text = c.detail
+        elif c.status != PASS:
+            ET.SubElement(case, "skipped", message=f"{c.status}: {c.detail}")
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
+
+
+def markdown(verdict: Verdict) -> str:
+    """A summary for a CI job page: the verdict, the failures first, then every check."""
+    failed = [c for c in verdict.checks if c.status == FAIL]
+    lines = [f"## edgepipe gate: {'passed' if verdict.passed else 'FAILED'}", "",
+             f"{len(verdict.checks)} checks, {len(failed)} failed.", ""]
+    if failed:
+        lines += ["### Failed", "", *[f"- {_sentence(c)}" for c in failed], ""]
+    lines += ["| budget | artifact | check | value | limit | status |", "|---|---|---|---:|---:|---|"]
+    lines += [f"| {c.budget} | {c.subject} | {c.check} | {_figure(c.value, c.unit)} | {_figure(c.limit, c.unit)} | "
+              f"{c.status} |" for c in verdict.checks]
+    lines += ["", *[f"> warning: {w}" for w in verdict.warnings]]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(verdict: Verdict, junit: Path | None, summary: Path | None) -> None:
+    """The JUnit and Markdown files, each written whole."""
+    if junit is not None:
+        write_atomic(junit, junit_xml(verdict))
+    if summary is not None:
+        write_atomic(summary, markdown(verdict))
+
+
+def _sentence(c: Check) -> str:
+    detail = f" ({c.detail})" if c.detail else ""
+    return (f"{c.subject}: {c.check} is {_figure(c.value, c.unit)}, limit {_figure(c.limit, c.unit)} "
+            f"[{c.budget}]{detail}")
+
+
+def _figure(value, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "bytes":
+        return f"{value:,.0f} B"
+    return f"{value:.4g} {unit}".strip()

@@ -1,0 +1,25 @@
+"""Stage gate: the job's budgets applied to this run's own figures, as its last stage."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.budgets import load_budgets
+from pipeline.context import StageContext
+from pipeline.gate import load_subjects, manifest_subjects
+from pipeline.gate_output import junit_xml, markdown, verdict_for
+from pipeline.store import write_atomic, write_json
+
+GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
+
+
+def run_gate_stage(ctx: StageContext) -> dict:
+    """Write gate.json, gate.md and junit.xml; the verdict is a result (a failed gate is still a finished stage)."""
+    section = ctx.job.gate
+    manifest = {**ctx.store.manifest, "stages": {name: {"result": r} for name, r in ctx.results.items()}}
+    subjects = manifest_subjects(manifest, ctx.store.run_dir)
+    baseline = load_subjects(Path(section.baseline)) if section.baseline else None
+    verdict = verdict_for(subjects, load_budgets(Path(section.budgets)), baseline, section.strict)
+    write_json(ctx.staging / GATE_JSON, verdict.to_dict())
+    write_atomic(ctx.staging / GATE_MARKDOWN, markdown(verdict))
+    write_atomic(ctx.staging / GATE_JUNIT, junit_xml(verdict))
+    return {**verdict.to_dict(), "markdown": GATE_MARKDOWN, "junit": GATE_JUNIT}
