@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,8 +162,6 @@ def session_script(work: str, command: str, idle_s: float, sampler: str | None, 
 def run_session(adb: Adb, serial: str, script: str, timeout_s: float,
                 on_line: Callable[[str], None] | None = None) -> Trace:
     """Run a session script, streaming its lines; a phone lost mid-run raises DeviceError with the partial trace."""
-    import threading
-
     trace, block = Trace(), None
     proc = adb.shell_stream(serial, script)
     timer = threading.Timer(timeout_s, proc.kill)

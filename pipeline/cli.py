@@ -210,6 +210,35 @@ def gate(
         raise typer.Exit(1)
 
 
+@app.command()
+def batch(
+    jobs: Path = typer.Argument(..., help="JOBS.toml: a matrix of models x variants x export settings."),
+    out: Path = typer.Option(Path("runs/batch"), "-o", "--out", help="Batch directory (runs, batch.json, summaries)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Warm worker processes (default: the core count)."),
+    executor: str = typer.Option("local", "--executor", help="local (warm worker processes) or ray."),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray: the cluster address (default: start a local one)."),
+    force: bool = typer.Option(False, "--force", help="Ignore the cache: run every stage of every job again."),
+    as_json: bool = typer.Option(False, "--json", help="Print batch.json instead of progress and a table."),
+) -> None:
+    """Run many jobs: cached, resumable after a crash; exit 1 when any job failed."""
+    import os
+
+    from models.errors import ConfigError
+    from pipeline.batch import BATCH_MANIFEST, run_batch
+    from pipeline.batch_view import BatchProgress
+
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"--executor {executor!r}: expected local or ray")
+    with BatchProgress(console, quiet=as_json) as progress:
+        result = run_batch(jobs, out, workers or os.cpu_count() or 1, executor, force, address, progress.event)
+    if as_json:
+        typer.echo((result.out / BATCH_MANIFEST).read_text())
+    else:
+        progress.finish(result)
+    if result.failed:
+        raise typer.Exit(1)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 

@@ -65,7 +65,7 @@ class Check:
 
 def load_subjects(report: Path) -> list[Subject]:
     """Subjects of a run directory, its manifest.json, or a batch summary listing run directories."""
-    path = report / "manifest.json" if report.is_dir() else report
+    path = _report_file(report)
     if not path.is_file():
         raise InputFileError(f"{report} is neither a run directory nor a manifest.json or batch summary; "
                              "pass the -o directory of 'edgepipe run' or 'edgepipe batch'")
@@ -73,11 +73,33 @@ def load_subjects(report: Path) -> list[Subject]:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path} is not JSON ({exc}); pass a run directory or its manifest.json") from None
-    if isinstance(data, dict) and isinstance(data.get("runs"), list):  # a batch summary
-        return [s for run in data["runs"] for s in load_subjects(path.parent / run["run_dir"])]
+    if isinstance(data, dict) and isinstance(data.get("runs"), list):  # a batch manifest
+        return [s for run in data["runs"] if run.get("status") in ("done", "cached")
+                for s in load_subjects(path.parent / run["run_dir"])]
     if not isinstance(data, dict) or "stages" not in data or "job" not in data:
         raise InputFileError(f"{path} is not an edgepipe manifest (no 'stages'/'job'); pass a run directory")
     return manifest_subjects(data, path)
+
+
+def batch_failures(report: Path) -> list[Check]:
+    """A failing check for every job a batch did not finish: an artifact that was never built misses every budget."""
+    path = _report_file(report)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        return []
+    return [Check("batch", f"{run['job']} @batch", "job finished", None, None, "", FAIL,
+                  run.get("error") or f"status {run['status']}")
+            for run in data["runs"] if run.get("status") not in ("done", "cached")]
+
+
+def _report_file(report: Path) -> Path:
+    """A run directory's manifest.json, a batch directory's batch.json, or the file given."""
+    if not report.is_dir():
+        return report
+    return report / "batch.json" if (report / "batch.json").is_file() else report / "manifest.json"
 
 
 def manifest_subjects(manifest: dict, where: Path) -> list[Subject]:

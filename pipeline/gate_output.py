@@ -10,8 +10,8 @@ from rich.table import Table
 
 from models.errors import ConfigError
 from pipeline.budgets import Budgets, load_budgets
-from pipeline.gate import (FAIL, PASS, Check, Subject, apply_budgets, baseline_checks, check_metrics_exist,
-                           load_subjects)
+from pipeline.gate import (FAIL, PASS, Check, Subject, apply_budgets, baseline_checks, batch_failures,
+                           check_metrics_exist, load_subjects)
 from pipeline.store import write_atomic
 
 
@@ -33,8 +33,9 @@ class Verdict:
 
 def run_gate(report: Path, budgets: Path, baseline: Path | None = None, strict: bool = False) -> Verdict:
     """Apply a budgets file (and a baseline) to a report; bad budgets or reports raise with exit code 2."""
-    return verdict_for(load_subjects(report), load_budgets(budgets),
-                       load_subjects(baseline) if baseline is not None else None, strict)
+    verdict = verdict_for(load_subjects(report), load_budgets(budgets),
+                          load_subjects(baseline) if baseline is not None else None, strict)
+    return Verdict(batch_failures(report) + verdict.checks, verdict.warnings)
 
 
 def verdict_for(subjects: list[Subject], budgets: Budgets, baseline: list[Subject] | None, strict: bool) -> Verdict:

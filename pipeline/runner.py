@@ -110,8 +110,7 @@ def run_job(
     report = on_stage or (lambda name, record: None)
     versions = tool_versions()
     store.manifest.update({"job": job.to_toml_dict(), "versions": versions})
-    pipeline = (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE) + ([GATE] if job.gate else [])
-    stages = [s for s in pipeline if only is None or s.name in only]
+    stages = job_stages(job, only)
     results: dict[str, dict] = {}
     records: dict[str, dict] = {}
     for stage in stages:
@@ -140,6 +139,28 @@ def run_job(
         results[stage.name] = result
         records[stage.name] = {**record, "cached": False}
         report(stage.name, records[stage.name])
+    return RunResult(store.run_dir, records, results)
+
+
+def job_stages(job: JobConfig, only: tuple[str, ...] | None = None) -> list[Stage]:
+    """The job's stages in order, optionally only some of them."""
+    pipeline = (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE) + ([GATE] if job.gate else [])
+    return [s for s in pipeline if only is None or s.name in only]
+
+
+def cached_run(job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = None,
+               versions: dict | None = None) -> RunResult | None:
+    """The run's results when every stage is already in run_dir's cache, else None; runs nothing."""
+    if not (run_dir / "manifest.json").is_file():
+        return None
+    store = Store.open(run_dir)
+    versions = versions or tool_versions()
+    records, results = {}, {}
+    for stage in job_stages(job, only):
+        previous = store.manifest["stages"].get(stage.name)
+        if not (previous and previous["key"] == _stage_key(stage, job, store, versions) and store.verify(stage.name)):
+            return None
+        records[stage.name], results[stage.name] = {**previous, "cached": True}, previous["result"]
     return RunResult(store.run_dir, records, results)
 
 
