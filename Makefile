@@ -26,7 +26,7 @@ adb:
 		{ echo "adb is missing: install Android platform-tools (Debian/Ubuntu: sudo apt-get install adb)"; exit 1; }
 
 test: install adb
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=15
 
 bench: install
 	$(BIN)/python benchmarks/rerun.py

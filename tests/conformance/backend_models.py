@@ -255,14 +255,27 @@ def _verdict(error: Exception | None, check: Check | None, *paths: Path) -> tupl
 
 
 def run_all(work_dir: Path, models: list[BackendModel] | None = None,
-            progress: Callable[[ModelResult], None] | None = None) -> list[ModelResult]:
-    """Run every model, each in its own sub-directory of work_dir."""
+            progress: Callable[[ModelResult], None] | None = None, workers: int = 1) -> list[ModelResult]:
+    """Run every model, each in its own sub-directory of work_dir, on `workers` spawned processes.
+
+    Results are numerics, not timings, so models may share the machine; each worker imports
+    TensorFlow and onnx2tf once.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    models = models if models is not None else discover()
+    dirs = [work_dir / model.suite / model.name for model in models]
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
     results = []
-    for model in models if models is not None else discover():
-        result = run_model(model, work_dir / model.suite / model.name)
-        results.append(result)
-        if progress:
-            progress(result)
+    try:
+        for result in (pool.map if pool else map)(run_model, models, dirs):
+            results.append(result)
+            if progress:
+                progress(result)
+    finally:
+        if pool:
+            pool.shutdown()
     return results
 
 

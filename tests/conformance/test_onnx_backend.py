@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def _model(name: str) -> bm.BackendModel:
 @pytest.fixture(scope="module")
 def suite_results(tmp_path_factory) -> list[bm.ModelResult]:
     """The whole suite, run once for this module (a few minutes: one onnx2tf conversion per model)."""
-    return bm.run_all(tmp_path_factory.mktemp("conformance"))
+    return bm.run_all(tmp_path_factory.mktemp("conformance"), workers=os.cpu_count() or 1)
 
 
 def test_discovers_every_model():
