@@ -8,7 +8,6 @@ complete is answered from it without starting a worker.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -116,8 +115,3 @@ class _exclusive:
     def __exit__(self, *exc):
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
-
-
-def batch_manifest(out: Path) -> dict:
-    """A batch directory's batch.json."""
-    return json.loads((out / BATCH_MANIFEST).read_text())

@@ -252,14 +252,9 @@ def baseline_checks(new: list[Subject], old: list[Subject], tol: Tolerances) -> 
     return checks, warnings
 
 
-def known_metrics(subjects: list[Subject]) -> set[str]:
-    """Metric names this report holds."""
-    return {m for s in subjects for m in s.metrics}
-
-
 def check_metrics_exist(budgets: Budgets, subjects: list[Subject]) -> None:
     """A budget on a metric the report never measured is a typo or a wrong model: bad input."""
-    have = known_metrics(subjects)
+    have = {m for s in subjects for m in s.metrics}
     for b in budgets.budgets:
         for metric in {*b.min_metric, *b.max_metric_drop} - have:
             raise ConfigError(f"budget '{b.name}': metric {metric!r} is not in this report (it has "

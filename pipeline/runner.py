@@ -115,8 +115,8 @@ def run_job(
     records: dict[str, dict] = {}
     for stage in stages:
         key = _stage_key(stage, job, store, versions)
-        previous = store.manifest["stages"].get(stage.name)
-        if previous and previous["key"] == key and store.verify(stage.name):
+        previous = _cached_record(stage, key, store)
+        if previous:
             results[stage.name] = previous["result"]
             records[stage.name] = {**previous, "cached": True}
             report(stage.name, records[stage.name])
@@ -157,8 +157,8 @@ def cached_run(job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = Non
     versions = versions or tool_versions()
     records, results = {}, {}
     for stage in job_stages(job, only):
-        previous = store.manifest["stages"].get(stage.name)
-        if not (previous and previous["key"] == _stage_key(stage, job, store, versions) and store.verify(stage.name)):
+        previous = _cached_record(stage, _stage_key(stage, job, store, versions), store)
+        if not previous:
             return None
         records[stage.name], results[stage.name] = {**previous, "cached": True}, previous["result"]
     return RunResult(store.run_dir, records, results)
@@ -199,6 +199,12 @@ def _keep_logs(staging: Path, run_dir: Path) -> None:
     for log in (staging / "logs").glob("*.log"):
         (run_dir / "logs").mkdir(exist_ok=True)
         log.replace(run_dir / "logs" / log.name)
+
+
+def _cached_record(stage: Stage, key: str, store: Store) -> dict | None:
+    """The stage's manifest record when it was made with this key and its files are intact, else None."""
+    previous = store.manifest["stages"].get(stage.name)
+    return previous if previous and previous["key"] == key and store.verify(stage.name) else None
 
 
 def _stage_key(stage: Stage, job: JobConfig, store: Store, versions: dict) -> str:
