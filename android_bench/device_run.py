@@ -144,19 +144,29 @@ def session_script(work: str, command: str, idle_s: float, sampler: str | None, 
         f"cd {quote(work)} || exit 97",
         'stamp() { read up _ < /proc/uptime; echo "@@ $1 $up"; }',
         snap.rstrip("; "),
-        f"( {sampler} ) > samples.txt 2>/dev/null & sp=$!" if sampler else "sp=",
+        # a forked sampler may take its first reading late: the baseline starts after it has
+        (f": > samples.txt; ( {sampler} ) > samples.txt 2>/dev/null & sp=$!; {_samples_grown_by(1)}"
+         if sampler else "sp="),
         "rails idle_start", "stamp idle_start", f"sleep {idle_s:g}", "stamp idle_end", "rails idle_end",
         # stderr joins stdout so every line is stamped; the tool's exit code travels down the same pipe
         f"{{ {command}; echo \"@@exit $?\"; }} 2>&1 | {{ n=0; w=0; while IFS= read -r line; do "
         'read up _ < /proc/uptime; echo "$up|$line"; '
         'case "$line" in *"Running benchmark"*) n=$((n+1)); [ $n -eq 2 ] && rails window_start;; '
         '*count=*) [ $n -eq 2 ] && [ $w -eq 0 ] && w=1 && rails window_end;; esac; done; }',
-        # the sampler runs on for tail_s, so samples bracket the window's end
-        "stamp run_end", f"sleep {tail_s:g}" if tail_s else "", "touch stop", '[ -n "$sp" ] && wait $sp',
+        # the sampler runs on for tail_s and two more readings, so samples bracket the window's end
+        "stamp run_end", f"sleep {tail_s:g}" if tail_s else "", _samples_grown_by(2) if sampler else "",
+        "touch stop", '[ -n "$sp" ] && wait $sp',
         'echo "@@block samples"; cat samples.txt 2>/dev/null',
         'for f in rails_*.txt; do [ -e "$f" ] && echo "@@block $f" && cat "$f"; done', "echo @@end",
     ]
     return "; ".join(p for p in parts if p)
+
+
+def _samples_grown_by(lines: int, give_up_s: float = 5.0) -> str:
+    """Shell that waits (at most give_up_s) until samples.txt holds `lines` more lines than now."""
+    tries = int(give_up_s / 0.02)
+    return (f"s0=$(wc -l < samples.txt); i=0; while [ $(wc -l < samples.txt) -lt $((s0 + {lines})) ] "
+            f"&& [ $i -lt {tries} ]; do sleep 0.02; i=$((i + 1)); done")
 
 
 def run_session(adb: Adb, serial: str, script: str, timeout_s: float,

@@ -1,10 +1,12 @@
 """The device session's trace: stamped lines, blocks, the measured window; and the binary checks."""
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from android_bench.device_profile import measured_window
-from android_bench.device_run import BenchSettings, Trace, _take, check_binary
+from android_bench.device_run import BenchSettings, Trace, _take, check_binary, session_script
 from models.errors import ConfigError
 
 BENCH = {"inference": {"count": 1000, "avg_us": 2000.0}}  # 2.0 s of inference
@@ -47,3 +49,16 @@ def test_binary_checks(tmp_path):
     assert check_binary(elf, "x86_64") == elf
     with pytest.raises(ConfigError, match="delegate 'tpu'"):
         BenchSettings(delegate="tpu")
+
+
+def test_samples_bracket_the_baseline_and_the_run_even_from_a_slow_sampler(tmp_path):
+    # a sampler whose first reading comes late and which reads only every 0.3 s
+    sampler = ('sleep 0.4; while [ ! -e stop ]; do read up _ < /proc/uptime; echo "$up 150000 3900000"; '
+               "sleep 0.3; done")
+    command = "echo 'Running benchmark'; echo 'count=1 avg=1'; echo 'Running benchmark'; echo 'count=5 avg=1'"
+    script = session_script(str(tmp_path), command, 0.1, sampler, rails=False, tail_s=0.05)
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+    trace = trace_of(done.stdout.splitlines())
+    assert trace.exit_code == 0 and "end" in trace.stamps, done.stdout + done.stderr
+    times = [float(line.split()[0]) for line in trace.blocks["samples"]]
+    assert times[0] <= trace.stamps["idle_start"] and times[-1] >= trace.stamps["run_end"], (times, trace.stamps)

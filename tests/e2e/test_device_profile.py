@@ -155,7 +155,8 @@ def test_two_phones_at_once_and_one_pulled_mid_run(adb_host, phones, model):
     done = profile(adb_host, model, f"{healthy},{pulled}", "--quick", "--min-secs", "3", "--delegate", "gpu")
     assert done.returncode == 1, done.stderr  # one phone failed; the results are still printed
     results = json.loads(done.stdout)["devices"]
-    assert results[healthy]["status"] == "ok" and results[healthy]["energy"]["status"] == "measured"
+    assert results[healthy]["status"] == "ok", results[healthy]
+    assert results[healthy]["energy"]["status"] == "measured", results[healthy]["energy"]
     delegation = results[healthy]["delegation"]
     assert delegation["partial"] is True and delegation["delegated_nodes"] == delegation["total_nodes"] - 1
     lost = results[pulled]
