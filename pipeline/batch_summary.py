@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+from pipeline.figures import figure
 from pipeline.store import write_atomic
 
 COLUMNS = ("job", "model", "status", "seconds", "stages_cached", "format", "variant", "size_bytes", "max_abs",
@@ -53,10 +54,7 @@ def write_summaries(out: Path, rows: list[dict]) -> None:
               "|---|---|---:|---|---|---:|---:|---:|---|---|"]
     for r in rows:
         lines.append(f"| {r['job']} | {r['status']} | {r['seconds']} | {r.get('format', '')} | {r.get('variant', '')} | "
-                     f"{_num(r.get('size_bytes'), ',')} | {_num(r.get('max_abs'), '.2e')} | {_num(r.get('sqnr_db'), '.1f')} | "
+                     f"{figure(r.get('size_bytes'), ',', absent='')} | {figure(r.get('max_abs'), '.2e', absent='')} | "
+                     f"{figure(r.get('sqnr_db'), '.1f', absent='')} | "
                      f"{'' if r.get('ok') is None else r['ok']} | {r.get('metrics', '')} |")
     write_atomic(out / "summary.md", "\n".join(lines) + "\n")
-
-
-def _num(value, spec: str) -> str:
-    return "" if value is None else format(value, spec)

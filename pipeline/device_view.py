@@ -6,7 +6,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.report_phones import num_or_dash, phone_notes
+from pipeline.figures import figure
+from pipeline.report_phones import phone_notes
 
 
 def cores_text(clusters: list[dict]) -> str:
@@ -50,8 +51,8 @@ def print_phone_results(console: Console, result: dict) -> None:
             notes.append(f"{serial}: {r['error']}")
             continue
         lat, energy = r["latency_ms"], r["energy"]
-        table.add_row(serial, r["device"]["model"] or "-", num_or_dash(lat["p50"]), num_or_dash(lat["mean"]), num_or_dash(lat["std"]),
-                      str(lat["n"]), num_or_dash(r["memory"]["peak_rss_mb"], ".1f"),
+        table.add_row(serial, r["device"]["model"] or "-", figure(lat["p50"]), figure(lat["mean"]), figure(lat["std"]),
+                      str(lat["n"]), figure(r["memory"]["peak_rss_mb"], ".1f"),
                       f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
                       if energy["status"] == "measured" else "n/a", "ok")
         notes += [f"{serial}: {note}" for note in phone_notes(r)]

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from pipeline.compress_report import compress_lines
 from pipeline.context import StageContext, source_kind
-from pipeline.report_phones import num_or_dash, phone_lines
+from pipeline.figures import figure
+from pipeline.report_phones import phone_lines
 from pipeline.report_profile import profile_lines
 from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
 
@@ -49,8 +50,8 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
         led = validate.get("ledger", {}).get(key, {})
         lines.append(
             f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "
-            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {num_or_dash(led.get('max_abs'), '.2e')} | "
-            f"{num_or_dash(led.get('cosine'), '.6f')} | {num_or_dash(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
+            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {figure(led.get('max_abs'), '.2e')} | "
+            f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
     lines += ["", "Per-hop, per-output figures: `ledger.json`.", "", "## Host latency", "",
               "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s | peak RSS MB | energy |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

@@ -1,6 +1,8 @@
 """report.md section for phones: benchmark_model latency, memory and energy per artifact and phone."""
 from __future__ import annotations
 
+from pipeline.figures import figure
+
 
 def phone_lines(profile: dict) -> list[str]:
     """The 'On the phone' table and every note a reader must see; nothing without phone results."""
@@ -23,8 +25,8 @@ def phone_lines(profile: dict) -> list[str]:
         mj = (f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
               if energy["status"] == "measured" else "n/a")
         lines.append(f"| {phone['manufacturer']} {phone['model']} ({r['serial']}) | `{r['artifact']}` | "
-                     f"{r['delegation']['delegate']} | {num_or_dash(lat['p50'])} | {num_or_dash(lat['mean'])} | {num_or_dash(lat['std'])} | "
-                     f"{lat['n']} | {num_or_dash(r['memory']['peak_rss_mb'], '.1f')} | {mj} | ok |")
+                     f"{r['delegation']['delegate']} | {figure(lat['p50'])} | {figure(lat['mean'])} | {figure(lat['std'])} | "
+                     f"{lat['n']} | {figure(r['memory']['peak_rss_mb'], '.1f')} | {mj} | ok |")
         notes += [f"- {r['serial']}, `{r['artifact']}`: {note}" for note in phone_notes(r)]
     return [*lines, "", *notes, ""] if notes else [*lines, ""]
 
@@ -43,8 +45,3 @@ def phone_notes(r: dict) -> list[str]:
         notes.append(f"started warm: {cool['end_c']} C after {cool['waited_s']:.0f} s of cooling, "
                      f"idle baseline {cool['baseline_c']} C")
     return notes
-
-
-def num_or_dash(value, spec: str = ".4f") -> str:
-    """A figure formatted, or '-' when it is absent."""
-    return "-" if value is None else format(value, spec)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.figures import figure
 from pipeline.plots import Point, tradeoff_plot
 
 _FRACTIONS = ("accuracy", "precision", "recall", "f1", "roc_auc")  # shown as percentage points
@@ -65,10 +66,10 @@ def variants_table(rows: list[VariantRow], metric_name: str | None, threads: int
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     scale = 100.0 if metric_name in _FRACTIONS else 1.0
     for r in rows:
-        lines.append(f"| {r.label} | {r.size_bytes:,} | {_fmt(r.size_ratio, '.2f', 'x')} | {_fmt(r.metric, '.4f')} | "
-                     f"{_fmt(None if r.metric_delta is None else r.metric_delta * scale, '+.2f')} | "
-                     f"{_fmt(r.sqnr_db, '.1f')} | {_fmt(r.p50_ms, '.4f')} | {_fmt(r.p90_ms, '.4f')} | "
-                     f"{_fmt(r.speedup, '.2f', 'x')} |")
+        lines.append(f"| {r.label} | {r.size_bytes:,} | {figure(r.size_ratio, '.2f', 'x')} | {figure(r.metric, '.4f')} | "
+                     f"{figure(None if r.metric_delta is None else r.metric_delta * scale, '+.2f')} | "
+                     f"{figure(r.sqnr_db, '.1f')} | {figure(r.p50_ms, '.4f')} | {figure(r.p90_ms, '.4f')} | "
+                     f"{figure(r.speedup, '.2f', 'x')} |")
     return lines
 
 
@@ -100,14 +101,10 @@ def sensitivity_lines(results: dict) -> list[str]:
     for rank, loss in enumerate(mixed["sensitivity"][:10], 1):
         name = loss["name"] if len(loss["name"]) <= 60 else loss["name"][:57] + "..."
         lines.append(f"| {rank} | `{name}` | {loss['op']} | {'x'.join(map(str, loss['shape']))} | "
-                     f"{_fmt(loss['sqnr_db'], '.1f')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |")
+                     f"{figure(loss['sqnr_db'], '.1f')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |")
     plain, kept = ledger.get("tflite:int8_float_io") or ledger.get("tflite:int8"), ledger.get("tflite:int8_mixed")
     if plain and kept:
         lines += ["", f"Keeping {len(mixed['kept_float'])} layer(s) in float32 moves the output SQNR against PyTorch "
                       f"from {plain['sqnr_db']:.1f} dB (all int8) to {kept['sqnr_db']:.1f} dB (int8_mixed); sizes, "
                       "metrics and latency of both are in the table above."]
     return lines
-
-
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else format(value, spec) + suffix
