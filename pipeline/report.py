@@ -72,7 +72,7 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
         device = results["profile"]["results"][0]["device"]
         lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
                       f"{device['threads']} thread(s); percentiles by numpy's linear method, "
-                      "confidence intervals by percentile bootstrap (2000 resamples); "
+                      "confidence intervals by block bootstrap (30 stretches of the run, 2000 resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
     lines += ["", *profile_lines(results.get("profile", {})), *phone_lines(results.get("profile", {}))]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)

@@ -1,4 +1,4 @@
-"""--baseline: a 30 % slower model fails the gate, a rerun of the same model does not; [gate] in a job."""
+"""--baseline: a model over 30 % slower fails the gate, a rerun of the same model does not; [gate] in a job."""
 from __future__ import annotations
 
 import json
@@ -21,16 +21,36 @@ def job(tmp: Path, model: Path, name: str, gate: str = "") -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baseline")
-    # 40 % more work, >= 30 % slower; (1, 16, 256): ~0.4 ms a call, so work, not per-call overhead, sets the time
-    base, slow = (matmul_chain(tmp / f"{name}.onnx", depth, (1, 16, 256)) for name, depth in (("base", 10), ("slow", 14)))
+    # 60 % more work: 40 % more measured 1.14x-1.45x slower from run to run here. (1, 16, 256): ~0.25 ms a
+    # call, so work, not per-call overhead, sets the time, and a call rarely spans a preemption under load
+    base, slow = (matmul_chain(tmp / f"{name}.onnx", depth, (1, 16, 256)) for name, depth in (("base", 10), ("slow", 16)))
     budgets = tmp / "budgets.toml"
-    budgets.write_text('[[budget]]\nformat = "onnx"\nmax_size = "10 MiB"\n[baseline]\nlatency_tolerance = 0.10\n')
-    out = {}
-    for name, model in (("old", base), ("rerun", base), ("slow", slow)):
-        done = edgepipe("run", str(job(tmp, model, name)), "-o", str(tmp / name))
-        assert done.returncode == 0, done.stderr
-        out[name] = tmp / name
+    # 0.15, not the default 0.10: nine runs of the base model here gave p90s from 0.289 to 0.350 ms (sd 5 %),
+    # a spread between processes that no interval from within one run can see
+    budgets.write_text('[[budget]]\nformat = "onnx"\nmax_size = "10 MiB"\n[baseline]\nlatency_tolerance = 0.15\n')
+    # Separate runs are unpaired: a busy spell on a shared CI runner once made "old" 25 % slower than on a
+    # quiet machine and hid the injected slowdown (p50 0.311 vs 0.339 ms). The slowdown must show in the two
+    # reports, beyond the slow run's own interval, before the gate is asked about it, so a pair the machine
+    # blurred is profiled again, at most twice.
+    for attempt in range(3):
+        out = {name: profiled(tmp, model, f"{name}{attempt}") for name, model in (("old", base), ("slow", slow))}
+        if slower_by(out["slow"], out["old"]) > 1.3:
+            break
+        print(f"attempt {attempt}: slow was only {slower_by(out['slow'], out['old']):.3f}x old; profiling again")
+    out["rerun"] = profiled(tmp, base, "rerun")
     return {"dir": tmp, "budgets": budgets, "slow_model": slow, **out}
+
+
+def profiled(tmp: Path, model: Path, name: str) -> Path:
+    done = edgepipe("run", str(job(tmp, model, name)), "-o", str(tmp / name))
+    assert done.returncode == 0, done.stderr
+    return tmp / name
+
+
+def slower_by(new: Path, old: Path) -> float:
+    """The smaller of new/old p50 and (the low end of new's p90 interval)/(old p90), which the gate judges."""
+    new_l, old_l = (json.loads((run / "profile.json").read_text())["results"][0]["latency_ms"] for run in (new, old))
+    return min(new_l["p50"] / old_l["p50"], new_l["ci95"]["p90"][0] / old_l["p90"])
 
 
 def gate(runs, new: str) -> dict:
@@ -49,16 +69,14 @@ def test_a_rerun_of_the_same_model_passes(runs):
     assert latency_check(verdict)["status"] == "pass"
 
 
-def test_a_30_percent_slower_model_fails_on_latency(runs):
-    p50 = {name: json.loads((runs[name] / "profile.json").read_text())["results"][0]["latency_ms"]["p50"]
-           for name in ("old", "slow")}
-    assert p50["slow"] > 1.3 * p50["old"]  # the injected slowdown is real
+def test_a_model_over_30_percent_slower_fails_on_latency(runs):
+    assert slower_by(runs["slow"], runs["old"]) > 1.3  # the injected slowdown is real
     verdict = gate(runs, "slow")
     check = latency_check(verdict)
     assert not verdict["passed"] and check["status"] == "fail", check
     assert check["value"] > check["limit"]
     size = next(c for c in verdict["checks"] if c["check"] == "size vs baseline" and "onnx:fp32" in c["subject"])
-    assert size["status"] == "fail"  # 13 weight matrices are bigger than 10: exact, no tolerance
+    assert size["status"] == "fail"  # 16 weight matrices are bigger than 10: exact, no tolerance
 
 
 def test_a_job_with_a_gate_section_runs_it_last_and_exits_1(runs):

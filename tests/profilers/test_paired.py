@@ -38,11 +38,12 @@ def test_self_pair_does_not_flap(models):
         assert 0.85 <= r.p90_ratio <= 1.15, summary
         assert r.n == r.blocks * r.calls_per_block and r.calls_per_block >= 5
         assert len(r.block_p90_ratios) == r.blocks == 30
-    # Whole intervals inside the band: a 1.15x gate reading either bound never flips on a self-pair.
-    assert all(0.85 <= lo <= hi <= 1.15 for lo, hi in intervals), summary
-    # Whether each interval holds 1.0 is not asserted: the block bootstrap's intervals come out
-    # narrower than nominal (6 of 10 held 1.0 in one quiet CI run), so such a count flaps; the
-    # gate reads a bound against its limit, and the band above is what keeps that steady.
+    # A 1.15x budget fails only when the interval's low end is above 1.15, so a self-pair must never get
+    # there, nor (the mirror claim) have its high end below 1/1.15. The far ends may stray outside the band:
+    # a busy spell in a few blocks widens the interval (one self-pair's p90 read 1.004, 0.99-1.22).
+    # Whether each interval holds 1.0 is not asserted either: block-bootstrap intervals come out
+    # narrower than nominal (6 of 10 held 1.0 in one quiet CI run), so such a count flaps.
+    assert all(lo <= 1.15 and hi >= 1 / 1.15 and lo <= hi for lo, hi in intervals), summary
 
 
 def test_double_work_is_about_twice_as_slow(models):

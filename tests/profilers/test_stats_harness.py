@@ -45,7 +45,10 @@ def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_n():
             assert lo <= s[p] <= hi
     width = lambda s: s["ci95"]["p90"][1] - s["ci95"]["p90"][0]  # noqa: E731
     assert width(large) < width(small) / 2
-    assert large["ci95"]["p50"][0] < 1.0 < large["ci95"]["p50"][1], "true median of lognormal(0, .3) is 1 ms"
+    rng = np.random.default_rng(11)
+    covered = sum(lo < 1.0 < hi for lo, hi in (latency_stats(rng.lognormal(0, 0.3, 2000) * 1e6, seed)["ci95"]["p50"]
+                                               for seed in range(40)))
+    assert covered >= 32, "the true median of lognormal(0, .3) is 1 ms; 95 % nominal: 38 of 40"
 
 
 def test_cv_and_tukey_outliers():
@@ -55,15 +58,37 @@ def test_cv_and_tukey_outliers():
     assert s["cv"] == pytest.approx(np.std(samples, ddof=1) / np.mean(samples))
 
 
-def test_order_statistic_bootstrap_matches_brute_force_resampling():
+def test_pooled_percentile_equals_numpy_on_the_materialised_resample():
+    from profilers.stats import pooled_percentile
+
+    rng = np.random.default_rng(3)
+    values, stretches = rng.lognormal(0, 0.5, 403), 30
+    stretch = np.arange(len(values)) * stretches // len(values)
+    order = np.argsort(values, kind="stable")
+    below = np.zeros((len(values) + 1, stretches), dtype=np.int32)
+    below[np.arange(1, len(values) + 1), stretch[order]] = 1
+    below = np.cumsum(below, axis=0, dtype=np.int32)
+    weights = rng.multinomial(stretches, np.full(stretches, 1 / stretches), 40)
+    for p in (0, 50, 90, 99, 100):
+        fast = pooled_percentile(values[order], below, weights, p)
+        pooled = [np.concatenate([values[stretch == b] for b in range(stretches) for _ in range(w[b])]) for w in weights]
+        assert fast == pytest.approx([np.percentile(x, p) for x in pooled], rel=1e-12)
+
+
+def test_block_intervals_cover_a_drifting_run_where_per_call_intervals_do_not():
+    """Each run drifts by stretches (as a shared machine does); the pooled p90 of many runs is the truth."""
     from profilers.stats import bootstrap_ci
 
-    values = np.random.default_rng(3).lognormal(0, 0.5, 400)
-    fast = bootstrap_ci(values, (50, 90), seed=0, resamples=4000)
-    rng = np.random.default_rng(7)
-    resampled = values[rng.integers(0, len(values), size=(4000, len(values)))]
-    for p in (50, 90):
-        brute = np.percentile(np.percentile(resampled, p, axis=1), [2.5, 97.5])
-        width = brute[1] - brute[0]
-        assert fast[f"p{p}"][0] == pytest.approx(brute[0], abs=0.1 * width)
-        assert fast[f"p{p}"][1] == pytest.approx(brute[1], abs=0.1 * width)
+    rng = np.random.default_rng(5)
+
+    def run(n=1500):
+        return np.repeat(rng.lognormal(0, 0.15, 30), n // 30) * rng.lognormal(0, 0.2, n)
+
+    truth = np.percentile(np.concatenate([run() for _ in range(200)]), 90)
+    covered = {"block": 0, "per call": 0}
+    for seed in range(60):
+        x = run()
+        for name, blocks in (("block", 30), ("per call", len(x))):
+            lo, hi = bootstrap_ci(x, (90,), seed=seed, resamples=500, blocks=blocks)["p90"]
+            covered[name] += lo <= truth <= hi
+    assert covered["block"] >= 50 and covered["per call"] <= 40, covered  # 95 % nominal: 57 of 60
