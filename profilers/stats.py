@@ -44,21 +44,29 @@ def bootstrap_ci(values: np.ndarray, percentiles: tuple[float, ...], seed: int =
     smallest pooled value is the first sorted value whose weighted count exceeds j, found by a
     binary search run for all resamples at once.
     """
-    x = np.asarray(values, dtype=np.float64)
-    n = len(x)
-    stretch = np.arange(n) * max(1, min(blocks, n)) // n  # stretch sizes differ by at most one
-    k_stretches = int(stretch[-1]) + 1
-    order = np.argsort(x, kind="stable")
-    below = np.zeros((n + 1, k_stretches), dtype=np.int32)  # below[i, b]: stretch b's among the i smallest
-    below[np.arange(1, n + 1), stretch[order]] = 1
-    below = np.cumsum(below, axis=0, dtype=np.int32)
-    weights = np.random.default_rng(seed).multinomial(k_stretches, np.full(k_stretches, 1 / k_stretches), resamples)
+    ordered, below = ranked_stretches(values, blocks)
+    stretches = below.shape[1]
+    weights = np.random.default_rng(seed).multinomial(stretches, np.full(stretches, 1 / stretches), resamples)
     result = {}
     for p in percentiles:
-        estimates = pooled_percentile(x[order], below, weights, p)
+        estimates = pooled_percentile(ordered, below, weights, p)
         lo, hi = np.percentile(estimates, [2.5, 97.5])
         result[f"p{int(p)}"] = [float(lo), float(hi)]
     return result
+
+
+def ranked_stretches(values: np.ndarray, blocks: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values sorted, below): below[i, b] counts stretch b's values among the i smallest.
+
+    Stretch b is the b-th of min(blocks, n) contiguous runs of values in time order, sizes within one.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    n = len(x)
+    stretch = np.arange(n) * max(1, min(blocks, n)) // n
+    order = np.argsort(x, kind="stable")
+    below = np.zeros((n + 1, int(stretch[-1]) + 1), dtype=np.int32)
+    below[np.arange(1, n + 1), stretch[order]] = 1
+    return x[order], np.cumsum(below, axis=0, dtype=np.int32)
 
 
 def pooled_percentile(ordered: np.ndarray, below: np.ndarray, weights: np.ndarray, p: float) -> np.ndarray:

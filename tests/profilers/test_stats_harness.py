@@ -59,18 +59,16 @@ def test_cv_and_tukey_outliers():
 
 
 def test_pooled_percentile_equals_numpy_on_the_materialised_resample():
-    from profilers.stats import pooled_percentile
+    from profilers.stats import pooled_percentile, ranked_stretches
 
     rng = np.random.default_rng(3)
     values, stretches = rng.lognormal(0, 0.5, 403), 30
-    stretch = np.arange(len(values)) * stretches // len(values)
-    order = np.argsort(values, kind="stable")
-    below = np.zeros((len(values) + 1, stretches), dtype=np.int32)
-    below[np.arange(1, len(values) + 1), stretch[order]] = 1
-    below = np.cumsum(below, axis=0, dtype=np.int32)
+    ordered, below = ranked_stretches(values, stretches)
+    stretch = np.repeat(np.arange(stretches), below[-1])  # 13 or 14 consecutive values each
+    assert below.shape == (404, 30) and set(below[-1]) == {13, 14}
     weights = rng.multinomial(stretches, np.full(stretches, 1 / stretches), 40)
     for p in (0, 50, 90, 99, 100):
-        fast = pooled_percentile(values[order], below, weights, p)
+        fast = pooled_percentile(ordered, below, weights, p)
         pooled = [np.concatenate([values[stretch == b] for b in range(stretches) for _ in range(w[b])]) for w in weights]
         assert fast == pytest.approx([np.percentile(x, p) for x in pooled], rel=1e-12)
 
