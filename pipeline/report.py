@@ -9,6 +9,7 @@ from pipeline.figures import figure
 from pipeline.report_phones import phone_lines
 from pipeline.report_profile import profile_lines
 from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
+from profilers.stats import BOOTSTRAP_BLOCKS, BOOTSTRAP_RESAMPLES
 
 
 def run_report(ctx: StageContext) -> dict:
@@ -72,7 +73,8 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
         device = results["profile"]["results"][0]["device"]
         lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
                       f"{device['threads']} thread(s); percentiles by numpy's linear method, "
-                      "confidence intervals by block bootstrap (30 stretches of the run, 2000 resamples); "
+                      f"confidence intervals by block bootstrap ({BOOTSTRAP_BLOCKS} stretches of the run, "
+                      f"{BOOTSTRAP_RESAMPLES} resamples); "
                       "peak RSS of a child process that loaded and ran only that model."]
     lines += ["", *profile_lines(results.get("profile", {})), *phone_lines(results.get("profile", {}))]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)

@@ -17,7 +17,7 @@ import numpy as np
 from models.errors import ConfigError, InputFileError
 from profilers.isolation import in_child
 from profilers.runtimes import RUNTIMES, RuntimeOptions
-from profilers.stats import PERCENTILE_METHOD
+from profilers.stats import PERCENTILE_METHOD, pooled_percentile, ranked_stretches
 
 # (runtime name, model file, feeds)
 Side = tuple[str, Path, dict[str, np.ndarray]]
@@ -25,9 +25,6 @@ Side = tuple[str, Path, dict[str, np.ndarray]]
 RESAMPLES = 1000
 MIN_CALLS_PER_BLOCK = 5
 MIN_WARMUP_CALLS = 10
-# Bootstrap resamples are pooled in chunks of at most this many samples, so a 10 us model
-# (thousands of calls per block) does not materialise 1000 x all-samples at once.
-_CHUNK_ELEMENTS = 4_000_000
 ORDER = "ABBA"
 METHOD = ("interleaved in one process, blocks in ABBA order (target first in even blocks, reference first "
           "in odd ones), one untimed call before each run of a block; 95 % percentile bootstrap over blocks "
@@ -173,16 +170,11 @@ def _percentiles(values: np.ndarray, axis: int | None = None) -> np.ndarray:
 
 def _bootstrap_ci(t_ms: np.ndarray, r_ms: np.ndarray, seed: int) -> tuple[tuple[float, float], tuple[float, float]]:
     """95 % CIs of the pooled p50 and p90 ratios, resampling block indices (the same ones for both sides)."""
-    blocks, calls = t_ms.shape
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, blocks, size=(RESAMPLES, blocks))
-    chunk = max(1, _CHUNK_ELEMENTS // (blocks * calls))
-    ratios = []
-    for lo in range(0, RESAMPLES, chunk):
-        rows = picks[lo:lo + chunk]
-        pooled_t = t_ms[rows].reshape(len(rows), -1)
-        pooled_r = r_ms[rows].reshape(len(rows), -1)
-        ratios.append(_percentiles(pooled_t, axis=1) / _percentiles(pooled_r, axis=1))  # (2, len(rows))
-    both = np.concatenate(ratios, axis=1)
-    (lo50, hi50), (lo90, hi90) = np.percentile(both, [2.5, 97.5], axis=1).T
+    blocks = t_ms.shape[0]
+    picks = np.random.default_rng(seed).integers(0, blocks, size=(RESAMPLES, blocks))
+    weights = np.stack([np.bincount(row, minlength=blocks) for row in picks])  # copies of each block per resample
+    sides = [ranked_stretches(side.ravel(), blocks) for side in (t_ms, r_ms)]  # a block's calls are one stretch
+    (lo50, hi50), (lo90, hi90) = (
+        np.percentile(pooled_percentile(*sides[0], weights, p) / pooled_percentile(*sides[1], weights, p), [2.5, 97.5])
+        for p in (50, 90))
     return (float(lo50), float(hi50)), (float(lo90), float(hi90))
