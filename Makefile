@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgepipe-installed
 
-.PHONY: install run test bench clean adb
+.PHONY: install run test bench clean adb real-models
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ adb:
 
 test: install adb
 	$(BIN)/python -m pytest -q -ra --durations=15
+
+# torchvision and timm for benchmarks/real_models.py; --no-deps: torchvision's wheel asks for another torch.
+real-models: install
+	$(BIN)/python -m pip install --no-deps -r benchmarks/requirements-real-models.txt
 
 bench: install
 	$(BIN)/python benchmarks/rerun.py

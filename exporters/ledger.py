@@ -7,8 +7,9 @@ import numpy as np
 
 from models.errors import ParityError
 
-# Floors keep the figures finite for all-zero outputs.
-_TINY = 1e-12
+# The tolerance of an all-zero reference output: float32's smallest normal number, so only
+# values that are zero in float32 terms agree with it.
+_ZERO_TOLERANCE = float(np.finfo(np.float32).tiny)
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,26 @@ def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_
     ref, got = np.where(agree, 0.0, ref), np.where(agree, 0.0, got)
     diff = got - ref
     scale = float(np.abs(ref).max()) if ref.size else 0.0
-    tolerance = None if rel_tolerance is None else rel_tolerance * max(scale, _TINY)
+    tolerance = None if rel_tolerance is None else (rel_tolerance * scale if scale > 0 else _ZERO_TOLERANCE)
     max_abs = float(np.abs(diff).max()) if ref.size else 0.0
-    cosine = float(ref @ got / max(np.linalg.norm(ref) * np.linalg.norm(got), _TINY))
-    noise = float(diff @ diff)
-    sqnr = float("inf") if noise == 0 else float(10 * np.log10(max(float(ref @ ref), _TINY) / noise))
+    cosine, sqnr = _cosine_and_sqnr(ref, got)
     ok = (tolerance is None or max_abs <= tolerance) and (min_sqnr_db is None or sqnr >= min_sqnr_db)
     return OutputFigures(name, max_abs, float(np.abs(diff).mean()), cosine, sqnr, scale, tolerance, min_sqnr_db, ok)
+
+
+def _cosine_and_sqnr(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+    """Cosine similarity and SQNR (dB) in float64, exact at any magnitude: no epsilon, scaled to the larger peak."""
+    peak = max(float(np.abs(ref).max()), float(np.abs(got).max())) if ref.size else 0.0
+    if peak == 0:
+        return 1.0, float("inf")  # both all zero: identical
+    # Scaling first keeps the squared sums of 1e-200 or 1e200 outputs from under- or overflowing.
+    ref, got = ref / peak, got / peak
+    signal, power, noise = float(ref @ ref), float(got @ got), float((got - ref) @ (got - ref))
+    # sqrt(x * x) == x in IEEE arithmetic, so identical outputs give exactly 1.0.
+    cosine = float(np.clip(ref @ got / np.sqrt(signal * power), -1.0, 1.0)) if signal > 0 and power > 0 else 0.0
+    if noise == 0:
+        return cosine, float("inf")
+    return cosine, float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")
 
 
 def compare(

@@ -5,7 +5,7 @@ import contextlib
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 
@@ -13,31 +13,29 @@ import numpy as np
 
 from models.capture import output_to_log
 from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
-from exporters.tflite_ops import custom_op_nodes, custom_ops
+from exporters.tflite_ops import FileComposition, custom_op_nodes, custom_ops, file_composition, op_histogram
 from exporters.tflite_signature import settle_ambiguous_outputs, signature, signature_details
 from models.errors import ExportError
 from models.specs import InputSpec, channels_last, convert_layout
 
 @dataclass(frozen=True)
 class Variant:
-    """One TFLite variant: the file onnx2tf writes for it, its numerics and its I/O dtype."""
+    """One TFLite variant: its numerics and its I/O dtype."""
 
-    produced_as: str  # onnx2tf names the file <stem>_<produced_as>.tflite
     numerics: str  # "float32", "float16" or "quantized": which validation tolerance applies
     io_dtype: str = "float32"  # the dtype of every float input and output in the written file
     calibrated: bool = False  # activations are quantized, so representative samples are needed
 
 
 VARIANTS = MappingProxyType({
-    "fp32": Variant("float32", "float32"),
-    "fp16": Variant("float16", "float16"),  # float16 weights; float32 activations and I/O
-    "dynamic": Variant("dynamic_range_quant", "quantized"),  # int8 weights; float32 activations and I/O
-    "int8": Variant("full_integer_quant", "quantized", "int8", True),  # int8 weights, activations and I/O
-    "int8_float_io": Variant("integer_quant", "quantized", "float32", True),  # int8 inside, float32 I/O
-    # int8 weights; int16 activations and I/O (TFLite's 16x8 scheme)
-    "int16x8": Variant("full_integer_quant_with_int16_act", "quantized", "int16", True),
-    # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32 (edgepipe's own file)
-    "int8_mixed": Variant("int8_mixed", "quantized", "float32", True),
+    "fp32": Variant("float32"),
+    "fp16": Variant("float16"),  # float16 weights; float32 activations and I/O
+    "dynamic": Variant("quantized"),  # int8 weights; float32 activations and I/O
+    "int8": Variant("quantized", "int8", True),  # int8 weights, activations and I/O
+    "int8_float_io": Variant("quantized", "float32", True),  # int8 inside, float32 I/O
+    "int16x8": Variant("quantized", "int16", True),  # int8 weights; int16 activations and I/O (TFLite's 16x8)
+    # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32
+    "int8_mixed": Variant("quantized", "float32", True),
 })
 
 # onnx2tf reads this file from its working directory, and downloads it when absent, for
@@ -73,6 +71,13 @@ class TfliteExport:
     quantization: tuple[TensorQuant, ...] = ()  # integer inputs and outputs only
     sensitivity: tuple = ()  # int8_mixed: every layer's int8 loss (exporters.sensitivity.LayerLoss), worst first
     kept_float: tuple[str, ...] = ()  # int8_mixed: the layers left in float32
+    op_histogram: dict[str, int] = field(default_factory=dict)  # operators by kind, most frequent first
+    size_split: FileComposition | None = None  # where the file's bytes go
+
+    @property
+    def op_count(self) -> int:
+        """How many operators the file runs."""
+        return sum(self.op_histogram.values())
 
 
 def export_tflite(
@@ -132,12 +137,11 @@ def _convert(
         private = work_dir / "model.onnx"
         shutil.copyfile(onnx_path, private)
         _simplify(private, log_path)
+        _fix_untranslatable(private, log_path)
         out_dir = work_dir / "out"
-        _run_onnx2tf(private, out_dir, cind, keep, log_path, _quantization_flags(list(targets)))
-        if "dynamic" in targets:
-            _write_dynamic_range(out_dir, private.stem, onnx_path, log_path)
-        mixed = _write_mixed(out_dir, private.stem, samples, mixed_float_layers, log_path) if "int8_mixed" in targets else {}
-        files = {v: _produced(out_dir, private.stem, v, onnx_path, log_path) for v in ("fp32", *targets)}
+        model = _run_onnx2tf(private, cind, keep, log_path)
+        files = _write_variants(model, out_dir, onnx_path, ("fp32", *targets), samples, mixed_float_layers, log_path)
+        mixed = files.pop("mixed", {})
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
             # Layouts come from the float32 file once: every variant is the same graph.
@@ -162,8 +166,8 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
     if calibrated and missing:
         raise ExportError(
             f"{onnx_path.name} -> {calibrated}: quantizing activations needs calibration samples for input(s) "
-            f"{', '.join(missing)}, and none were given (edgepipe takes them from a zoo model's training split; "
-            ".onnx files and factories have none); choose fp32, fp16 or dynamic"
+            f"{', '.join(missing)}, and none were given; give your own with --calibration DATA.npz (or "
+            "[export] calibration: an .npz, a folder of images or pkg.module:function), or choose fp32, fp16 or dynamic"
         )
     # onnx2tf casts every calibration sample to float32, which an integer input then refuses.
     integer = [f"{s.name} ({s.dtype})" for s in specs if not s.dtype.startswith("float")]
@@ -172,54 +176,46 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
                           f"{', '.join(integer)}; choose fp32, fp16 or dynamic")
 
 
-def _quantization_flags(variants: list[str]) -> dict:
-    """onnx2tf options for the requested variants; fp32 and fp16 are written on every run."""
-    if not any(VARIANTS[v].calibrated for v in variants if v != "int8_mixed"):  # int8_mixed is edgepipe's own
-        return {}
-    # One flag makes onnx2tf write all four calibrated files (int8 and int16 activations, each
-    # with integer and with float I/O); the dtypes below set the full-integer int8 file's ends.
-    # Per-channel weight scales are what TFLite's int8 conv kernels take, and track float closely.
-    return {"output_integer_quantized_tflite": True, "input_quant_dtype": "int8", "output_quant_dtype": "int8",
-            "quant_type": "per-channel"}
+def _write_variants(model, out_dir: Path, onnx_path: Path, variants: tuple[str, ...], samples: dict[str, np.ndarray],
+                    mixed_float_layers: int, log_path: Path) -> dict:
+    """Each variant's file from one SavedModel of onnx2tf's Keras model: {variant: path, "mixed": int8_mixed record}."""
+    from exporters.tflite_convert import calibration_feeds, write_saved_model
+
+    written: dict = {}
+    feeds: tuple = ()
+    with output_to_log(log_path):
+        write_saved_model(model, [o.name for o in onnx_output_specs(onnx_path)], out_dir)
+        for variant in dict.fromkeys(variants):
+            path = out_dir / f"model_{variant}.tflite"
+            if variant == "int8_mixed":
+                written["mixed"] = _write_mixed(out_dir, path, samples, mixed_float_layers, log_path)
+            else:
+                if VARIANTS[variant].calibrated and not feeds:
+                    feeds = calibration_feeds(onnx_path.name, samples, signature_details(written["fp32"])[0])
+                path.write_bytes(_converted(out_dir, variant, feeds, onnx_path, log_path))
+            written[variant] = path
+    return written
 
 
-def _write_dynamic_range(out_dir: Path, stem: str, onnx_path: Path, log_path: Path) -> None:
-    """Dynamic-range quantize the SavedModel onnx2tf wrote in this run, keeping its SignatureDef."""
-    # onnx2tf's own dynamic-range file comes from a concrete function without a SignatureDef,
-    # so its inputs could not be fed by name.
-    if not (out_dir / "saved_model.pb").exists():
-        raise ExportError(f"{onnx_path.name} -> dynamic: onnx2tf wrote no SavedModel to quantize (see {log_path})")
+def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_path: Path) -> bytes:
+    from exporters.tflite_convert import convert_variant
+
     try:
-        with output_to_log(log_path):
-            import tensorflow as tf
-
-            converter = tf.lite.TFLiteConverter.from_saved_model(str(out_dir))
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # without representative data: weights only
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
-            flatbuffer = converter.convert()
+        return convert_variant(out_dir, variant, feeds)
     except Exception as exc:  # the converter raises several types; all mean the same to a user
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{onnx_path.name} -> dynamic: dynamic-range quantization failed: {first} "
+        raise ExportError(f"{onnx_path.name} -> {variant}: TFLite conversion failed: {first} "
                           f"(details in {log_path})") from None
-    (out_dir / f"{stem}_{VARIANTS['dynamic'].produced_as}.tflite").write_bytes(flatbuffer)
 
 
-def _write_mixed(out_dir: Path, stem: str, samples: dict[str, np.ndarray], keep: int, log_path: Path) -> dict:
+def _write_mixed(out_dir: Path, path: Path, samples: dict[str, np.ndarray], keep: int, log_path: Path) -> dict:
     """Rank the SavedModel's layers by int8 loss and write the int8 model that keeps the worst `keep` in float."""
     from exporters.sensitivity import export_mixed, layer_sensitivity
 
     losses = layer_sensitivity(out_dir, samples, log_path)
     kept = tuple(loss.name for loss in losses[:keep])
-    export_mixed(out_dir, samples, list(kept), out_dir / f"{stem}_{VARIANTS['int8_mixed'].produced_as}.tflite", log_path)
+    export_mixed(out_dir, samples, list(kept), path, log_path)
     return {"sensitivity": tuple(losses), "kept_float": kept}
-
-
-def _produced(out_dir: Path, stem: str, variant: str, onnx_path: Path, log_path: Path) -> Path:
-    """The file onnx2tf wrote for a variant; onnx2tf only warns when a quantized one fails."""
-    path = out_dir / f"{stem}_{VARIANTS[variant].produced_as}.tflite"
-    if not path.exists():
-        raise ExportError(f"onnx2tf wrote no {variant} model for {onnx_path.name} (see {log_path})")
-    return path
 
 
 def _builtin_only(path: Path, variant: str, onnx_path: Path, allow_flex: bool) -> tuple[str, ...]:
@@ -244,7 +240,8 @@ def _describe(path: Path, variant: str, target: Path, reference: tuple, needs: t
         for role, details in (("input", in_details), ("output", out_details))
         for name, d in details.items() if d["quantization"][0] != 0
     )
-    return TfliteExport(target, variant, inputs, tuple(o.name for o in outputs), needs, outputs, quant)
+    return TfliteExport(target, variant, inputs, tuple(o.name for o in outputs), needs, outputs, quant,
+                        op_histogram=op_histogram(path), size_split=file_composition(path))
 
 
 def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], details: dict) -> tuple[InputSpec, ...]:
@@ -264,26 +261,24 @@ def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], deta
     return written
 
 
-def _run_onnx2tf(onnx_path: Path, out_dir: Path, cind: list, keep_shape: list[str], log_path: Path,
-                 flags: dict) -> None:
+def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: Path):
+    """onnx2tf's graph translation only: the Keras model, before onnx2tf writes any file."""
     try:
-        with output_to_log(log_path), contextlib.chdir(out_dir.parent):
+        with output_to_log(log_path), contextlib.chdir(onnx_path.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
 
-            onnx2tf.convert(
+            return onnx2tf.convert(
                 input_onnx_file_path=str(onnx_path),
-                output_folder_path=str(out_dir),
+                output_folder_path=str(onnx_path.parent / "onnx2tf"),
                 custom_input_op_name_np_data_path=cind or None,
                 keep_shape_absolutely_input_names=keep_shape or None,
-                # Grouped convolutions otherwise come out without a SignatureDef.
-                disable_group_convolution=True,
+                # edgepipe writes the files (exporters.tflite_convert): onnx2tf's own writing spends
+                # minutes serialising Keras metadata, and without it grouped convolutions stay one op.
+                disable_model_save=True,
                 # _simplify already ran onnxsim in-process; onnx2tf's own run depends on
                 # finding the onnxsim executable on PATH, which made results vary by shell.
                 not_use_onnxsim=True,
-                copy_onnx_input_output_names_to_tflite=True,
-                output_signaturedefs=True,
                 non_verbose=True,
-                **flags,
             )
     except SystemExit as exc:  # onnx2tf reports its errors with sys.exit(1)
         raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
@@ -315,6 +310,20 @@ def _simplify(path: Path, log_path: Path) -> None:
         return
     if ok:
         onnx.save(simplified, str(path))
+
+
+def _fix_untranslatable(path: Path, log_path: Path) -> None:
+    """Rewrite, in the private copy, ONNX ops onnx2tf cannot translate (the ledger checks the result)."""
+    import onnx
+
+    from exporters.onnx_fixes import decompose_reduce_l2
+
+    model = onnx.load(str(path))
+    count = decompose_reduce_l2(model)
+    if count:
+        onnx.save(model, str(path))
+        with open(log_path, "a") as log:
+            log.write(f"edgepipe: {count} ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)\n")
 
 
 def _onnx_nodes(onnx_path: Path) -> list:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.capture import output_to_log
+from exporters.tflite_convert import calibration_feeds
 from models.errors import EdgepipeError, ExportError
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
@@ -113,7 +114,7 @@ def _calibrate(saved_model_dir: Path, samples: dict[str, np.ndarray]) -> _Calibr
     if not (saved_model_dir / "saved_model.pb").exists():
         raise ExportError(f"{saved_model_dir}: no saved_model.pb there; give the folder onnx2tf wrote")
     float_model = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir)).convert()
-    feeds = _feeds(saved_model_dir, samples, float_model)
+    feeds = calibration_feeds(str(saved_model_dir), samples, _signature_inputs(float_model))
 
     def representative():
         yield from (dict(feed) for feed in feeds)
@@ -129,26 +130,6 @@ def _calibrate(saved_model_dir: Path, samples: dict[str, np.ndarray]) -> _Calibr
     if not layers:
         raise ExportError(f"{saved_model_dir}: the int8 conversion quantized no layer, so there is nothing to rank")
     return _Calibrated(debugger, float_model, feeds, debug_model, layers)
-
-
-def _feeds(saved_model_dir: Path, samples: dict[str, np.ndarray], float_model: bytes) -> tuple[dict, ...]:
-    """Samples cut along the batch axis into the batch the model takes (1 unless fixed otherwise)."""
-    details = _signature_inputs(float_model)
-    if set(samples) != set(details):
-        raise ExportError(f"{saved_model_dir}: samples are for input(s) {', '.join(sorted(samples)) or '(none)'}, "
-                          f"the SavedModel takes {', '.join(sorted(details))}")
-    counts = {len(np.asarray(v)) for v in samples.values()}
-    shapes = {name: tuple(int(x) for x in d["shape"]) for name, d in details.items()}
-    batch = next(iter(shapes.values()))[0] if shapes and next(iter(shapes.values()))[0] > 0 else 1
-    wrong = [f"{name} {np.asarray(v).shape[1:]} (expected {shapes[name][1:]})" for name, v in samples.items()
-             if np.asarray(v).shape[1:] != shapes[name][1:]]
-    if wrong or len(counts) != 1 or min(counts) < batch:
-        raise ExportError(f"{saved_model_dir}: samples must be arrays of whole batches of {batch}, batch axis first, "
-                          f"in the SavedModel's layout (NHWC for images), the same count for every input; "
-                          f"got {', '.join(wrong) or 'counts ' + str(sorted(counts))}")
-    count = counts.pop() // batch * batch
-    return tuple({name: np.ascontiguousarray(np.asarray(v)[i:i + batch], dtype=details[name]["dtype"])
-                  for name, v in samples.items()} for i in range(0, count, batch))
 
 
 def _signature_inputs(model: bytes) -> dict[str, dict]:

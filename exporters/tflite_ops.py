@@ -1,15 +1,17 @@
-"""Which operators a .tflite file uses, read from its flatbuffer without loading a runtime."""
+"""What a .tflite file holds (its operators, where its bytes go), read through the TFLite schema LiteRT ships."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import flatbuffers
-from flatbuffers.table import Table
-
 from models.errors import ExportError
 
-CUSTOM = 32  # BuiltinOperator.CUSTOM in TFLite's schema: the op is named by custom_code
+
+def _schema():
+    from ai_edge_litert import schema_py_generated  # the flatbuffer schema of the installed runtime
+
+    return schema_py_generated
 
 
 @dataclass(frozen=True)
@@ -22,29 +24,51 @@ class OperatorCode:
     @property
     def is_custom(self) -> bool:
         """A custom op, Select-TF (Flex) ops included: a stock runtime cannot run it."""
-        return self.builtin == CUSTOM
+        return self.builtin == _schema().BuiltinOperator.CUSTOM
+
+    @property
+    def name(self) -> str:
+        """CONV_2D, DEPTHWISE_CONV_2D, ...; a custom op by its custom code."""
+        if self.is_custom:
+            return self.custom or "CUSTOM"
+        return _OP_NAMES().get(self.builtin, f"BUILTIN_{self.builtin}")
+
+
+def _OP_NAMES() -> dict[int, str]:
+    ops = _schema().BuiltinOperator
+    return {value: key for key, value in vars(ops).items() if not key.startswith("_") and isinstance(value, int)}
+
+
+def _model(path: Path):
+    buf = Path(path).read_bytes()
+    schema = _schema()
+    if len(buf) < 8 or not schema.Model.ModelBufferHasIdentifier(buf, 0):
+        raise ExportError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
+    return schema.Model.GetRootAs(buf, 0), len(buf)
+
+
+def _codes(model) -> list[OperatorCode]:
+    codes = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        custom = code.CustomCode()
+        # Codes above 127 live only in builtin_code; older files only fill the deprecated byte.
+        codes.append(OperatorCode(max(code.DeprecatedBuiltinCode(), code.BuiltinCode()),
+                                  custom.decode() if custom else None))
+    return codes
+
+
+def _operators(model):
+    """(operator, subgraph) for every operator of every subgraph."""
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for i in range(subgraph.OperatorsLength()):
+            yield subgraph.Operators(i), subgraph
 
 
 def operator_codes(path: Path) -> list[OperatorCode]:
-    """The operator_codes vector of a TFLite flatbuffer (schema fields 0, 1 and 3)."""
-    buf = bytearray(Path(path).read_bytes())
-    if len(buf) < 8 or buf[4:8] != b"TFL3":
-        raise ExportError(f"{path} is not a TFLite flatbuffer (no TFL3 identifier)")
-    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
-    codes_field = model.Offset(6)  # Model.operator_codes
-    if not codes_field:
-        return []
-    start, count = model.Vector(codes_field), model.VectorLen(codes_field)
-    codes = []
-    for i in range(count):
-        entry = Table(buf, model.Indirect(start + 4 * i))
-        deprecated = _scalar(entry, 4, flatbuffers.number_types.Int8Flags)
-        builtin = _scalar(entry, 10, flatbuffers.number_types.Int32Flags)
-        custom_field = entry.Offset(6)
-        custom = entry.String(custom_field + entry.Pos).decode() if custom_field else None
-        # Codes above 127 live only in builtin_code; older files only fill the deprecated byte.
-        codes.append(OperatorCode(max(deprecated, builtin), custom))
-    return codes
+    """The operator_codes table of a TFLite file."""
+    return _codes(_model(path)[0])
 
 
 def custom_ops(path: Path) -> list[str]:
@@ -54,20 +78,23 @@ def custom_ops(path: Path) -> list[str]:
 
 def custom_op_nodes(path: Path) -> dict[str, list[str]]:
     """For each custom/Flex op, the names of the tensors its operators write (they carry the node names)."""
-    buf = bytearray(Path(path).read_bytes())
-    codes = operator_codes(path)
-    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    model, _ = _model(path)
+    codes = _codes(model)
     found: dict[str, list[str]] = {}
-    for subgraph in _tables(model, 8):  # Model.subgraphs
-        tensors = _tables(subgraph, 4)  # SubGraph.tensors
-        for op in _tables(subgraph, 10):  # SubGraph.operators
-            code = codes[_scalar(op, 4, flatbuffers.number_types.Uint32Flags)]
-            if code.is_custom:
-                for index in _ints(op, 8):  # Operator.outputs
-                    name_field = tensors[index].Offset(10)  # Tensor.name
-                    found.setdefault(code.custom or "?", []).append(
-                        tensors[index].String(name_field + tensors[index].Pos).decode())
+    for op, subgraph in _operators(model):
+        code = codes[op.OpcodeIndex()]
+        if code.is_custom:
+            for j in range(op.OutputsLength()):
+                found.setdefault(code.custom or "?", []).append(subgraph.Tensors(op.Outputs(j)).Name().decode())
     return found
+
+
+def op_histogram(path: Path) -> dict[str, int]:
+    """How many operators of each kind the file runs, most frequent first."""
+    model, _ = _model(path)
+    codes = _codes(model)
+    counts = Counter(codes[op.OpcodeIndex()].name for op, _ in _operators(model))
+    return dict(counts.most_common())
 
 
 @dataclass(frozen=True)
@@ -91,43 +118,17 @@ class FileComposition:
 
 def file_composition(path: Path) -> FileComposition:
     """Measure the file's parts from its flatbuffer: what a smaller model can and cannot shrink."""
-    buf = bytearray(Path(path).read_bytes())
-    operator_codes(path)  # checks the TFL3 identifier
-    model = Table(buf, flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
-    data = sum(_vector_len(b, 4) for b in _tables(model, 12))  # Model.buffers -> Buffer.data
+    model, total = _model(path)
+    # A buffer's bytes sit inside its data vector, or (files over 2 GB) at offset/size past the flatbuffer.
+    data = sum(max(model.Buffers(i).DataLength(), model.Buffers(i).Size()) for i in range(model.BuffersLength()))
     quant = names = 0
-    for subgraph in _tables(model, 8):
-        for tensor in _tables(subgraph, 4):
-            names += _vector_len(tensor, 10)  # Tensor.name
-            params = tensor.Offset(12)  # Tensor.quantization
-            if params:
-                q = Table(buf, tensor.Indirect(params + tensor.Pos))
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            names += len(tensor.Name() or b"")
+            q = tensor.Quantization()
+            if q is not None:
                 # min, max, scale: float32 vectors; zero_point: int64 vector
-                quant += 4 * (_vector_len(q, 4) + _vector_len(q, 6) + _vector_len(q, 8)) + 8 * _vector_len(q, 10)
-    return FileComposition(len(buf), data, quant, names)
-
-
-def _vector_len(table: Table, vtable_offset: int) -> int:
-    field = table.Offset(vtable_offset)
-    return table.VectorLen(field) if field else 0
-
-
-def _tables(table: Table, vtable_offset: int) -> list[Table]:
-    field = table.Offset(vtable_offset)
-    if not field:
-        return []
-    start = table.Vector(field)
-    return [Table(table.Bytes, table.Indirect(start + 4 * i)) for i in range(table.VectorLen(field))]
-
-
-def _ints(table: Table, vtable_offset: int) -> list[int]:
-    field = table.Offset(vtable_offset)
-    if not field:
-        return []
-    start = table.Vector(field)
-    return [table.Get(flatbuffers.number_types.Int32Flags, start + 4 * i) for i in range(table.VectorLen(field))]
-
-
-def _scalar(table: Table, vtable_offset: int, flags) -> int:
-    field = table.Offset(vtable_offset)
-    return table.Get(flags, field + table.Pos) if field else 0
+                quant += 4 * (q.MinLength() + q.MaxLength() + q.ScaleLength()) + 8 * q.ZeroPointLength()
+    return FileComposition(total, data, quant, names)

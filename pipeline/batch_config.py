@@ -21,6 +21,7 @@ from pathlib import Path
 
 from models.errors import ConfigError
 from pipeline.config import ExportSection, JobConfig, validate_job
+from pipeline.user_data import is_function_ref
 
 BATCH_KEYS = {"timeout_s", "recycle_after", "stages", "name"}
 JOB_KEYS = {"inputs", "weights", "seed"}
@@ -104,6 +105,10 @@ def _job(model: str, axis: dict, variants, defaults: dict, entries: list[dict], 
         data["validate"]["inputs"] = str(base / data["validate"]["inputs"])
     if job_keys.get("weights"):
         job_keys["weights"] = str(base / job_keys["weights"])
+    for section, key in (("export", "calibration"), ("validate", "eval_data")):
+        source = data.get(section, {}).get(key)
+        if isinstance(source, str) and source and not is_function_ref(source):
+            data[section][key] = str(base / source)
     name = _name(model) + (f"-{suffix}" if suffix else "")
     data["job"] = {"name": name, "model": model, **job_keys}
     return BatchJob(name, validate_job(data, f"{where} (job {name})"))

@@ -84,13 +84,21 @@ def export(
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Accept Select-TF (Flex) ops."),
     example: list[str] = typer.Option([], "--input", help="A factory's input shape, e.g. 1x3x32x32[:float32]; repeat per input."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="State dict for a factory (weights_only load)."),
+    calibration: Optional[str] = typer.Option(
+        None, "--calibration", help="Calibration samples: .npz (an array per input), a folder of images, or pkg.module:function."),
+    eval_data: Optional[str] = typer.Option(
+        None, "--eval-data", help="Labelled set: .npz with an array per input and 'labels', or pkg.module:function of pairs."),
+    image_mean: Optional[str] = typer.Option(None, "--image-mean", help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406."),
+    image_std: Optional[str] = typer.Option(None, "--image-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225."),
+    pixel_scale: Optional[float] = typer.Option(None, "--pixel-scale", help="Image folders: pixels are divided by this first (255)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
-    from pipeline.exporting import export_job, export_summary
+    from pipeline.exporting import UserData, export_job, export_summary
     from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
 
-    job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant))
+    data = UserData(calibration, eval_data, image_mean, image_std, pixel_scale)
+    job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant), data)
     result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
                      on_stage=None if as_json else _print_stage)
     summary = export_summary(job, result)

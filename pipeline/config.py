@@ -5,7 +5,7 @@ import difflib
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
@@ -65,6 +65,17 @@ class CompressSection(BaseModel):
         return self.distill or self.prune != "none" or self.qat
 
 
+class ImageSection(BaseModel):
+    """How a folder of images becomes model inputs: pixels / pixel_scale, then (x - mean) / std per channel."""
+
+    model_config = _STRICT
+    pixel_scale: float = Field(255.0, gt=0)
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[Annotated[float, Field(gt=0)], ...] = (1.0,)
+    # where the channel axis of the image input sits; "auto": as its recorded layout (NCHW for PyTorch models)
+    layout: Literal["auto", "NCHW", "NHWC"] = "auto"
+
+
 class ExportSection(BaseModel):
     model_config = _STRICT
     # The names of exporters.onnx_to_tflite.VARIANTS, listed here so a typo is a config error.
@@ -74,6 +85,11 @@ class ExportSection(BaseModel):
     onnx_variants: tuple[Literal["int8_qdq", "dynamic"], ...] = ()
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)
+    # The user's calibration data: an .npz (an array per input name, first axis the samples), a folder of
+    # images ([export.images] says how to read them) or 'pkg.module:function' returning an iterable of samples.
+    # Default: a zoo model's training split; .onnx files and factories then have none.
+    calibration: str | None = Field(None, min_length=1)
+    images: ImageSection = ImageSection()
     allow_flex: bool = False
 
 
@@ -88,6 +104,10 @@ class ValidateSection(BaseModel):
     quantized_min_sqnr_db: float = Field(20.0, gt=0)
     quantized_max_metric_drop: float = Field(0.01, ge=0)
     inputs: str | None = None  # .npz of validation inputs by name (ONNX layout); for models without a dataset
+    # A user model's labelled evaluation set: an .npz with an array per input and 'labels', or 'pkg.module:function'
+    # returning (sample, label) pairs; gives every artifact the task metric, held to max_metric_drop.
+    eval_data: str | None = Field(None, min_length=1)
+    eval_metric: Literal["accuracy"] = "accuracy"  # arg-max class over the output's class axis
 
 
 class ProfileSection(BaseModel):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.onnx_to_tflite import VARIANTS
@@ -12,12 +13,41 @@ from pipeline.runner import RunResult
 
 
 # Per-artifact records that exist for some formats and variants only.
-_DETAILS = ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity")
+_DETAILS = ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity", "op_count", "op_histogram",
+            "size_split")
+
+
+@dataclass(frozen=True)
+class UserData:
+    """`edgepipe export`'s data options: calibration and evaluation sources, and how image folders are read."""
+
+    calibration: str | None = None
+    eval_data: str | None = None
+    image_mean: str | None = None  # "0.485,0.456,0.406"
+    image_std: str | None = None
+    pixel_scale: float | None = None
+
+    def apply(self, data: dict) -> None:
+        """Write these options into a job's TOML dict (paths made absolute)."""
+        if self.calibration:
+            data["export"]["calibration"] = _absolute(self.calibration)
+        if self.eval_data:
+            data["validate"]["eval_data"] = _absolute(self.eval_data)
+        images = data["export"].setdefault("images", {})
+        for key, text in (("mean", self.image_mean), ("std", self.image_std)):
+            if text is not None:
+                try:
+                    images[key] = [float(x) for x in text.split(",")]
+                except ValueError:
+                    raise ConfigError(f"--image-{key} {text!r}: expected numbers joined by commas, "
+                                      "e.g. 0.485,0.456,0.406") from None
+        if self.pixel_scale is not None:
+            images["pixel_scale"] = self.pixel_scale
 
 
 def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None, allow_flex: bool = False,
                example_inputs: tuple[str, ...] = (), weights: Path | None = None,
-               onnx_variants: tuple[str, ...] = ()) -> JobConfig:
+               onnx_variants: tuple[str, ...] = (), user_data: UserData = UserData()) -> JobConfig:
     """The default job with this model, variants and options (checked before anything is written)."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
@@ -35,6 +65,7 @@ def export_job(model: str, variants: tuple[str, ...], inputs: Path | None = None
     data["export"].update(variants=list(variants), onnx_variants=list(onnx_variants), allow_flex=allow_flex)
     if inputs is not None:
         data["validate"]["inputs"] = str(Path(inputs).resolve())
+    user_data.apply(data)
     return validate_job(data, "edgepipe export")
 
 
@@ -56,6 +87,13 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
         })
     return {"model": job.job.model, "run_dir": str(result.run_dir), "artifacts": artifacts,
             "rewrites": result.results["export"].get("rewrites", [])}
+
+
+def _absolute(source: str) -> str:
+    """A path made absolute (the run may start elsewhere); a pkg.module:function reference as it is."""
+    from pipeline.user_data import is_function_ref
+
+    return source if is_function_ref(source) else str(Path(source).resolve())
 
 
 def _safe(name: str) -> str:

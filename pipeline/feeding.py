@@ -22,6 +22,8 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     A zoo model gets its real held-out split; a user's ONNX file or factory gets the job's
     inputs file or, without one, seeded random inputs of its example shapes.
     """
+    if ctx.job.validate_.eval_data:
+        return _eval_set(ctx)
     if ctx.job.validate_.inputs:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         return load_inputs(Path(ctx.job.validate_.inputs), specs_of(onnx_art)), None
@@ -35,6 +37,18 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     spec = get_model(ctx.job.job.model)
     data = spec.dataset(ctx.job.job.seed)
     return data.x_test, (lambda out: spec.metric(out["output_0"], data.y_test))
+
+
+def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
+    """The user's labelled set, and accuracy over the model's first output."""
+    from exporters.onnx_inputs import onnx_output_specs
+    from pipeline.user_data import accuracy, load_eval
+
+    onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
+    inputs, labels = load_eval(ctx.job.validate_.eval_data, tuple(specs_of(onnx_art)), ctx.job.export.images)
+    first = onnx_output_specs(ctx.path(onnx_art["path"]))[0].name
+    # A torch reference names its outputs output_0, ...; the exported ONNX graph's first output is output_0 too.
+    return inputs, (lambda out: accuracy(out[first] if first in out else out["output_0"], labels))
 
 
 def specs_of(art: dict) -> list[InputSpec]:

@@ -21,6 +21,7 @@ from pipeline.stage_profile import run_profile
 from pipeline.stage_train import run_train
 from pipeline.stage_validate import run_validate
 from pipeline.store import Store, sha256_file
+from pipeline.user_data import fingerprint
 
 TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
@@ -55,9 +56,12 @@ def _model_settings(job: JobConfig) -> dict:
 TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
 COMPRESS = Stage("compress", run_compress, lambda j: {**_model_settings(j), **j.train.model_dump(),
                                                      **j.compress.model_dump()}, ("train",))
-EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump()}, ("train", "compress"))
+EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump(),
+                                                 "calibration_data": fingerprint(j.export.calibration)},
+               ("train", "compress"))
 VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump(),
-                                                     "inputs_sha256": _sha_or_none(j.validate_.inputs)}, ("export",))
+                                                     "inputs_sha256": _sha_or_none(j.validate_.inputs),
+                                                     "eval_data": fingerprint(j.validate_.eval_data)}, ("export",))
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
 GATE = Stage("gate", run_gate_stage, lambda j: {**j.gate.model_dump(), "budgets_sha256": _sha_or_none(j.gate.budgets),
@@ -170,28 +174,44 @@ def check_source(job: JobConfig) -> None:
     if job.compress.active and source_kind(job) != "zoo":
         raise ConfigError(f"[compress] needs a training split to fine-tune and distil on, and {job.job.model} has "
                           "none (only zoo models do); remove the [compress] section")
-    if source_kind(job) == "zoo":
-        from models.zoo import get_model
-
-        get_model(job.job.model)
-    elif source_kind(job) == "factory":
-        from pipeline.user_models import load_user_model
-
-        load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed)
-    else:
-        from exporters.onnx_inputs import onnx_input_specs
-
-        if not source.is_file():
-            raise InputFileError(f"ONNX file {source} not found; check the path")
-        onnx_input_specs(source)
+    if source is not None and not source.is_file():
+        raise InputFileError(f"ONNX file {source} not found; check the path")
+    specs = _source_inputs(job)
     if job.validate_.inputs and not Path(job.validate_.inputs).is_file():
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
+    _check_user_data(job, specs)
     if job.gate:
         from pipeline.budgets import load_budgets
 
         load_budgets(Path(job.gate.budgets))  # a bad budgets file fails before hours of work, not after
         if job.gate.baseline and not Path(job.gate.baseline).exists():
             raise InputFileError(f"[gate] baseline {job.gate.baseline} not found; check the path")
+
+
+def _check_user_data(job: JobConfig, specs) -> None:
+    """Calibration and evaluation data must fit the model's inputs before any stage runs."""
+    from pipeline.stage_export import user_calibration
+    from pipeline.user_data import load_eval
+
+    user_calibration(job, specs)
+    if job.validate_.eval_data:
+        load_eval(job.validate_.eval_data, specs, job.export.images)
+
+
+def _source_inputs(job: JobConfig):
+    """The model's inputs (zoo spec, factory example, or ONNX graph); loading them checks the model."""
+    kind = source_kind(job)
+    if kind == "zoo":
+        from models.zoo import get_model
+
+        return get_model(job.job.model).inputs
+    if kind == "factory":
+        from pipeline.user_models import load_user_model
+
+        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).inputs
+    from exporters.onnx_inputs import onnx_input_specs
+
+    return onnx_input_specs(onnx_source(job))
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:

@@ -13,6 +13,8 @@ from models.specs import InputSpec
 from pipeline.context import StageContext, onnx_source, source_kind
 
 CONVERT_LOG = "logs/convert.log"
+# Activation ranges from fewer samples than this describe a handful of inputs, not the data.
+MIN_CALIBRATION_SAMPLES = 8
 
 
 def run_export(ctx: StageContext) -> dict:
@@ -31,7 +33,8 @@ def run_export(ctx: StageContext) -> dict:
         shutil.copyfile(source, ctx.staging / "model.onnx")
         note = upgrade_old_opset(ctx.staging / "model.onnx")
         rewrites = [note] if note else []
-        specs, calibration, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), None, []
+        specs, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), []
+        calibration = user_calibration(ctx.job, specs)
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
     # One onnx2tf run writes every variant: converting once per variant would repeat the whole
     # ONNX -> TensorFlow translation for each.
@@ -41,6 +44,8 @@ def run_export(ctx: StageContext) -> dict:
         artifacts.append({**_record("tflite", variant, result.path.name, result.inputs),
                           "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops),
                           "quantization": [q.to_dict() for q in result.quantization],
+                          "op_count": result.op_count, "op_histogram": dict(result.op_histogram),
+                          "size_split": result.size_split.to_dict(),
                           **({"sensitivity": [loss.to_dict() for loss in result.sensitivity],
                               "kept_float": list(result.kept_float)} if result.sensitivity else {})})
     for variant in ctx.job.export.onnx_variants:
@@ -57,16 +62,29 @@ def source_module(ctx: StageContext) -> tuple:
         from pipeline.user_models import load_user_model
 
         user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
-        return user.module, user.examples, user.inputs, None
+        return user.module, user.examples, user.inputs, user_calibration(ctx.job, user.inputs)
     from models.zoo import get_model
     from pipeline.stage_compress import load_compressed
 
     spec = get_model(ctx.job.job.model)
     examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
-    data = spec.dataset(ctx.job.job.seed)
-    count = ctx.job.export.calibration_samples
-    calibration = {name: np.ascontiguousarray(values[:count]) for name, values in data.x_train.items()}
+    calibration = user_calibration(ctx.job, spec.inputs)
+    if calibration is None:
+        count = ctx.job.export.calibration_samples
+        calibration = {name: np.ascontiguousarray(values[:count])
+                       for name, values in spec.dataset(ctx.job.job.seed).x_train.items()}
     return load_compressed(ctx), examples, spec.inputs, calibration
+
+
+def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
+    """The job's own calibration data (`[export] calibration`), checked against the inputs; None without it."""
+    from pipeline.user_data import load_samples
+
+    export = job.export
+    if not export.calibration:
+        return None
+    return load_samples(export.calibration, specs, "calibration", export.images, MIN_CALIBRATION_SAMPLES,
+                        export.calibration_samples)
 
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:

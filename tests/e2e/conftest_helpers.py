@@ -2,9 +2,9 @@
 import importlib.util
 
 
-def load_factory(project, name):
-    """Call my_models.<name>() from the project directory."""
-    spec = importlib.util.spec_from_file_location("my_models_for_test", project / "my_models.py")
+def load_factory(project, name, module_file="my_models.py"):
+    """Call <module_file>.<name>() from the project directory."""
+    spec = importlib.util.spec_from_file_location(f"{module_file[:-3]}_for_test", project / module_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return getattr(module, name)()

@@ -49,3 +49,30 @@ def test_sqnr_floor_judges_quantized_outputs_by_noise_power():
     assert not hop.ok and hop.outputs[0].tolerance is None
     with pytest.raises(ParityError, match=r"SQNR [0-9.]+ dB < 20 dB"):
         require_parity([hop])
+
+
+@pytest.mark.parametrize("magnitude", [1e-20, 1e-12, 1e-6, 1.0, 1e6, 1e12, 1e20])
+def test_identical_outputs_have_cosine_one_at_any_magnitude(magnitude):
+    values = np.random.default_rng(1).standard_normal(1000) * magnitude
+    f = output_figures("y", values, values.copy(), 1e-4)
+    assert f.cosine == 1.0 and f.sqnr_db == float("inf") and f.ok
+
+
+@pytest.mark.parametrize("magnitude", [1e-20, 1e-9, 1.0, 1e20])
+def test_figures_do_not_depend_on_the_outputs_magnitude(magnitude):
+    # A 1 % error is 40 dB and a cosine near 1 whether the logits are 1e-20 or 1e20: no floor decides.
+    ref = np.random.default_rng(2).standard_normal(500)
+    noise = np.random.default_rng(3).standard_normal(500) * 0.01
+    unit = output_figures("y", ref, ref + noise, None, min_sqnr_db=20.0)
+    scaled = output_figures("y", ref * magnitude, (ref + noise) * magnitude, None, min_sqnr_db=20.0)
+    assert scaled.sqnr_db == pytest.approx(unit.sqnr_db, abs=1e-9) and unit.sqnr_db == pytest.approx(40, abs=1)
+    assert scaled.cosine == pytest.approx(unit.cosine, abs=1e-12) and scaled.cosine > 0.9999
+
+
+def test_tiny_outputs_are_judged_by_their_own_scale():
+    ref = np.full(10, 1e-15)
+    wrong = output_figures("y", ref, -ref, 1e-4, min_sqnr_db=20.0)  # the sign flipped: all wrong
+    assert wrong.cosine == -1.0 and wrong.sqnr_db < 0 and not wrong.ok
+    zeros = output_figures("y", np.zeros(4), np.zeros(4), 1e-4)
+    assert zeros.cosine == 1.0 and zeros.ok
+    assert not output_figures("y", np.zeros(4), np.full(4, 1e-20), 1e-4).ok

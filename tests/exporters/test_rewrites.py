@@ -184,9 +184,11 @@ def test_attention_options_without_rewrite_are_refused_at_rewrite_time():
 
 def test_erf_free_gelu_is_within_1e_6_of_exact_gelu():
     x = torch.linspace(-10, 10, 2_000_001)
-    assert float((ErfFreeGELU()(x) - F.gelu(x)).abs().max()) <= 1e-6
+    # Against exact GELU in float64: float32 F.gelu itself differs by host SIMD (1.26e-6 on AVX-512).
+    exact = F.gelu(x.double())
+    assert float((ErfFreeGELU()(x).double() - exact).abs().max()) <= 1e-6
     far = torch.tensor([-1e4, -50.0, 50.0, 1e4, float("inf")])
-    assert torch.equal(ErfFreeGELU()(far), F.gelu(far))
+    assert torch.equal(ErfFreeGELU()(far), F.gelu(far.double()).float())  # float32 F.gelu(inf) is nan on AVX-512
 
 
 def test_gelu_modules_are_rewritten_only_when_exact():

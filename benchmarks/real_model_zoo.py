@@ -1,0 +1,98 @@
+"""Real mobile networks from torchvision and timm with random weights, as `real_model_zoo:NAME` factories.
+
+Nothing is downloaded (weights=None / pretrained=False). The torchvision wheel that installs beside
+the CPU torch is a CUDA build whose C extension does not load; declaring its two detection ops'
+schemas first lets the pure-Python model code import (no classifier or segmenter uses them).
+"""
+from __future__ import annotations
+
+import torch
+
+SHAPE = (1, 3, 224, 224)
+# name -> (library, builder name)
+MODELS = {
+    "resnet18": ("torchvision", "resnet18"),
+    "mobilenet_v2": ("torchvision", "mobilenet_v2"),
+    "mobilenet_v3_small": ("torchvision", "mobilenet_v3_small"),
+    "efficientnet_b0": ("torchvision", "efficientnet_b0"),
+    "convnext_tiny": ("torchvision", "convnext_tiny"),
+    "shufflenet_v2_x1_0": ("torchvision", "shufflenet_v2_x1_0"),
+    "regnet_y_400mf": ("torchvision", "regnet_y_400mf"),
+    "squeezenet1_1": ("torchvision", "squeezenet1_1"),
+    "deeplabv3_mobilenet_v3_large": ("torchvision.segmentation", "deeplabv3_mobilenet_v3_large"),
+    "repvit_m0_9": ("timm", "repvit_m0_9"),
+    "fastvit_t8": ("timm", "fastvit_t8"),
+    "ghostnet_100": ("timm", "ghostnet_100"),
+    "deit_tiny_patch16_224": ("timm", "deit_tiny_patch16_224"),
+    "levit_128s": ("timm", "levit_128s"),
+    "mobilenetv4_conv_small": ("timm", "mobilenetv4_conv_small"),
+    "edgenext_xx_small": ("timm", "edgenext_xx_small"),
+    "mobilevit_xxs": ("timm", "mobilevit_xxs"),
+}
+
+
+_DECLARED: list = []  # the Library object must stay alive for the schemas to stay declared
+
+
+def _declare_torchvision_ops() -> None:
+    if not _DECLARED:
+        lib = torch.library.Library("torchvision", "DEF")
+        lib.define("nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        lib.define("qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+        _DECLARED.append(lib)
+
+
+def build(name: str) -> torch.nn.Module:
+    """The model in eval mode, seeded by the caller; dead residual branches revived (see below)."""
+    library, builder = MODELS[name]
+    _declare_torchvision_ops()
+    if library == "timm":
+        import timm
+
+        module = timm.create_model(builder, pretrained=False)
+    else:
+        import torchvision.models
+        import torchvision.models.segmentation
+
+        namespace = torchvision.models.segmentation if library.endswith("segmentation") else torchvision.models
+        kwargs = {"weights_backbone": None} if library.endswith("segmentation") else {}
+        module = getattr(namespace, builder)(weights=None, **kwargs)
+    # timm zero-initialises the last BatchNorm of residual branches; a converter that folds
+    # the dead branches away would then be timed on a smaller graph than the trained model's.
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and layer.weight is not None \
+                    and not layer.weight.any():
+                layer.weight.fill_(1.0)
+    return module.eval()
+
+
+class _Outputs(torch.nn.Module):
+    """Segmentation models return a dict; converters want tensors."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x):
+        out = self.inner(x)
+        return out["out"] if isinstance(out, dict) else out
+
+
+def example(seed: int = 0) -> torch.Tensor:
+    """The seeded example image batch."""
+    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))
+
+
+def factory(name: str):
+    """A zero-argument factory returning (module, example input), as edgepipe takes it."""
+    def make():
+        module = build(name)
+        return (_Outputs(module).eval() if name.startswith("deeplab") else module), example()
+    return make
+
+
+def __getattr__(name: str):
+    if name in MODELS:
+        return factory(name)
+    raise AttributeError(name)

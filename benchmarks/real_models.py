@@ -1,0 +1,178 @@
+"""Real torchvision and timm networks through edgepipe, side by side with Google's litert-torch.
+
+Usage: python benchmarks/real_models.py [--models a,b,...] [--work DIR] [--litert-venv DIR] [--no-litert]
+                                        [--json FILE] [--markdown FILE]
+
+Needs the model libraries (`make real-models`). litert-torch pins its own ai-edge-litert and
+numpy, so it lives in its own venv (created on first use with pip, default .venv-litert-torch)
+and converts in a child process. Per model it prints: the whole `edgepipe export` process's wall
+time and peak RSS, the fp32 file's size and op count, its ledger figures against PyTorch, and
+the same for litert-torch; then both files' median latency on one thread, measured interleaved
+in this one process (profilers.paired), and the ratios. Measure on a quiet machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from exporters.tflite_ops import file_composition, op_histogram  # noqa: E402
+from models.specs import convert_layout  # noqa: E402
+from profilers.paired import paired_ratio  # noqa: E402
+
+LITERT_TORCH = "litert-torch==0.10.0"
+
+
+def timed(cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
+    """Run a child to completion: wall seconds, peak RSS (MiB, from wait4), exit code; stdout in out_path."""
+    with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "rc": proc.returncode}
+
+
+def edgepipe_export(name: str, work: Path) -> dict:
+    """`edgepipe export real_model_zoo:NAME --variant fp32 --json` as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
+    run = timed([str(ROOT / ".venv/bin/edgepipe"), "export", f"real_model_zoo:{name}", "--variant", "fp32",
+                 "-o", str(work / "edgepipe"), "--json"], work / "edgepipe.json", env=env, cwd=work)
+    if run["rc"] != 0:
+        return {**run, "error": _last_line(work / "edgepipe.err")}
+    summary = json.loads((work / "edgepipe.json").read_text())
+    art = next(a for a in summary["artifacts"] if a["format"] == "tflite" and a["variant"] == "fp32")
+    return {**run, "path": art["path"], "inputs": art["inputs"], "ledger": art["ledger"]}
+
+
+def litert_export(name: str, work: Path, python: Path) -> dict:
+    """litert-torch's conversion of the same model, seeded the same way, in its own venv."""
+    out = work / f"{name}_litert.tflite"
+    run = timed([str(python), str(ROOT / "benchmarks/litert_torch_child.py"), name, str(out)],
+                work / "litert.json", cwd=work)
+    if run["rc"] != 0:
+        return {**run, "error": _last_line(work / "litert.err")}
+    return {**run, "path": str(out)}
+
+
+def ensure_litert_venv(venv: Path) -> Path:
+    """The litert-torch venv's python, created with pip on first use."""
+    python = venv / "bin/python"
+    if not (venv / ".ready").exists():
+        print(f"creating {venv} with {LITERT_TORCH} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", LITERT_TORCH], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-r",
+                        str(ROOT / "benchmarks/requirements-real-models.txt")], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "pyyaml"], check=True)
+        (venv / ".ready").touch()
+    return python
+
+
+def compare_files(ours: dict, theirs: dict | None) -> dict:
+    """Sizes, op counts, outputs on one seeded image, and median latencies measured interleaved."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    image = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    spec = ours["inputs"][0]
+    feeds_ours = {spec["name"]: np.ascontiguousarray(convert_layout(image, "NCHW", spec["layout"]))}
+    row = {"size": Path(ours["path"]).stat().st_size, "ops": sum(op_histogram(Path(ours["path"])).values()),
+           "size_split": file_composition(Path(ours["path"])).to_dict()}
+    if theirs is None or "path" not in theirs:
+        return row
+    runner = Interpreter(model_path=theirs["path"]).get_signature_runner()
+    name, detail = next(iter(runner.get_input_details().items()))
+    feeds_theirs = {name: image if tuple(detail["shape"]) == image.shape else np.transpose(image, (0, 2, 3, 1))}
+    got_theirs = np.asarray(next(iter(runner(**feeds_theirs).values())), np.float64).ravel()
+    got_ours = Interpreter(model_path=ours["path"]).get_signature_runner()(**feeds_ours)
+    got_ours = np.asarray(next(iter(got_ours.values())), np.float64)
+    if got_ours.ndim == 4 and got_ours.size == got_theirs.size and spec["layout"] == "NHWC":
+        got_ours = np.transpose(got_ours, (0, 3, 1, 2))  # a segmentation map written channels-last
+    got_ours = got_ours.ravel()
+    pair = paired_ratio(("tflite", Path(ours["path"]), feeds_ours), ("tflite", Path(theirs["path"]), feeds_theirs),
+                        threads=1, blocks=20, block_seconds=0.15, warmup_seconds=0.5)
+    return {**row, "litert_size": Path(theirs["path"]).stat().st_size,
+            "litert_ops": sum(op_histogram(Path(theirs["path"])).values()),
+            "outputs_cosine": float(got_ours @ got_theirs / np.sqrt((got_ours @ got_ours) * (got_theirs @ got_theirs))),
+            "p50_ms": pair.target_p50_ms, "litert_p50_ms": pair.reference_p50_ms, "latency_ratio": pair.p50_ratio,
+            "latency_ratio_ci95": list(pair.p50_ratio_ci95)}
+
+
+def markdown(rows: list[dict]) -> str:
+    """The results as one Markdown table (ratios are edgepipe / litert-torch)."""
+    head = ("| model | export s (edgepipe / litert-torch) | time ratio | peak RSS MiB (e / l) | size MB (e / l) | "
+            "size ratio | ops (e / l) | p50 ms (e / l) | latency ratio [95 % CI] | cosine vs torch | max abs | ok |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in rows:
+        e, lt, c = r["edgepipe"], r.get("litert") or {}, r.get("files", {})
+        if "error" in e:
+            lines.append(f"| {r['model']} | failed: {e['error'][:120]} |" + " |" * 10)
+            continue
+        led = e["ledger"]
+        lt_s = f"{lt['seconds']:.0f}" if "path" in lt else ("failed" if lt else "-")
+        ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
+        ci = c.get("latency_ratio_ci95")
+        lines.append(
+            f"| {r['model']} | {e['seconds']:.0f} / {lt_s} | {ratio(e['seconds'], lt.get('seconds') if 'path' in lt else None)} | "
+            f"{e['peak_rss_mb']:.0f} / {lt.get('peak_rss_mb', 0):.0f} | {c['size'] / 1e6:.2f} / "
+            f"{c.get('litert_size', 0) / 1e6:.2f} | {ratio(c['size'], c.get('litert_size'))} | "
+            f"{c['ops']} / {c.get('litert_ops', '-')} | "
+            f"{c.get('p50_ms', 0):.2f} / {c.get('litert_p50_ms', 0):.2f} | "
+            f"{(str(round(c['latency_ratio'], 2)) + 'x [' + f'{ci[0]:.2f}, {ci[1]:.2f}' + ']') if ci else '-'} | "
+            f"{led['cosine']:.6f} | {led['max_abs']:.2e} | {led['ok']} |")
+    return "\n".join(lines)
+
+
+def _last_line(path: Path) -> str:
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "(no output)"
+
+
+def main() -> None:
+    import real_model_zoo
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(real_model_zoo.MODELS))
+    parser.add_argument("--work", type=Path)
+    parser.add_argument("--litert-venv", type=Path, default=ROOT / ".venv-litert-torch")
+    parser.add_argument("--no-litert", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="real-models-"))
+    python = None if args.no_litert else ensure_litert_venv(args.litert_venv)
+    rows = []
+    for name in args.models.split(","):
+        where = work / name
+        where.mkdir(parents=True, exist_ok=True)
+        row = {"model": name, "edgepipe": edgepipe_export(name, where)}
+        if python is not None:
+            row["litert"] = litert_export(name, where, python)
+        if "error" not in row["edgepipe"]:
+            row["files"] = compare_files(row["edgepipe"], row.get("litert"))
+        rows.append(row)
+        print(markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
+    table = markdown(rows)
+    print(table)
+    load = os.getloadavg()
+    print(f"\nload average while measured (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
+          f"{os.cpu_count()} cores; work dir {work}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.markdown:
+        args.markdown.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
