@@ -34,14 +34,31 @@ LITERT_TORCH = "litert-torch==0.10.0"
 
 
 def timed(cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run a child to completion: wall seconds, peak RSS (MiB, from wait4), exit code; stdout in out_path."""
+    """Run a child to completion: wall seconds, peak RSS (MiB), exit code; stdout in out_path.
+
+    The peak is the child's VmHWM polled from /proc: wait4's ru_maxrss would include this
+    (large) process's RSS at fork, which Linux carries across exec.
+    """
     with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        peak_kb = 0
+        while proc.poll() is None:
+            peak_kb = max(peak_kb, _hwm_kb(proc.pid))
+            time.sleep(0.05)
         seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024, "rc": proc.returncode}
+    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "rc": proc.returncode}
+
+
+def _hwm_kb(pid: int) -> int:
+    """The process's RSS high-water mark in kB (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return 0
 
 
 def edgepipe_export(name: str, work: Path) -> dict:

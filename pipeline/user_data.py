@@ -6,9 +6,7 @@ input name, first axis the samples, checked against the model's inputs before an
 from __future__ import annotations
 
 import hashlib
-import importlib
-import os
-import sys
+import re
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ import numpy as np
 from models.errors import ConfigError, InputFileError
 from models.specs import InputSpec
 from pipeline.store import sha256_file
+from pipeline.user_models import import_user_module
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 LABELS = "labels"  # the array (or the second item of a function's pairs) that holds an eval set's labels
@@ -24,8 +23,6 @@ _FUNCTION = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 def is_function_ref(source: str) -> bool:
     """'pkg.module:function' (and not a path that happens to hold a colon)."""
-    import re
-
     return bool(re.match(_FUNCTION, source)) and not Path(source).exists()
 
 
@@ -34,7 +31,7 @@ def fingerprint(source: str | None) -> str | None:
     if not source:
         return None
     if is_function_ref(source):
-        module = _import(source.split(":")[0], source)
+        module = import_user_module(source.split(":")[0], source, InputFileError)
         path = getattr(module, "__file__", None)
         return f"{source}@{sha256_file(Path(path)) if path else 'builtin'}"
     path = Path(source)
@@ -109,7 +106,7 @@ def _from_npz(path: Path, what: str) -> dict[str, np.ndarray]:
 def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: bool):
     """Call the function; each item is a sample (dict by input name, tuple in input order, or an array) or (sample, label)."""
     module_name, attr = ref.split(":")
-    function = getattr(_import(module_name, ref), attr, None)
+    function = getattr(import_user_module(module_name, ref, InputFileError), attr, None)
     if not callable(function):
         raise InputFileError(f"{what} {ref}: {module_name} has no callable {attr!r}")
     try:
@@ -218,13 +215,3 @@ def _checked(arrays: dict[str, np.ndarray], specs: tuple[InputSpec, ...], where:
 
 def _images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _import(module_name: str, ref: str):
-    # Like `python -m`, a module in the current directory is importable.
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputFileError(f"cannot import {module_name!r} for {ref}: {exc}; is it on PYTHONPATH?") from None

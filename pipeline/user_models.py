@@ -96,16 +96,21 @@ def load_weights(path: Path) -> dict:
     return state
 
 
-def _import_factory(ref: str):
-    module_name, attr = ref.split(":")
+def import_user_module(module_name: str, ref: str, error: type[Exception] = ModelNotFoundError):
+    """Import the module a 'pkg.module:name' reference names; a module in the current directory counts."""
     # Like `python -m`, a module in the current directory is importable.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
+        return importlib.import_module(module_name)
     except ImportError as exc:
-        raise ModelNotFoundError(f"cannot import {module_name!r} for {ref}: {exc}; is the package installed "
-                                 "or on PYTHONPATH?") from None
+        raise error(f"cannot import {module_name!r} for {ref}: {exc}; is the package installed "
+                    "or on PYTHONPATH?") from None
+
+
+def _import_factory(ref: str):
+    module_name, attr = ref.split(":")
+    module = import_user_module(module_name, ref)
     factory = getattr(module, attr, None)
     if not callable(factory):
         raise ModelNotFoundError(f"{module_name} has no callable {attr!r} (from {ref})")
