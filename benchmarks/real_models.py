@@ -180,15 +180,14 @@ def main() -> None:
             row["files"] = compare_files(row["edgepipe"], row.get("litert"))
         rows.append(row)
         print(markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
-    table = markdown(rows)
-    print(table)
+        if args.json:  # after every model: a long run cut short keeps what it measured
+            args.json.write_text(json.dumps(rows, indent=1))
+        if args.markdown:
+            args.markdown.write_text(markdown(rows) + "\n")
+    print(markdown(rows))
     load = os.getloadavg()
     print(f"\nload average while measured (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
           f"{os.cpu_count()} cores; work dir {work}")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
-    if args.markdown:
-        args.markdown.write_text(table + "\n")
 
 
 if __name__ == "__main__":

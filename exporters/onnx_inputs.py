@@ -1,6 +1,7 @@
 """Read an ONNX file's declared inputs as InputSpecs."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import onnx
@@ -52,7 +53,13 @@ def upgrade_old_opset(path: Path) -> str | None:
 
 def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:
     """Outputs of an ONNX graph with shapes after shape inference; an unknown dimension is -1."""
-    graph = onnx.shape_inference.infer_shapes(load_onnx(path)).graph
+    stat = Path(path).stat()  # a conversion asks several times; loading a real model takes a while
+    return _output_specs(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _output_specs(path: str, _mtime_ns: int, _size: int) -> tuple[InputSpec, ...]:
+    graph = onnx.shape_inference.infer_shapes(load_onnx(Path(path))).graph
     specs = []
     for value in graph.output:
         tensor = value.type.tensor_type

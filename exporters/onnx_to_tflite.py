@@ -12,9 +12,11 @@ from types import MappingProxyType
 import numpy as np
 
 from models.capture import output_to_log
+from exporters.boundary import fit_boundary
 from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
 from exporters.tflite_ops import FileComposition, custom_op_nodes, custom_ops, file_composition, op_histogram
-from exporters.tflite_signature import settle_ambiguous_outputs, signature, signature_details
+from exporters.tflite_signature import (FROM_CHANNELS_LAST, onnxruntime_outputs, settle_ambiguous_outputs, signature,
+                                        signature_details)
 from models.errors import ExportError
 from models.specs import InputSpec, channels_last, convert_layout
 
@@ -73,6 +75,7 @@ class TfliteExport:
     kept_float: tuple[str, ...] = ()  # int8_mixed: the layers left in float32
     op_histogram: dict[str, int] = field(default_factory=dict)  # operators by kind, most frequent first
     size_split: FileComposition | None = None  # where the file's bytes go
+    boundary: tuple = ()  # exporters.boundary.BoundaryFix: inputs/outputs reshaped or transposed to the ONNX shape
 
     @property
     def op_count(self) -> int:
@@ -139,8 +142,8 @@ def _convert(
         _simplify(private, log_path)
         _fix_untranslatable(private, log_path)
         out_dir = work_dir / "out"
-        model = _run_onnx2tf(private, cind, keep, log_path)
-        files = _write_variants(model, out_dir, onnx_path, ("fp32", *targets), samples, mixed_float_layers, log_path)
+        model = _translated(private, (cind, keep), onnx_path, specs, out_dir, log_path)
+        files = _write_variants(out_dir, onnx_path, targets, samples, mixed_float_layers, log_path)
         mixed = files.pop("mixed", {})
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
@@ -148,6 +151,7 @@ def _convert(
             inputs, outputs = signature(files["fp32"], specs, onnx_output_specs(onnx_path), set(keep))
             outputs = settle_ambiguous_outputs(onnx_path, files["fp32"], specs, inputs, outputs)
             results = {v: _describe(files[v], v, targets[v], (inputs, outputs), needs[v]) for v in targets}
+            results = {v: replace(r, boundary=model.fixes) for v, r in results.items()}
         if mixed:
             results["int8_mixed"] = replace(results["int8_mixed"], **mixed)
         for variant, target in targets.items():
@@ -176,16 +180,74 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
                           f"{', '.join(integer)}; choose fp32, fp16 or dynamic")
 
 
-def _write_variants(model, out_dir: Path, onnx_path: Path, variants: tuple[str, ...], samples: dict[str, np.ndarray],
-                    mixed_float_layers: int, log_path: Path) -> dict:
-    """Each variant's file from one SavedModel of onnx2tf's Keras model: {variant: path, "mixed": int8_mixed record}."""
-    from exporters.tflite_convert import calibration_feeds, write_saved_model
+def _translated(private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tuple[InputSpec, ...], out_dir: Path,
+                log_path: Path):
+    """onnx2tf's Keras model of the private ONNX copy; out_dir then holds its SavedModel and model_fp32.tflite.
 
-    written: dict = {}
-    feeds: tuple = ()
+    onnx2tf's strict mode picks layouts by running the graph translated so far at every binary op:
+    half of convnext_tiny's conversion. Its fast translation is kept when the float32 file reproduces
+    ONNX Runtime on the original model; otherwise, or when it fails, the strict one is made.
+    """
+    cind, keep = onnx2tf_inputs
+    try:
+        model = _saved(_run_onnx2tf(private, cind, keep, log_path, strict=False), onnx_path, specs, keep, out_dir,
+                       log_path)
+        if _reproduces_onnxruntime(onnx_path, out_dir / "model_fp32.tflite", specs, set(keep)):
+            return model
+        reason = "does not reproduce ONNX Runtime (or ONNX Runtime cannot run the model)"
+    except ExportError as exc:
+        reason = f"failed ({exc})"
+    with open(log_path, "a") as log:
+        log.write(f"edgepipe: onnx2tf's fast translation {reason}; translating in strict mode\n")
+    shutil.rmtree(out_dir, ignore_errors=True)
+    return _saved(_run_onnx2tf(private, cind, keep, log_path, strict=True), onnx_path, specs, keep, out_dir, log_path)
+
+
+def _saved(model, onnx_path: Path, specs: tuple[InputSpec, ...], keep: list[str], out_dir: Path, log_path: Path):
+    """The model with its boundary fitted, saved to out_dir with its float32 TFLite file."""
+    from exporters.tflite_convert import write_saved_model
+
+    model = fit_boundary(model, onnx_path, specs, set(keep), log_path)
     with output_to_log(log_path):
         write_saved_model(model, [o.name for o in onnx_output_specs(onnx_path)], out_dir)
-        for variant in dict.fromkeys(variants):
+        (out_dir / "model_fp32.tflite").write_bytes(_converted(out_dir, "fp32", (), onnx_path, log_path))
+    return model
+
+
+def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], keep: set[str]) -> bool:
+    """Whether the float32 file gives ONNX Runtime's outputs on seeded inputs (a layout error is gross);
+    False when ONNX Runtime cannot run the model."""
+    from profilers.runtimes import open_tflite
+
+    ran = onnxruntime_outputs(onnx_path, specs)
+    if ran is None:
+        return False
+    feeds, reference = ran
+    try:
+        inputs, outputs = signature(tflite_path, specs, onnx_output_specs(onnx_path), keep)
+        outputs = settle_ambiguous_outputs(onnx_path, tflite_path, specs, inputs, outputs)
+        got = open_tflite(tflite_path).run({t.name: convert_layout(feeds[t.name], s.layout, t.layout)
+                                            for s, t in zip(specs, inputs)})
+    except Exception:  # the file cannot be read or run: only the strict translation is trusted
+        return False
+    for out in outputs:
+        mine = convert_layout(np.asarray(got[out.name]), out.layout, FROM_CHANNELS_LAST.get(out.layout, out.layout))
+        ref = np.asarray(reference[out.name])
+        if mine.shape != ref.shape or not np.allclose(mine, ref, rtol=0, atol=1e-3 * max(1.0, float(np.nanmax(
+                np.abs(ref), initial=0))), equal_nan=True):
+            return False
+    return True
+
+
+def _write_variants(out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray],
+                    mixed_float_layers: int, log_path: Path) -> dict:
+    """Each variant's file from the SavedModel in out_dir: {variant: path, "mixed": int8_mixed record}."""
+    from exporters.tflite_convert import calibration_feeds
+
+    written: dict = {"fp32": out_dir / "model_fp32.tflite"}
+    feeds: tuple = ()
+    with output_to_log(log_path):
+        for variant in [v for v in variants if v != "fp32"]:
             path = out_dir / f"model_{variant}.tflite"
             if variant == "int8_mixed":
                 written["mixed"] = _write_mixed(out_dir, path, samples, mixed_float_layers, log_path)
@@ -261,25 +323,29 @@ def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], deta
     return written
 
 
-def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: Path):
+def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: Path, strict: bool):
     """onnx2tf's graph translation only: the Keras model, before onnx2tf writes any file."""
     try:
         with output_to_log(log_path), contextlib.chdir(onnx_path.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
 
-            return onnx2tf.convert(
-                input_onnx_file_path=str(onnx_path),
-                output_folder_path=str(onnx_path.parent / "onnx2tf"),
-                custom_input_op_name_np_data_path=cind or None,
-                keep_shape_absolutely_input_names=keep_shape or None,
-                # edgepipe writes the files (exporters.tflite_convert): onnx2tf's own writing spends
-                # minutes serialising Keras metadata, and without it grouped convolutions stay one op.
-                disable_model_save=True,
-                # _simplify already ran onnxsim in-process; onnx2tf's own run depends on
-                # finding the onnxsim executable on PATH, which made results vary by shell.
-                not_use_onnxsim=True,
-                non_verbose=True,
-            )
+            from exporters.onnx2tf_fixes import translator_fixes
+
+            with translator_fixes():
+                return onnx2tf.convert(
+                    input_onnx_file_path=str(onnx_path),
+                    output_folder_path=str(onnx_path.parent / "onnx2tf"),
+                    custom_input_op_name_np_data_path=cind or None,
+                    keep_shape_absolutely_input_names=keep_shape or None,
+                    # edgepipe writes the files (exporters.tflite_convert): onnx2tf's own writing spends
+                    # minutes serialising Keras metadata, and without it grouped convolutions stay one op.
+                    disable_model_save=True,
+                    # _simplify already ran onnxsim in-process; onnx2tf's own run depends on
+                    # finding the onnxsim executable on PATH, which made results vary by shell.
+                    not_use_onnxsim=True,
+                    disable_strict_mode=not strict,
+                    non_verbose=True,
+                )
     except SystemExit as exc:  # onnx2tf reports its errors with sys.exit(1)
         raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
                           f"; see {log_path}") from None
@@ -316,14 +382,18 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     """Rewrite, in the private copy, ONNX ops onnx2tf cannot translate (the ledger checks the result)."""
     import onnx
 
-    from exporters.onnx_fixes import decompose_reduce_l2
+    from exporters.onnx_channels_first import channels_first_blocks
+    from exporters.onnx_fixes import canonical_gelu, decompose_reduce_l2
 
     model = onnx.load(str(path))
-    count = decompose_reduce_l2(model)
-    if count:
+    counts = {"ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)": decompose_reduce_l2(model),
+              # before the GELU respelling, whose divisor is a Constant node, not an initializer
+              "channels-last block(s) between transposes rewritten channels-first": channels_first_blocks(model),
+              "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model)}
+    if any(counts.values()):
         onnx.save(model, str(path))
         with open(log_path, "a") as log:
-            log.write(f"edgepipe: {count} ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)\n")
+            log.writelines(f"edgepipe: {count} {what}\n" for what, count in counts.items() if count)
 
 
 def _onnx_nodes(onnx_path: Path) -> list:

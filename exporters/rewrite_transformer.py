@@ -1,42 +1,14 @@
-"""Attention, encoder layers and exact GELU rebuilt from ops that onnx2tf maps to TFLite builtins.
+"""Attention and encoder layers rebuilt from ops that onnx2tf maps to TFLite builtins.
 
-onnx2tf 1.29 fails on the graph torch.onnx writes for nn.TransformerEncoderLayer, and turns
-the Erf of exact GELU into the Select-TF op FlexErf, which stock TFLite runtimes refuse.
+onnx2tf 1.29 fails on the graph torch.onnx writes for nn.TransformerEncoderLayer.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-# Abramowitz & Stegun 7.1.26: erfc(z) ~= t * poly(t) * exp(-z^2), t = 1 / (1 + p z), z >= 0,
-# absolute error below 1.5e-7.
-_AS_P = 0.3275911
-_AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
-
-
-class ErfFreeGELU(nn.Module):
-    """Exact GELU, x * Phi(x), with erf replaced by a rational-exponential approximation.
-
-    Written as relu(x) - |x| * erfc(|x| / sqrt 2) / 2, which equals x * Phi(x) on both sides
-    of zero and never subtracts nearly equal numbers; it needs only abs, minimum, relu, mul,
-    add, div and exp. Its error against torch's exact GELU stays below 1e-6 in float32.
-    """
-
-    def forward(self, x: Tensor) -> Tensor:
-        """GELU of x, elementwise."""
-        # Past 16, exp(-z^2) is 0 in float32; the cap keeps x = +inf from giving inf * 0 = nan.
-        magnitude = x.abs().clamp(max=16.0)
-        z = magnitude * (1.0 / math.sqrt(2.0))
-        t = 1.0 / (1.0 + _AS_P * z)
-        poly = _AS_A[-1]
-        for a in reversed(_AS_A[:-1]):
-            poly = a + t * poly
-        half_erfc = (0.5 * t * poly) * torch.exp(-(z * z))
-        return torch.relu(x) - magnitude * half_erfc
 
 
 class PlainMultiheadAttention(nn.Module):

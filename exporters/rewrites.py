@@ -1,19 +1,17 @@
 """Swap layers onnx2tf cannot convert (or converts only to Flex ops) for equivalent plain ones.
 
 export_friendly() is the entry point: it walks a deep copy of a module and replaces
-nn.LSTM, nn.GRU, nn.MultiheadAttention, nn.TransformerEncoder(Layer) and exact nn.GELU by
-the modules of rewrite_rnn and rewrite_transformer, which trace to TFLite builtins only.
+nn.LSTM, nn.GRU, nn.MultiheadAttention and nn.TransformerEncoder(Layer) by the modules of rewrite_rnn and rewrite_transformer, which trace to TFLite builtins only.
 """
 from __future__ import annotations
 
 import copy
 from typing import Callable
 
-import torch.nn.functional as F
 from torch import nn
 
 from exporters.rewrite_rnn import UnrolledGRU, UnrolledLSTM
-from exporters.rewrite_transformer import ErfFreeGELU, PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
+from exporters.rewrite_transformer import PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
 
 # A rewrite takes the module and where it sits ("'a.b'" or "the top level") and returns the
 # replacement plus one description per change.
@@ -52,7 +50,6 @@ def _rewrite_for(module: nn.Module) -> Rewrite | None:
         (nn.TransformerEncoder, _encoder),
         (nn.TransformerEncoderLayer, _encoder_layer),
         (nn.MultiheadAttention, _attention),
-        (nn.GELU, _gelu),
     )
     for base, rewrite in rewrites:
         if isinstance(module, base) and type(module).forward is base.forward:
@@ -87,25 +84,17 @@ def _attention(mha: nn.MultiheadAttention, where: str) -> tuple[nn.Module, list[
 
 
 def _encoder_layer(layer: nn.TransformerEncoderLayer, where: str) -> tuple[nn.Module, list[str]]:
-    activation, notes = layer.activation, []
+    # Exact GELU (the string "gelu" is F.gelu) stays: exporters.onnx_fixes makes it TFLite's GELU.
+    activation = layer.activation
     name = getattr(activation, "__name__", type(activation).__name__)
-    if activation is F.gelu:  # the string "gelu" becomes F.gelu, exact: it would need FlexErf
-        activation = ErfFreeGELU()
-        notes.append(f"gelu: exact F.gelu inside {where} made erf-free")
     attention = layer.self_attn
     kind = "pre-norm" if layer.norm_first else "post-norm"
-    notes.insert(0, f"encoder_layer: nn.TransformerEncoderLayer(d_model {attention.embed_dim}, "
-                    f"{attention.num_heads} heads, {name}, {kind}) at {where} with plain attention")
-    return PlainEncoderLayer(layer, activation), notes
+    return PlainEncoderLayer(layer, activation), [
+        f"encoder_layer: nn.TransformerEncoderLayer(d_model {attention.embed_dim}, {attention.num_heads} heads, "
+        f"{name}, {kind}) at {where} with plain attention"]
 
 
 def _encoder(encoder: nn.TransformerEncoder, where: str) -> tuple[nn.Module, list[str]]:
     return PlainEncoder(encoder), [
         f"encoder: nn.TransformerEncoder at {where} as a plain loop over its {len(encoder.layers)} layers"
     ]
-
-
-def _gelu(gelu: nn.GELU, where: str) -> tuple[nn.Module, list[str]]:
-    if gelu.approximate != "none":  # the tanh form converts to builtins as it is
-        return gelu, []
-    return ErfFreeGELU(), [f"gelu: nn.GELU() at {where} made erf-free (Abramowitz-Stegun erfc, error < 1e-6)"]

@@ -11,23 +11,26 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.boundary import Bounded
 from models.errors import ExportError
 
 SIGNATURE_KEY = "serving_default"
 
 
-def write_saved_model(model, output_names: list[str], out_dir: Path) -> None:
-    """Save the Keras model's forward pass as a SavedModel whose signature names inputs and outputs as ONNX does."""
+def write_saved_model(model: Bounded, output_names: list[str], out_dir: Path) -> None:
+    """Save the Keras model's forward pass as a SavedModel whose signature names inputs and outputs as ONNX does.
+
+    Where onnx2tf changed an input's or output's shape, the serving function reshapes or transposes
+    at the boundary (model.fixes), so the file takes and gives the ONNX shapes.
+    """
     import tensorflow as tf
 
-    if len(model.outputs) != len(output_names):
-        raise ExportError(f"onnx2tf's model has {len(model.outputs)} output(s), the ONNX graph {len(output_names)}")
-    specs = [tf.TensorSpec(t.shape, t.dtype, t.name) for t in model.inputs]
+    if len(model.keras.outputs) != len(output_names):
+        raise ExportError(f"onnx2tf's model has {len(model.keras.outputs)} output(s), the ONNX graph {len(output_names)}")
+    specs = [tf.TensorSpec(shape, t.dtype, t.name) for t, shape in zip(model.keras.inputs, model.input_shapes())]
 
     def serve(*inputs):
-        outputs = model(list(inputs))
-        outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
-        return {name: tf.identity(out) for name, out in zip(output_names, outputs)}
+        return {name: tf.identity(out) for name, out in zip(output_names, model(list(inputs)))}
 
     # A bare tf.Module: saving the Keras model itself is what serialises its metadata. It must
     # track every variable the function reads, Keras weights and those onnx2tf ops make alike.

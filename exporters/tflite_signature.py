@@ -50,7 +50,8 @@ def _record_layouts(
         if layout is None:
             raise ExportError(
                 f"{tflite_path.name}: {kind} {spec.name!r} has shape {shape}, neither the ONNX shape {spec.shape} "
-                f"nor its channels-last form {channels_last(spec).shape}"
+                f"nor its channels-last form {channels_last(spec).shape}, and no reshape or transpose of it was "
+                "shown to reproduce ONNX Runtime's numbers (see the conversion log); change the ops that compute it"
             )
         recorded.append(InputSpec(spec.name, shape, np.dtype(details[spec.name]["dtype"]).name, layout))
     return tuple(recorded)
@@ -68,17 +69,12 @@ def settle_ambiguous_outputs(
     ambiguous = [o for o in outputs if o.layout in FROM_CHANNELS_LAST and _reads_both_ways(o)]
     if not ambiguous:
         return outputs
-    import onnxruntime as ort
     from ai_edge_litert.interpreter import Interpreter
 
-    rng = np.random.default_rng(0)
-    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
-                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in onnx_inputs}
-    try:
-        session = ort.InferenceSession(str(onnx_path))
-        reference = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-    except Exception:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
+    ran = onnxruntime_outputs(onnx_path, onnx_inputs)
+    if ran is None:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
         return outputs
+    feeds, reference = ran
     runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
     got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)})
     settled = []
@@ -89,6 +85,20 @@ def settle_ambiguous_outputs(
                 out = InputSpec(out.name, out.shape, out.dtype, FROM_CHANNELS_LAST[out.layout])
         settled.append(out)
     return tuple(settled)
+
+
+def onnxruntime_outputs(onnx_path: Path, specs: tuple[InputSpec, ...]) -> tuple[dict, dict] | None:
+    """(seeded inputs, ONNX Runtime's outputs by name) in the ONNX layout; None if ONNX Runtime cannot run it."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(0)
+    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
+                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in specs}
+    try:
+        session = ort.InferenceSession(str(onnx_path))
+        return feeds, dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    except Exception:  # ONNX Runtime refuses some valid graphs
+        return None
 
 
 def _reads_both_ways(spec: InputSpec) -> bool:

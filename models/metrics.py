@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 
 def classification(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -13,6 +12,8 @@ def classification(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 
 def binary(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Accuracy, precision, recall and F1 of the arg-max; ROC AUC from the positive-class probability."""
+    from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score  # 2 s to import: only here
+
     logits = np.asarray(logits, dtype=np.float64).reshape(len(labels), 2)
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probability = shifted[:, 1] / shifted.sum(axis=1)

@@ -56,8 +56,13 @@ def run_task(task: Task) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _worker_main(conn: Connection, log_path: str) -> None:
-    """A worker: die with the parent, send noise to its log, import the heavy stack once, then serve tasks."""
+def _worker_main(conn: Connection, log_path: str, threads: int) -> None:
+    """A worker: die with the parent, send noise to its log, import the heavy stack once, then serve tasks.
+
+    threads is the worker's share of the cores, read (as OMP_NUM_THREADS) by every stage that may use
+    several: more compute threads than free cores slow every worker down.
+    """
+    os.environ["OMP_NUM_THREADS"] = str(threads)
     _die_with_parent()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log, 1)
@@ -166,7 +171,8 @@ class WarmPool:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._started += 1
-        process = ctx.Process(target=_worker_main, args=(child, str(self._log(self._started))),
+        threads = max(1, len(os.sched_getaffinity(0)) // self.workers)
+        process = ctx.Process(target=_worker_main, args=(child, str(self._log(self._started)), threads),
                               name=f"edgepipe-worker-{self._started}")
         process.start()
         child.close()

@@ -14,7 +14,7 @@ from pipeline.runner import RunResult
 
 # Per-artifact records that exist for some formats and variants only.
 _DETAILS = ("custom_ops", "quantization", "quantized_nodes", "kept_float", "sensitivity", "op_count", "op_histogram",
-            "size_split")
+            "size_split", "boundary")
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Held-out samples for a job and how each artifact is fed them, through its recorded layouts."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -84,15 +85,28 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         if spec.name not in arrays:
             raise InputFileError(f"inputs file {path} has no array {spec.name!r} (has {', '.join(arrays) or 'none'}); "
                                  "name each array after a model input")
-        if arrays[spec.name].shape[1:] != tuple(spec.shape[1:]) or len(arrays[spec.name]) % spec.shape[0]:
+        shape = arrays[spec.name].shape
+        if not spec.shape:  # a scalar input is one value, the same for every sample
+            if shape != ():
+                raise InputFileError(f"inputs file {path}: {spec.name!r} has shape {shape}, the model takes a scalar; "
+                                     "store it as a 0-d array")
+            continue
+        if shape[1:] != tuple(spec.shape[1:]) or not shape or len(arrays[spec.name]) % spec.shape[0]:
             raise InputFileError(f"inputs file {path}: {spec.name!r} has shape {arrays[spec.name].shape}, "
                                  f"the model takes {tuple(spec.shape)} (any multiple of the batch is fine)")
     return {s.name: arrays[s.name].astype(s.dtype) for s in specs}
 
 
+def validation_threads() -> int:
+    """Threads for runs whose outputs count, not their time: OMP_NUM_THREADS when set (batch and Ray
+    workers set their share), else every core this process may use. [profile] threads sets timing runs."""
+    given = os.environ.get("OMP_NUM_THREADS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else len(os.sched_getaffinity(0))
+
+
 def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run samples in chunks of each input's own leading size; outputs come back in the ONNX layout."""
-    session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, 1)
+    session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, validation_threads())
     lead = {s.name: s.shape[0] if s.shape else 0 for s in specs_of(art)}
     counts = {len(samples[name]) // size for name, size in lead.items() if size}
     if len(counts) > 1:

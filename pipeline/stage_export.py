@@ -46,6 +46,7 @@ def run_export(ctx: StageContext) -> dict:
                           "quantization": [q.to_dict() for q in result.quantization],
                           "op_count": result.op_count, "op_histogram": dict(result.op_histogram),
                           "size_split": result.size_split.to_dict(),
+                          "boundary": [fix.to_dict() for fix in result.boundary],
                           **({"sensitivity": [loss.to_dict() for loss in result.sensitivity],
                               "kept_float": list(result.kept_float)} if result.sensitivity else {})})
     for variant in ctx.job.export.onnx_variants:

@@ -1,6 +1,8 @@
 """User models: `pkg.module:factory` references, their example inputs and optional weights."""
 from __future__ import annotations
 
+import copy
+import functools
 import importlib
 import inspect
 import os
@@ -49,8 +51,22 @@ def parse_input(text: str) -> tuple[tuple[int, ...], str]:
 
 
 def load_user_model(ref: str, input_texts: tuple[str, ...], weights: str | None, seed: int) -> UserModel:
-    """Import and call the factory (seeded), load weights, and settle the example inputs."""
-    factory = _import_factory(ref)
+    """Import and call the factory (seeded), load weights, and settle the example inputs.
+
+    The checks, the export and the validation each ask for the model: it is built once per process
+    (a real network's random initialisation takes seconds) and every caller gets its own copy,
+    since callers train or rewrite it.
+    """
+    stamp = Path(weights).stat().st_mtime_ns if weights and Path(weights).is_file() else None
+    # The module object is part of the key: a module imported anew is a new one.
+    module = import_user_module(ref.split(":")[0], ref)
+    return copy.deepcopy(_built(module, ref, tuple(input_texts), weights, stamp, seed))
+
+
+@functools.lru_cache(maxsize=1)
+def _built(module, ref: str, input_texts: tuple[str, ...], weights: str | None, _weights_stamp: int | None,
+           seed: int) -> UserModel:
+    factory = _factory(module, ref)
     torch.manual_seed(seed)
     try:
         made = factory()
@@ -108,12 +124,11 @@ def import_user_module(module_name: str, ref: str, error: type[Exception] = Mode
                     "or on PYTHONPATH?") from None
 
 
-def _import_factory(ref: str):
-    module_name, attr = ref.split(":")
-    module = import_user_module(module_name, ref)
+def _factory(module, ref: str):
+    attr = ref.split(":")[1]
     factory = getattr(module, attr, None)
     if not callable(factory):
-        raise ModelNotFoundError(f"{module_name} has no callable {attr!r} (from {ref})")
+        raise ModelNotFoundError(f"{module.__name__} has no callable {attr!r} (from {ref})")
     return factory
 
 
