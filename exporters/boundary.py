@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.tflite_signature import onnxruntime_outputs
 from models.capture import output_to_log
 from models.specs import InputSpec, channels_last
 
@@ -102,10 +103,11 @@ def fit_boundary(keras, onnx_path: Path, inputs: tuple[InputSpec, ...], kept: se
 
 def _by_evidence(keras, onnx_path: Path, inputs, outputs, in_shapes, out_shapes, wrong_out, kept) -> tuple:
     """(fixes, note): the first readings under which Keras reproduces ONNX Runtime on seeded inputs, or None."""
-    feeds = _seeded(inputs)
-    reference = _onnx_outputs(onnx_path, feeds)
-    if reference is None:
+    ran = onnxruntime_outputs(onnx_path, inputs)
+    if ran is None:
         return None, "ONNX Runtime could not run the model, so only unit-axis reshapes are made"
+    feeds, by_name = ran
+    reference = [by_name[o.name] for o in outputs]
     in_options = [_input_readings(s, k, s.name not in kept) for s, k in zip(inputs, in_shapes)]
     out_options = [_output_readings(s, k) if w else [None] for s, k, w in zip(outputs, out_shapes, wrong_out)]
     dtypes = [t.dtype.as_numpy_dtype for t in keras.inputs]
@@ -172,21 +174,6 @@ def _run_keras(keras, inputs, in_shapes, dtypes, combo, feeds) -> list[np.ndarra
         return None
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return [np.asarray(y) for y in outputs]
-
-
-def _seeded(inputs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
-                     else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in inputs}
-
-
-def _onnx_outputs(onnx_path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray] | None:
-    import onnxruntime as ort
-
-    try:
-        return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).run(None, feeds)
-    except Exception:  # ONNX Runtime cannot run this graph: no evidence
-        return None
 
 
 def _agrees(got: np.ndarray, reference: np.ndarray) -> bool:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from exporters.onnx_fixes import drop_unused_initializers
+
 TO_LAST, TO_FIRST = [0, 2, 3, 1], [0, 3, 1, 2]
 _SCALAR_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}  # with scalar constants or block tensors
 _UNARY = {"Erf", "Relu", "Sigmoid", "Tanh", "Gelu", "Abs", "Neg", "Exp", "Sqrt", "Reciprocal", "HardSigmoid",
@@ -54,7 +56,7 @@ def channels_first_blocks(model) -> int:
         constants.update({i.name: numpy_helper.to_array(i) for i in written})
         count += 1
     if count:
-        _drop_unused_initializers(graph)
+        drop_unused_initializers(graph)
         # The blocks' tensors keep their names but are channels-first now: recorded shapes are stale.
         del graph.value_info[:]
         graph.value_info.extend(onnx.shape_inference.infer_shapes(model).graph.value_info)
@@ -188,12 +190,3 @@ def _layer_norm(node, constants: dict, constant, opset: int) -> list:
                                        constant(f"{stem}_shift", bias.reshape(channels))], [out],
                               name=f"{stem}__affine", kernel_shape=[1, 1], group=channels),
     ]
-
-
-def _drop_unused_initializers(graph) -> None:
-    """The MatMul weights and LayerNorm parameters now copied into Conv kernels (an initializer that
-    is also a graph input stays: dropping it would make it a required input)."""
-    used = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)

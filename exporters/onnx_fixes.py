@@ -133,3 +133,79 @@ def _gelu_tail(add, x: str, other, only_user, producer, consumers) -> list | Non
             and len(consumers.get(half.output[0], [])) == 1:
         return [half, first]
     return None
+
+
+def batchnorm_between_reshapes(model) -> int:
+    """Reshape(y -> (N, C)) -> BatchNormalization -> Reshape(-> y's shape), with C y's last axis,
+    becomes y * scale + shift on y itself; returns how many were rewritten.
+
+    timm's LinearNorm (LeViT) flattens a (B, N, C) tensor to run BatchNorm1d. The same affine on
+    the last axis folds into the matmul before it, and the reshapes go: levit_128s's file loses 31
+    RESHAPE, and the HardSwish after such a block stays one op (exporters.onnx2tf_fixes).
+    """
+    import numpy as np
+    import onnx
+    import onnx.helper
+    from onnx import numpy_helper
+
+    graph = model.graph
+    if not any(node.op_type == "BatchNormalization" for node in graph.node):
+        return 0
+    inits = {i.name: i for i in graph.initializer}
+    shapes = _static_shapes(model)
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
+    replaced: dict[int, list] = {}  # id(node) -> the nodes that take its place (none: removed)
+    for bn in (node for node in graph.node if node.op_type == "BatchNormalization"):
+        merge = producer.get(bn.input[0])
+        after = consumers.get(bn.output[0], [])
+        if len(bn.output) != 1 or merge is None or merge.op_type != "Reshape" or len(after) != 1 or after[0].op_type != "Reshape" or not all(n in inits for n in bn.input[1:]):
+            continue
+        split, y = after[0], merge.input[0]
+        y_shape, merged, out_shape = shapes.get(y), shapes.get(bn.input[0]), shapes.get(split.output[0])
+        if not y_shape or not merged or len(merged) != 2 or out_shape != y_shape or merged[1] != y_shape[-1] \
+                or len(consumers.get(merge.output[0], [])) != 1 or {merge.output[0], bn.output[0]} & graph_outputs:
+            continue
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in bn.input[1:5])
+        scale = gamma / np.sqrt(var + eps)
+        dtype = numpy_helper.to_array(inits[bn.input[1]]).dtype
+        names = (f"{bn.name or bn.output[0]}__scale", f"{bn.name or bn.output[0]}__shift")
+        graph.initializer.extend([numpy_helper.from_array(scale.astype(dtype), names[0]),
+                                  numpy_helper.from_array((beta - mean * scale).astype(dtype), names[1])])
+        scaled = f"{split.output[0]}__scaled"
+        replaced[id(merge)], replaced[id(split)] = [], []
+        replaced[id(bn)] = [onnx.helper.make_node("Mul", [y, names[0]], [scaled], name=f"{names[0]}_mul"),
+                            onnx.helper.make_node("Add", [scaled, names[1]], [split.output[0]], name=f"{names[1]}_add")]
+    if replaced:
+        nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]
+        del graph.node[:]
+        graph.node.extend(nodes)
+        drop_unused_initializers(graph)
+    return len(replaced) // 3
+
+
+def _static_shapes(model) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape where ONNX shape inference knows all of it."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[info.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+def drop_unused_initializers(graph) -> None:
+    """Initializers no node reads any more (one that is also a graph input stays: dropping it would
+    make it a required input)."""
+    used = {name for node in graph.node for name in node.input} | {i.name for i in graph.input}
+    kept = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)

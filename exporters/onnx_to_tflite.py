@@ -142,16 +142,13 @@ def _convert(
         _simplify(private, log_path)
         _fix_untranslatable(private, log_path)
         out_dir = work_dir / "out"
-        model = _translated(private, (cind, keep), onnx_path, specs, out_dir, log_path)
+        model, layouts = _translated(private, (cind, keep), onnx_path, specs, out_dir, log_path)
         files = _write_variants(out_dir, onnx_path, targets, samples, mixed_float_layers, log_path)
         mixed = files.pop("mixed", {})
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
-            # Layouts come from the float32 file once: every variant is the same graph.
-            inputs, outputs = signature(files["fp32"], specs, onnx_output_specs(onnx_path), set(keep))
-            outputs = settle_ambiguous_outputs(onnx_path, files["fp32"], specs, inputs, outputs)
-            results = {v: _describe(files[v], v, targets[v], (inputs, outputs), needs[v]) for v in targets}
-            results = {v: replace(r, boundary=model.fixes) for v, r in results.items()}
+            results = {v: replace(_describe(files[v], v, targets[v], layouts, needs[v]), boundary=model.fixes)
+                       for v in targets}
         if mixed:
             results["int8_mixed"] = replace(results["int8_mixed"], **mixed)
         for variant, target in targets.items():
@@ -182,7 +179,9 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
 
 def _translated(private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tuple[InputSpec, ...], out_dir: Path,
                 log_path: Path):
-    """onnx2tf's Keras model of the private ONNX copy; out_dir then holds its SavedModel and model_fp32.tflite.
+    """(onnx2tf's Keras model of the private ONNX copy, the float32 file's (inputs, outputs) layouts);
+    out_dir then holds its SavedModel and model_fp32.tflite. Every variant is the same graph, so
+    these layouts hold for all of them.
 
     onnx2tf's strict mode picks layouts by running the graph translated so far at every binary op:
     half of convnext_tiny's conversion. Its fast translation is kept when the float32 file reproduces
@@ -192,15 +191,20 @@ def _translated(private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tu
     try:
         model = _saved(_run_onnx2tf(private, cind, keep, log_path, strict=False), onnx_path, specs, keep, out_dir,
                        log_path)
-        if _reproduces_onnxruntime(onnx_path, out_dir / "model_fp32.tflite", specs, set(keep)):
-            return model
+        try:
+            layouts = _layouts(onnx_path, out_dir / "model_fp32.tflite", specs, keep, log_path)
+        except Exception:  # the file's signature cannot be read: only the strict translation is trusted
+            layouts = None
+        if layouts and _reproduces_onnxruntime(onnx_path, out_dir / "model_fp32.tflite", specs, layouts):
+            return model, layouts
         reason = "does not reproduce ONNX Runtime (or ONNX Runtime cannot run the model)"
     except ExportError as exc:
         reason = f"failed ({exc})"
     with open(log_path, "a") as log:
         log.write(f"edgepipe: onnx2tf's fast translation {reason}; translating in strict mode\n")
     shutil.rmtree(out_dir, ignore_errors=True)
-    return _saved(_run_onnx2tf(private, cind, keep, log_path, strict=True), onnx_path, specs, keep, out_dir, log_path)
+    model = _saved(_run_onnx2tf(private, cind, keep, log_path, strict=True), onnx_path, specs, keep, out_dir, log_path)
+    return model, _layouts(onnx_path, out_dir / "model_fp32.tflite", specs, keep, log_path)
 
 
 def _saved(model, onnx_path: Path, specs: tuple[InputSpec, ...], keep: list[str], out_dir: Path, log_path: Path):
@@ -214,7 +218,14 @@ def _saved(model, onnx_path: Path, specs: tuple[InputSpec, ...], keep: list[str]
     return model
 
 
-def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], keep: set[str]) -> bool:
+def _layouts(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], keep: list[str], log_path: Path):
+    """The float32 file's (inputs, outputs) with the layout of each, ambiguous outputs settled by evidence."""
+    with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
+        inputs, outputs = signature(tflite_path, specs, onnx_output_specs(onnx_path), set(keep))
+        return inputs, settle_ambiguous_outputs(onnx_path, tflite_path, specs, inputs, outputs)
+
+
+def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], layouts: tuple) -> bool:
     """Whether the float32 file gives ONNX Runtime's outputs on seeded inputs (a layout error is gross);
     False when ONNX Runtime cannot run the model."""
     from profilers.runtimes import open_tflite
@@ -223,12 +234,11 @@ def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[Inp
     if ran is None:
         return False
     feeds, reference = ran
+    inputs, outputs = layouts
     try:
-        inputs, outputs = signature(tflite_path, specs, onnx_output_specs(onnx_path), keep)
-        outputs = settle_ambiguous_outputs(onnx_path, tflite_path, specs, inputs, outputs)
         got = open_tflite(tflite_path).run({t.name: convert_layout(feeds[t.name], s.layout, t.layout)
                                             for s, t in zip(specs, inputs)})
-    except Exception:  # the file cannot be read or run: only the strict translation is trusted
+    except Exception:  # the file cannot be run: only the strict translation is trusted
         return False
     for out in outputs:
         mine = convert_layout(np.asarray(got[out.name]), out.layout, FROM_CHANNELS_LAST.get(out.layout, out.layout))
@@ -383,13 +393,14 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     import onnx
 
     from exporters.onnx_channels_first import channels_first_blocks
-    from exporters.onnx_fixes import canonical_gelu, decompose_reduce_l2
+    from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, decompose_reduce_l2
 
     model = onnx.load(str(path))
     counts = {"ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)": decompose_reduce_l2(model),
               # before the GELU respelling, whose divisor is a Constant node, not an initializer
               "channels-last block(s) between transposes rewritten channels-first": channels_first_blocks(model),
-              "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model)}
+              "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model),
+              "BatchNorm(s) between reshapes applied on the last axis instead": batchnorm_between_reshapes(model)}
     if any(counts.values()):
         onnx.save(model, str(path))
         with open(log_path, "a") as log:

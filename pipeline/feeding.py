@@ -7,13 +7,13 @@ from typing import Callable
 
 import numpy as np
 
+from exporters.tflite_signature import FROM_CHANNELS_LAST
 from models.errors import ExportError, InputFileError
 from models.specs import InputSpec, convert_layout
 from pipeline.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES, quantize
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
-_CHANNELS_FIRST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
 RANDOM_SAMPLES = 32
 
 
@@ -65,7 +65,7 @@ def feeds_for(art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray
     quantized = {q["name"]: q for q in art.get("quantization", []) if q["role"] == "input"}
     feeds = {}
     for s in specs_of(art):
-        value = convert_layout(samples[s.name], _CHANNELS_FIRST.get(s.layout, s.layout), s.layout)
+        value = convert_layout(samples[s.name], FROM_CHANNELS_LAST.get(s.layout, s.layout), s.layout)
         q = quantized.get(s.name)
         if q and np.issubdtype(np.asarray(value).dtype, np.floating):
             feeds[s.name] = quantize(value, q["scale"], q["zero_point"], np.dtype(q["dtype"]))
@@ -125,7 +125,7 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
             collected.setdefault(name, []).append(value)
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
     return {name: convert_layout(np.concatenate(values), layouts.get(name, "ND"),
-                                 _CHANNELS_FIRST.get(layouts.get(name, "ND"), layouts.get(name, "ND")))
+                                 FROM_CHANNELS_LAST.get(layouts.get(name, "ND"), layouts.get(name, "ND")))
             for name, values in collected.items()}
 
 

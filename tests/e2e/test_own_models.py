@@ -76,16 +76,32 @@ FACTORIES = textwrap.dedent('''
             return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
 
 
+    class LinearNorm(nn.Module):
+        """LeViT's Linear + BatchNorm1d, run on the tokens flattened to (B * N, C)."""
+
+        def __init__(self, inputs, outputs):
+            super().__init__()
+            self.linear, self.bn = nn.Linear(inputs, outputs, bias=False), nn.BatchNorm1d(outputs)
+            with torch.no_grad():
+                self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.5, 2), self.bn.weight.uniform_(0.5, 2)
+
+        def forward(self, x):
+            x = self.linear(x)
+            return self.bn(x.flatten(0, 1)).reshape_as(x)
+
+
     class LeVitLike(nn.Module):
         def __init__(self):
             super().__init__()
             self.patch = nn.Conv2d(3, 32, 4, stride=4)
             self.attn = BiasedAttention()
+            self.mlp = nn.Sequential(LinearNorm(32, 64), nn.Hardswish(), LinearNorm(64, 32))
             self.head = nn.Linear(32, 5)
 
         def forward(self, image):
             tokens = self.patch(image).flatten(2).transpose(1, 2)
             tokens = tokens + self.attn(tokens)
+            tokens = tokens + self.mlp(tokens)
             return self.head(nn.functional.hardswish(tokens).mean(1))
 
 
@@ -156,6 +172,10 @@ def test_levit_style_attention_with_learned_position_bias_converts(project):
     tflite = _tflite(out)
     assert tflite["ledger"]["ok"] and tflite["ledger"]["cosine"] >= 0.9999, tflite["ledger"]
     assert tflite["custom_ops"] == []
+    ops = tflite["op_histogram"]
+    # each Linear one FULLY_CONNECTED (its BatchNorm folded in), each Hardswish one HARD_SWISH: no
+    # matmul copied to absorb a hard swish's "+ 3"
+    assert ops.get("FULLY_CONNECTED") == 5 and ops.get("HARD_SWISH") == 2, ops
 
 
 def test_int8_from_the_users_npz_for_a_factory_and_for_its_onnx_file(project):
