@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgepipe-installed
 
-.PHONY: install run test bench clean adb real-models
+.PHONY: install run test lint bench clean adb real-models
 
 install: $(STAMP)
 
@@ -25,8 +25,12 @@ adb:
 		apt-get install -y -qq adb >/dev/null; } || \
 		{ echo "adb is missing: install Android platform-tools (Debian/Ubuntu: sudo apt-get install adb)"; exit 1; }
 
-test: install adb
+test: install adb lint
 	$(BIN)/python -m pytest -q -ra --durations=15
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # torchvision and timm for benchmarks/real_models.py; --no-deps: torchvision's wheel asks for another torch.
 real-models: install

@@ -5,6 +5,7 @@ differ between vendors, so they are normalised by stated heuristics (see `normal
 integrated with the trapezoid rule over the benchmark's measured window, located on the same
 uptime clock, and the idle baseline measured just before is subtracted.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,10 @@ class Power:
 
 def sampler_script(interval_s: float, stop_file: str) -> str:
     """The long-lived shell loop printing `uptime current voltage` until stop_file appears (paths pre-quoted)."""
-    return (f"while [ ! -e {stop_file} ]; do read up _ < /proc/uptime; read c < {CURRENT_NOW}; "
-            f"read v < {VOLTAGE_NOW}; echo \"$up $c $v\"; sleep {interval_s:g}; done")
+    return (
+        f"while [ ! -e {stop_file} ]; do read up _ < /proc/uptime; read c < {CURRENT_NOW}; "
+        f'read v < {VOLTAGE_NOW}; echo "$up $c $v"; sleep {interval_s:g}; done'
+    )
 
 
 def parse_samples(text: str) -> list[Sample]:
@@ -76,13 +79,21 @@ def normalise(samples: list[Sample]) -> Power:
     volts, unit = (1e-6, "µV") if volts_median > 100_000 else (1e-3, "mV") if volts_median > 100 else (1.0, "V")
     notes.append(f"voltage_now read as {unit}")
     sign = -1.0 if median_current < 0 else 1.0
-    notes.append("discharge reported as negative current; signs flipped" if sign < 0
-                 else "discharge reported as positive current")
+    notes.append(
+        "discharge reported as negative current; signs flipped"
+        if sign < 0
+        else "discharge reported as positive current"
+    )
     watts = [sign * s.current * amps * s.voltage * volts for s in samples]
     span = samples[-1].t - samples[0].t
     changes = sum(1 for a, b in zip(samples, samples[1:]) if (a.current, a.voltage) != (b.current, b.voltage))
-    return Power([s.t for s in samples], watts, notes, changes / span if span > 0 else 0.0,
-                 (len(samples) - 1) / span if span > 0 else 0.0)
+    return Power(
+        [s.t for s in samples],
+        watts,
+        notes,
+        changes / span if span > 0 else 0.0,
+        (len(samples) - 1) / span if span > 0 else 0.0,
+    )
 
 
 def integrate(t: list[float], y: list[float], start: float, end: float) -> float:
@@ -93,8 +104,9 @@ def integrate(t: list[float], y: list[float], start: float, end: float) -> float
     return sum((b[0] - a[0]) * (a[1] + b[1]) / 2 for a, b in zip(points, points[1:]))
 
 
-def battery_energy(samples: list[Sample], idle: tuple[float, float], window: tuple[float, float],
-                   inferences: int) -> dict:
+def battery_energy(
+    samples: list[Sample], idle: tuple[float, float], window: tuple[float, float], inferences: int
+) -> dict:
     """Energy per inference over window, the idle baseline's average power subtracted; or why not."""
     if len(samples) < 3:
         return unavailable(f"only {len(samples)} battery samples were read; {CURRENT_NOW} may be unreadable")
@@ -103,41 +115,53 @@ def battery_energy(samples: list[Sample], idle: tuple[float, float], window: tup
     power = normalise(samples)
     first, last = power.t[0], power.t[-1]
     if not (first <= idle[0] < idle[1] <= window[0] < window[1] <= last):
-        return unavailable(f"battery samples cover {first:.2f}-{last:.2f} s but the idle baseline "
-                           f"({idle[0]:.2f}-{idle[1]:.2f} s) and measured window ({window[0]:.2f}-{window[1]:.2f} s) "
-                           "must fall inside; the sampler stopped early")
+        return unavailable(
+            f"battery samples cover {first:.2f}-{last:.2f} s but the idle baseline "
+            f"({idle[0]:.2f}-{idle[1]:.2f} s) and measured window ({window[0]:.2f}-{window[1]:.2f} s) "
+            "must fall inside; the sampler stopped early"
+        )
     seconds = window[1] - window[0]
     updates = power.update_rate_hz * seconds
     if updates < MIN_WINDOW_UPDATES:
         need = MIN_WINDOW_UPDATES / power.update_rate_hz if power.update_rate_hz > 0 else math.inf
-        return unavailable(f"the battery counter changed {updates:.1f} times in the {seconds:.2f} s measured window "
-                           f"(about {power.update_rate_hz:.2f} Hz); measure for at least {need:.0f} s "
-                           "(--min-secs) to get a figure")
+        return unavailable(
+            f"the battery counter changed {updates:.1f} times in the {seconds:.2f} s measured window "
+            f"(about {power.update_rate_hz:.2f} Hz); measure for at least {need:.0f} s "
+            "(--min-secs) to get a figure"
+        )
     idle_w = integrate(power.t, power.watts, *idle) / (idle[1] - idle[0])
     window_j = integrate(power.t, power.watts, *window)
     active_j = window_j - idle_w * seconds
     sigma_j = _uncertainty_j(power, idle, window, idle_w, window_j / seconds)
     if active_j <= 2 * sigma_j:  # indistinguishable from idle: a figure here would be noise
-        return unavailable(f"power during the run ({window_j / seconds:.3f} W) was not above the idle baseline "
-                           f"({idle_w:.3f} W) by more than twice its uncertainty ({sigma_j / seconds:.3f} W); "
-                           "lengthen the run (--min-secs) or quiet the phone (screen off, airplane mode)")
+        return unavailable(
+            f"power during the run ({window_j / seconds:.3f} W) was not above the idle baseline "
+            f"({idle_w:.3f} W) by more than twice its uncertainty ({sigma_j / seconds:.3f} W); "
+            "lengthen the run (--min-secs) or quiet the phone (screen off, airplane mode)"
+        )
     per_inference = active_j / inferences
     return {
-        "status": "measured", "source": "battery:current_now*voltage_now",
+        "status": "measured",
+        "source": "battery:current_now*voltage_now",
         "mj_per_inference": per_inference * 1e3,
         "inferences_per_joule": 1 / per_inference,
-        "avg_power_w": window_j / seconds, "idle_power_w": idle_w, "active_power_w": active_j / seconds,
-        "window_s": seconds, "inferences": inferences,
+        "avg_power_w": window_j / seconds,
+        "idle_power_w": idle_w,
+        "active_power_w": active_j / seconds,
+        "window_s": seconds,
+        "inferences": inferences,
         "samples": sum(1 for t in power.t if window[0] <= t <= window[1]),
-        "sample_rate_hz": power.sample_rate_hz, "update_rate_hz": power.update_rate_hz,
+        "sample_rate_hz": power.sample_rate_hz,
+        "update_rate_hz": power.update_rate_hz,
         "uncertainty_mj_per_inference": sigma_j / inferences * 1e3,
         "uncertainty_pct": 100 * sigma_j / active_j,
         "conventions": power.conventions,
     }
 
 
-def _uncertainty_j(power: Power, idle: tuple[float, float], window: tuple[float, float], idle_w: float,
-                   load_w: float) -> float:
+def _uncertainty_j(
+    power: Power, idle: tuple[float, float], window: tuple[float, float], idle_w: float, load_w: float
+) -> float:
     """One standard uncertainty of the active energy, from three sources added in quadrature.
 
     Baseline and load noise: the standard error of the mean power times the window length. Edges:

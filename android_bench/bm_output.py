@@ -1,9 +1,10 @@
 """Read the output of TensorFlow Lite's benchmark_model, any version from 1.12 on, into one record.
 
 benchmark_model's output has changed many times. Plain stdout, lines prefixed "INFO: " (TFLite 2.x)
-and Android logcat captures (`-v threadtime` or `-v brief`, tag tflite) all parse the same way, and
+and Android logcat captures in any of logcat's formats (tag tflite) all parse the same way, and
 CRLF line ends are fine. A figure the tool did not print is None: it is never 0 and never estimated.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,10 +14,23 @@ from typing import Callable
 
 from models.errors import DeviceError
 
-# adb logcat -v threadtime: "11-29 12:00:01.123  4242  4242 I tflite  : "; -v brief: "I/tflite  ( 4242): ".
+# adb logcat's formats (AOSP liblog logprint.cpp), each with any padding inside the tag and the ids:
+#   threadtime  "11-29 12:00:01.123  4242  4250 I tflite  : msg"     (uid modifier: "... u0_a12  4242  4250 I ...")
+#   time        "11-29 12:00:01.123 I/tflite  ( 4242): msg"
+#   brief       "I/tflite  ( 4242): msg"
+#   tag         "I/tflite  : msg"
+#   process     "I( 4242) msg  (tflite)"
+#   long        "[ 11-29 12:00:01.123  4242: 4250 I/tflite ]" on a line of its own, then msg, then a blank line
+# Times may carry a year, be epoch or monotonic seconds ("1796279095.323") and end in a zone.
+_TIME = r"\s*(?:(?:\d{4}-)?\d\d-\d\d\s+\d\d:\d\d:\d\d(?:\.\d+)?|\d+\.\d+)(?:\s+(?:[+-]\d{4}|[A-Z]{2,5}))?"
+_PRIORITY = r"[VDIWEFAS]"
 _LOGCAT_PREFIX = re.compile(
-    r"^(?:\d{4}-)?\d\d-\d\d\s+\d\d:\d\d:\d\d\.\d+\s+\d+\s+\d+\s+[VDIWEFA]\s+[^:]*?\s*: ?"
-    r"|^[VDIWEFA]/[^(:]*\(\s*\d+\): ?")
+    rf"^{_TIME}\s+(?:\S+\s+)?\d+\s+\d+\s+{_PRIORITY}\s+[^:]*?\s*: ?"  # threadtime
+    rf"|^(?:{_TIME}\s+)?{_PRIORITY}/[^(:]*?\s*\([^)]*\): ?"  # time, brief
+    rf"|^{_PRIORITY}/[^\s(:]+\s*: ?"
+)  # tag
+_LOGCAT_PROCESS = re.compile(rf"^{_PRIORITY}\(\s*[^)]*\) (.*?)(?:\s+\([^()]*\))?$")
+_LOGCAT_LONG_HEADER = re.compile(rf"^\[{_TIME}\s+(?:\S+\s+)?\d+:\s*\d+\s+{_PRIORITY}/[^\]]*\]$")
 # TFLite 2.x starts each log message with its level; continuation lines of a message have no prefix.
 _LEVEL_PREFIX = re.compile(r"^(?:INFO|WARNING|WARN|ERROR|VERBOSE|DEBUG|FATAL): ")
 
@@ -24,14 +38,30 @@ _RUNNING = re.compile(r"^Running benchmark for (?:at least )?\d+ iterations")
 # Stat<>::OutputToStream; "curr=.. count=.." is the field order of TensorFlow's older StatSummarizer.
 _STAT_LINE = re.compile(r"^(?=.*\bcount=\d)(?:count|curr)=")
 _STAT_FIELD = re.compile(r"(\w+)=([-+]?(?:nan|inf|\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))", re.IGNORECASE)
-_STAT_KEYS = {"first": "first_us", "curr": "curr_us", "min": "min_us", "max": "max_us", "avg": "avg_us",
-              "std": "std_us", "p5": "p5_us", "median": "median_us", "p50": "median_us", "p95": "p95_us"}
+_STAT_KEYS = {
+    "first": "first_us",
+    "curr": "curr_us",
+    "min": "min_us",
+    "max": "max_us",
+    "avg": "avg_us",
+    "std": "std_us",
+    "p5": "p5_us",
+    "median": "median_us",
+    "p50": "median_us",
+    "p95": "p95_us",
+}
 
 # "Inference timings in us: Init: .., First inference: .., Warmup (avg): .., Inference (avg): .." (2.x) and
 # "Average inference timings in us: Warmup: .., Init: .., no stats: .." (1.x, where Warmup is the average).
 _SUMMARY = re.compile(r"^(?:Average )?[Ii]nference timings in us: (.+)$")
-_SUMMARY_LABELS = {"init": "init_us", "first inference": "first_inference_us", "warmup (avg)": "warmup_avg_us",
-                   "inference (avg)": "inference_avg_us", "warmup": "warmup_avg_us", "no stats": "inference_avg_us"}
+_SUMMARY_LABELS = {
+    "init": "init_us",
+    "first inference": "first_inference_us",
+    "warmup (avg)": "warmup_avg_us",
+    "inference (avg)": "inference_avg_us",
+    "warmup": "warmup_avg_us",
+    "no stats": "inference_avg_us",
+}
 
 _REPLACING = re.compile(r"Replacing (\d+)(?: out of (\d+))? node\(s\) with delegate \(([^)]*)\) node")
 # "28 operations will run on the GPU, and the remaining 3 operations will run on the CPU." (older builds:
@@ -45,11 +75,30 @@ _REGULAR_HEADING = "Operator-wise Profiling Info for Regular Benchmark Runs"
 # Tables after these belong to other subgraphs or to a delegate's internal ops, not to the model's nodes.
 _OTHER_HEADING = re.compile(r"^(?:Subgraph \(index: \d+\) \w+:|Delegate internal:)$")
 _TITLE = re.compile(r"^=+ (.+?) =+$")
-_COLUMNS = {"nodetype": "node_type", "start": "start_ms", "first": "first_ms", "avgms": "avg_ms",
-            "%": "percent", "avg%": "avg_percent", "cdf%": "cdf_percent", "memkb": "mem_kb",
-            "timescalled": "times_called", "name": "name", "count": "count"}
-_RUN_ORDER_KEYS = ("node_type", "start_ms", "first_ms", "avg_ms", "percent", "cdf_percent", "mem_kb",
-                   "times_called", "name")
+_COLUMNS = {
+    "nodetype": "node_type",
+    "start": "start_ms",
+    "first": "first_ms",
+    "avgms": "avg_ms",
+    "%": "percent",
+    "avg%": "avg_percent",
+    "cdf%": "cdf_percent",
+    "memkb": "mem_kb",
+    "timescalled": "times_called",
+    "name": "name",
+    "count": "count",
+}
+_RUN_ORDER_KEYS = (
+    "node_type",
+    "start_ms",
+    "first_ms",
+    "avg_ms",
+    "percent",
+    "cdf_percent",
+    "mem_kb",
+    "times_called",
+    "name",
+)
 _BY_TYPE_KEYS = ("node_type", "count", "avg_ms", "avg_percent", "cdf_percent", "mem_kb", "times_called")
 _TABLE_KEYS = {"Run Order": _RUN_ORDER_KEYS, "Summary by node type": _BY_TYPE_KEYS}
 
@@ -69,12 +118,21 @@ _FACTS: dict[str, tuple[re.Pattern, Callable[[re.Match], object]]] = {
     "num_threads": (re.compile(r"^Num threads: \[(-?\d+)\]"), lambda m: int(m[1])),
     "cpu_threads": (re.compile(r"^#threads used for CPU inference: \[(-?\d+)\]"), lambda m: int(m[1])),
     "init_session_ms": (re.compile(r"^Initialized session in ([-+.\deE]+)\s*ms"), lambda m: _number(m[1])),
-    "peak_footprint": (re.compile(r"^Peak memory footprint \(MB\): init=(\S+) overall=(\S+)"),
-                       lambda m: (_number(m[1]), _number(m[2]))),
-    "footprint_delta": (re.compile(r"^Memory footprint delta from the start of the tool \(MB\): "
-                                   r"init=(\S+) overall=(\S+)"), lambda m: (_number(m[1]), _number(m[2]))),
-    "periodic_peak_mb": (re.compile(r"^Overall peak memory footprint \(MB\) via periodic monitoring: (\S+)"),
-                         lambda m: _number(m[1])),
+    "peak_footprint": (
+        re.compile(r"^Peak memory footprint \(MB\): init=(\S+) overall=(\S+)"),
+        lambda m: (_number(m[1]), _number(m[2])),
+    ),
+    "footprint_delta": (
+        re.compile(
+            r"^Memory footprint delta from the start of the tool \(MB\): "
+            r"init=(\S+) overall=(\S+)"
+        ),
+        lambda m: (_number(m[1]), _number(m[2])),
+    ),
+    "periodic_peak_mb": (
+        re.compile(r"^Overall peak memory footprint \(MB\) via periodic monitoring: (\S+)"),
+        lambda m: _number(m[1]),
+    ),
 }
 
 
@@ -109,10 +167,12 @@ class OpTables:
 
     def to_dict(self) -> dict:
         """JSON form."""
-        return {"run_order": [dict(r) for r in self.run_order],
-                "summary_by_node_type": [dict(r) for r in self.by_node_type],
-                "nodes_executed": self.nodes_executed,
-                "timings": self.timings.to_dict() if self.timings else None}
+        return {
+            "run_order": [dict(r) for r in self.run_order],
+            "summary_by_node_type": [dict(r) for r in self.by_node_type],
+            "nodes_executed": self.nodes_executed,
+            "timings": self.timings.to_dict() if self.timings else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -154,22 +214,29 @@ class BenchmarkOutput:
 
     def to_dict(self) -> dict:
         """JSON form: the stable keys, then delegates, partially_delegated and the other extras."""
+
         def maybe(part: RunStats | OpTables | None) -> dict | None:
             return part.to_dict() if part is not None else None
 
         return {
-            "init_us": self.init_us, "first_inference_us": self.first_inference_us,
-            "warmup_avg_us": self.warmup_avg_us, "inference_avg_us": self.inference_avg_us,
-            "warmup": maybe(self.warmup), "inference": maybe(self.inference),
+            "init_us": self.init_us,
+            "first_inference_us": self.first_inference_us,
+            "warmup_avg_us": self.warmup_avg_us,
+            "inference_avg_us": self.inference_avg_us,
+            "warmup": maybe(self.warmup),
+            "inference": maybe(self.inference),
             "model_size_mb": self.model_size_mb,
-            "memory_mb": {"init": self.memory_init_mb, "overall": self.memory_overall_mb,
-                          "peak": self.memory_peak_mb},
+            "memory_mb": {"init": self.memory_init_mb, "overall": self.memory_overall_mb, "peak": self.memory_peak_mb},
             "num_threads": self.num_threads,
-            "delegated_nodes": self.delegated_nodes, "total_nodes": self.total_nodes,
+            "delegated_nodes": self.delegated_nodes,
+            "total_nodes": self.total_nodes,
             "op_profile": maybe(self.op_profile),
-            "delegates": list(self.delegates), "partially_delegated": self.partially_delegated,
-            "memory_source": self.memory_source, "init_op_profile": maybe(self.init_op_profile),
-            "graph": self.graph, "init_session_ms": self.init_session_ms,
+            "delegates": list(self.delegates),
+            "partially_delegated": self.partially_delegated,
+            "memory_source": self.memory_source,
+            "init_op_profile": maybe(self.init_op_profile),
+            "graph": self.graph,
+            "init_session_ms": self.init_session_ms,
         }
 
 
@@ -313,8 +380,7 @@ def _op_tables(lines: list[str]) -> OpTables | None:
             timings = _parse_stat(match[1])
     if not tables:
         return None
-    return OpTables(tuple(tables.get("Run Order", ())), tuple(tables.get("Summary by node type", ())),
-                    nodes, timings)
+    return OpTables(tuple(tables.get("Run Order", ())), tuple(tables.get("Summary by node type", ())), nodes, timings)
 
 
 def _no_timings_message(lines: list[str]) -> str:
@@ -329,9 +395,27 @@ def _no_timings_message(lines: list[str]) -> str:
     return f"benchmark_model printed no timings; the last line of its output: {last}"
 
 
+def _messages(text: str) -> list[str]:
+    """The tool's own lines: every logcat prefix (or suffix, or header line) taken off."""
+    lines: list[str] = []
+    long_entry = False
+    for line in text.splitlines():
+        line = line.rstrip()
+        if _LOGCAT_LONG_HEADER.match(line):
+            if long_entry and lines and lines[-1] == "":
+                lines.pop()  # -v long ends every entry with a blank line of its own
+            long_entry = True
+            continue
+        process = _LOGCAT_PROCESS.match(line)
+        lines.append(process.group(1) if process else _LOGCAT_PREFIX.sub("", line, count=1))
+    if long_entry and lines and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
 def parse_benchmark_output(text: str) -> BenchmarkOutput:
     """Parse benchmark_model's output (any version, plain or logcat); DeviceError if it printed no timings."""
-    raw = [_LOGCAT_PREFIX.sub("", line.rstrip(), count=1) for line in text.splitlines()]
+    raw = _messages(text)
     lines = [_LEVEL_PREFIX.sub("", line, count=1) for line in raw]
     stats = _run_stats(lines)
     warmup = stats[0] if stats else None
@@ -356,12 +440,20 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
         first_inference_us=summary_or_stat("first_inference_us", warmup, "first_us"),
         warmup_avg_us=summary_or_stat("warmup_avg_us", warmup, "avg_us"),
         inference_avg_us=summary_or_stat("inference_avg_us", inference, "avg_us"),
-        warmup=warmup, inference=inference,
+        warmup=warmup,
+        inference=inference,
         model_size_mb=facts.get("model_size_mb"),
-        memory_init_mb=memory_init, memory_overall_mb=memory_overall,
-        memory_peak_mb=facts.get("periodic_peak_mb"), memory_source=memory_source,
+        memory_init_mb=memory_init,
+        memory_overall_mb=memory_overall,
+        memory_peak_mb=facts.get("periodic_peak_mb"),
+        memory_source=memory_source,
         num_threads=threads if threads is not None else facts.get("cpu_threads"),
-        delegated_nodes=delegated, total_nodes=total, delegates=delegates, partially_delegated=partial,
-        op_profile=_op_tables(sections["regular"]), init_op_profile=_op_tables(sections["init"]),
-        graph=facts.get("graph"), init_session_ms=facts.get("init_session_ms"),
+        delegated_nodes=delegated,
+        total_nodes=total,
+        delegates=delegates,
+        partially_delegated=partial,
+        op_profile=_op_tables(sections["regular"]),
+        init_op_profile=_op_tables(sections["init"]),
+        graph=facts.get("graph"),
+        init_session_ms=facts.get("init_session_ms"),
     )

@@ -4,6 +4,7 @@ Two switches exist on some builds: BatteryService's `dumpsys battery suspend_inp
 `dumpsys battery reset`) and the `power.battery_input.suspended` property of Pixel kernels. Either
 is tried and then verified: the battery must report that it no longer charges.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """Profile one .tflite file on one phone: the `edgepipe profile --json` keys, with the phone's facts."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,17 @@ from android_bench.adb import Adb, quote
 from android_bench.battery_energy import battery_energy, parse_samples, sampler_script, unavailable
 from android_bench.bm_output import parse_benchmark_output
 from android_bench.charging import charging_suspended
-from android_bench.device_run import (BenchSettings, Trace, benchmark_args, check_binary, ensure_binary,
-                                      new_workdir, remove_workdir, run_session, session_script)
+from android_bench.device_run import (
+    BenchSettings,
+    Trace,
+    benchmark_args,
+    check_binary,
+    ensure_binary,
+    new_workdir,
+    remove_workdir,
+    run_session,
+    session_script,
+)
 from android_bench.facts import DeviceFacts, cpu_mask, device_facts
 from android_bench.rails import DUMPSYS, RailSnapshot, parse_rails, rails_energy
 from android_bench.thermal import cool_down, thermal_now, thermal_record
@@ -30,8 +40,15 @@ def require_ready(adb: Adb, serial: str) -> None:
         raise DeviceError(f"device {serial} is {entries[serial].state}: {entries[serial].hint}")
 
 
-def profile_on_device(adb: Adb, serial: str, model: Path, binary: Path | None, settings: BenchSettings,
-                      baseline_c: float | None = None, on_line: Callable[[str], None] | None = None) -> dict:
+def profile_on_device(
+    adb: Adb,
+    serial: str,
+    model: Path,
+    binary: Path | None,
+    settings: BenchSettings,
+    baseline_c: float | None = None,
+    on_line: Callable[[str], None] | None = None,
+) -> dict:
     """Run benchmark_model on the phone and return latency, memory, energy, thermal and facts."""
     require_ready(adb, serial)
     facts = device_facts(adb, serial)
@@ -51,30 +68,43 @@ def profile_on_device(adb: Adb, serial: str, model: Path, binary: Path | None, s
         remove_workdir(adb, serial, work)
     bench = parse_benchmark_output(trace.output)
     if trace.exit_code not in (0, None):
-        raise DeviceError(f"benchmark_model exited with {trace.exit_code} on {serial} for {model.name}: "
-                          f"{trace.lines[-1][1][:200] if trace.lines else 'no output'}", {"benchmark": bench.to_dict()})
+        raise DeviceError(
+            f"benchmark_model exited with {trace.exit_code} on {serial} for {model.name}: "
+            f"{trace.lines[-1][1][:200] if trace.lines else 'no output'}",
+            {"benchmark": bench.to_dict()},
+        )
     result = bench.to_dict()
     energy = _energy(trace, result, source, reason)
     if suspension is not None:
         energy["charging"] = {"suspended_with": suspension.method, "note": suspension.reason or None}
     cpus = [c for c in facts.cpus_max_khz if mask is None or int(mask, 16) >> c & 1]
     return {
-        "artifact": str(model), "runtime": "tflite", "library": "benchmark_model", "kernels": settings.delegate,
+        "artifact": str(model),
+        "runtime": "tflite",
+        "library": "benchmark_model",
+        "kernels": settings.delegate,
         "device": facts.to_dict(),
         "latency_ms": _latency(result),
         "throughput_ips": 1e6 / result["inference_avg_us"] if result.get("inference_avg_us") else None,
         "throughput_note": "sequential single-stream runs: 1 / mean latency",
-        "memory": {"peak_rss_mb": (result["memory_mb"] or {}).get("peak") or (result["memory_mb"] or {}).get("overall"),
-                   "model_size_bytes": model.stat().st_size,
-                   "scope": "benchmark_model process on the phone (peak by periodic monitoring, else overall footprint)"},
+        "memory": {
+            "peak_rss_mb": (result["memory_mb"] or {}).get("peak") or (result["memory_mb"] or {}).get("overall"),
+            "model_size_bytes": model.stat().st_size,
+            "scope": "benchmark_model process on the phone (peak by periodic monitoring, else overall footprint)",
+        },
         "energy": energy,
         "load_ms": result["init_us"] / 1e3 if result.get("init_us") is not None else None,
-        "first_inference_ms": result["first_inference_us"] / 1e3 if result.get("first_inference_us") is not None else None,
-        "benchmark": result, "op_profile": ops,
+        "first_inference_ms": result["first_inference_us"] / 1e3
+        if result.get("first_inference_us") is not None
+        else None,
+        "benchmark": result,
+        "op_profile": ops,
         "delegation": _delegation(result, settings.delegate),
         "cpus": {"requested": settings.cpus, "mask": mask, "cores": cpus},
-        "thermal": {**thermal_record(before, after, cpus, facts.cpus_max_khz, facts.governors),
-                    "cooldown": vars(cooled)},
+        "thermal": {
+            **thermal_record(before, after, cpus, facts.cpus_max_khz, facts.governors),
+            "cooldown": vars(cooled),
+        },
         "binary": {"path": str(binary), "pushed": pushed, "remote": remote_bin},
     }
 
@@ -93,9 +123,15 @@ def _energy_plan(adb: Adb, serial: str, facts: DeviceFacts, settings: BenchSetti
         return
     powered = "+".join(facts.battery.powered_by) or "a charger"
     if not settings.suspend_charging:
-        yield None, (f"the phone is powered by {powered} (battery {facts.battery.status}), so battery current shows the "
-                     "charger, not the model; rerun with --suspend-charging, over Wi-Fi adb ('adb tcpip 5555'), or on "
-                     "a phone with power rails (Power Stats HAL)"), None
+        yield (
+            None,
+            (
+                f"the phone is powered by {powered} (battery {facts.battery.status}), so battery current shows the "
+                "charger, not the model; rerun with --suspend-charging, over Wi-Fi adb ('adb tcpip 5555'), or on "
+                "a phone with power rails (Power Stats HAL)"
+            ),
+            None,
+        )
         return
     with charging_suspended(adb, serial) as suspension:
         if suspension.method is None:
@@ -105,18 +141,28 @@ def _energy_plan(adb: Adb, serial: str, facts: DeviceFacts, settings: BenchSetti
 
 
 def _measure(adb, serial, work, remote_bin, graph, mask, settings: BenchSettings, source, on_line) -> Trace:
-    command = " ".join(quote(a) for a in [*(["taskset", mask] if mask else []), remote_bin,
-                                           *benchmark_args(settings, graph, op_profile=False)])
+    command = " ".join(
+        quote(a)
+        for a in [*(["taskset", mask] if mask else []), remote_bin, *benchmark_args(settings, graph, op_profile=False)]
+    )
     sampler = sampler_script(1 / settings.sample_hz, "stop") if source == "battery" else None
-    script = session_script(work, command, settings.idle_s if source else 0, sampler, source == "rails",
-                            tail_s=3 / settings.sample_hz if sampler else 0)
+    script = session_script(
+        work,
+        command,
+        settings.idle_s if source else 0,
+        sampler,
+        source == "rails",
+        tail_s=3 / settings.sample_hz if sampler else 0,
+    )
     return run_session(adb, serial, script, settings.idle_s + 2 * settings.max_secs + 120, on_line)
 
 
 def _op_profile(adb, serial, work, remote_bin, graph, mask, settings: BenchSettings) -> dict | None:
     """Per-op times from a separate short pass with the tool's op profiler on."""
-    command = " ".join(quote(a) for a in [*(["taskset", mask] if mask else []), remote_bin,
-                                           *benchmark_args(settings, graph, op_profile=True)])
+    command = " ".join(
+        quote(a)
+        for a in [*(["taskset", mask] if mask else []), remote_bin, *benchmark_args(settings, graph, op_profile=True)]
+    )
     trace = run_session(adb, serial, session_script(work, command, 0, None, False), 2 * settings.max_secs + 60)
     if trace.exit_code != 0:
         last = trace.lines[-1][1][:200] if trace.lines else "no output"
@@ -142,8 +188,12 @@ def _energy(trace: Trace, bench: dict, source: str | None, reason: str) -> dict:
         snaps = {name: _snapshot(trace, name) for name in ("idle_start", "idle_end", "window_start", "window_end")}
         if None in snaps.values():
             return unavailable("a power-rail snapshot is missing from the run")
-        result = rails_energy((snaps["idle_start"], snaps["idle_end"]), (snaps["window_start"], snaps["window_end"]),
-                              window[1] - window[0], count)
+        result = rails_energy(
+            (snaps["idle_start"], snaps["idle_end"]),
+            (snaps["window_start"], snaps["window_end"]),
+            window[1] - window[0],
+            count,
+        )
     return {**result, "window_source": how} if result["status"] == "measured" else result
 
 
@@ -156,8 +206,11 @@ def measured_window(trace: Trace, bench: dict) -> tuple[tuple[float, float] | No
     """
     running = [i for i, (_, text) in enumerate(trace.lines) if "Running benchmark" in text]
     stats = [i for i, (_, text) in enumerate(trace.lines) if "count=" in text and running and i > running[-1]]
-    busy_s = (bench["inference"]["count"] * bench["inference"]["avg_us"] / 1e6
-              if bench.get("inference") and bench["inference"].get("avg_us") else None)
+    busy_s = (
+        bench["inference"]["count"] * bench["inference"]["avg_us"] / 1e6
+        if bench.get("inference") and bench["inference"].get("avg_us")
+        else None
+    )
     if len(running) >= 2 and stats:
         start, end = trace.lines[running[1]][0], trace.lines[stats[0]][0]
         if busy_s is None or end - start >= 0.9 * busy_s:
@@ -183,14 +236,23 @@ def _latency(bench: dict) -> dict:
     def ms(key: str):
         return stat[key] / 1e3 if stat.get(key) is not None else None
 
-    return {"p50": ms("median_us"), "p90": None, "p99": None, "p5": ms("p5_us"), "p95": ms("p95_us"),
-            "mean": ms("avg_us"), "std": ms("std_us"), "min": ms("min_us"), "max": ms("max_us"),
-            "n": stat.get("count")}
+    return {
+        "p50": ms("median_us"),
+        "p90": None,
+        "p99": None,
+        "p5": ms("p5_us"),
+        "p95": ms("p95_us"),
+        "mean": ms("avg_us"),
+        "std": ms("std_us"),
+        "min": ms("min_us"),
+        "max": ms("max_us"),
+        "n": stat.get("count"),
+    }
 
 
 def _delegation(bench: dict, delegate: str) -> dict:
     """How much of the graph the delegate took; partial delegation means CPU fallback."""
     done, total = bench.get("delegated_nodes"), bench.get("total_nodes")
     partial = delegate != "cpu" and done is not None and total is not None and done < total
-    note = (f"only {done} of {total} nodes ran on {delegate}; the rest fell back to the CPU" if partial else None)
+    note = f"only {done} of {total} nodes ran on {delegate}; the rest fell back to the CPU" if partial else None
     return {"delegate": delegate, "delegated_nodes": done, "total_nodes": total, "partial": partial, "note": note}

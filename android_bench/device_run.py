@@ -5,6 +5,7 @@ one run-<id>/ directory per run, removed afterwards. The run is one shell sessio
 baseline, then the tool with every output line stamped with /proc/uptime (the clock the battery
 sampler uses), so the measured phase is located on the phone's own clock.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,10 +30,12 @@ DELEGATE_FLAGS = {
     "nnapi": ("--use_nnapi=true",),
 }
 ELF_MACHINES = {183: "arm64-v8a", 40: "armeabi-v7a", 62: "x86_64", 3: "x86"}
-BINARY_HELP = ("benchmark_model is not shipped with edgepipe; download the prebuilt 'android_aarch64_benchmark_model' "
-               "(or android_arm for 32-bit phones) from https://ai.google.dev/edge/litert/models/benchmark_tools, or "
-               "build it: bazel build -c opt --config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model; "
-               "then pass --benchmark-binary PATH or set benchmark_binary in the job's [profile] section")
+BINARY_HELP = (
+    "benchmark_model is not shipped with edgepipe; download the prebuilt 'android_aarch64_benchmark_model' "
+    "(or android_arm for 32-bit phones) from https://ai.google.dev/edge/litert/models/benchmark_tools, or "
+    "build it: bazel build -c opt --config=android_arm64 //tensorflow/lite/tools/benchmark:benchmark_model; "
+    "then pass --benchmark-binary PATH or set benchmark_binary in the job's [profile] section"
+)
 
 
 @dataclass(frozen=True)
@@ -88,8 +91,10 @@ def check_binary(binary: Path | None, abi: str | None) -> Path:
     if head[:4] == b"\x7fELF" and len(head) == 20:
         built_for = ELF_MACHINES.get(int.from_bytes(head[18:20], "little"), "an unknown machine")
         if abi and built_for != abi and not (abi == "arm64-v8a" and built_for == "armeabi-v7a"):
-            raise ConfigError(f"benchmark binary {binary} is built for {built_for} but the phone is {abi}; "
-                              f"use the matching build ({BINARY_HELP.split(';')[1].strip()})")
+            raise ConfigError(
+                f"benchmark binary {binary} is built for {built_for} but the phone is {abi}; "
+                f"use the matching build ({BINARY_HELP.split(';')[1].strip()})"
+            )
     return binary
 
 
@@ -126,38 +131,61 @@ def remove_workdir(adb: Adb, serial: str, work: str) -> None:
 
 def benchmark_args(settings: BenchSettings, graph: str, op_profile: bool) -> list[str]:
     """benchmark_model flags for one pass; the measured pass never profiles ops."""
-    args = [f"--graph={graph}", f"--num_threads={settings.threads}",
-            f"--warmup_runs={settings.warmup_runs}", f"--warmup_min_secs={settings.warmup_min_secs:g}",
-            f"--max_secs={settings.max_secs:g}", *DELEGATE_FLAGS[settings.delegate]]
+    args = [
+        f"--graph={graph}",
+        f"--num_threads={settings.threads}",
+        f"--warmup_runs={settings.warmup_runs}",
+        f"--warmup_min_secs={settings.warmup_min_secs:g}",
+        f"--max_secs={settings.max_secs:g}",
+        *DELEGATE_FLAGS[settings.delegate],
+    ]
     if op_profile:
         return args + [f"--num_runs={settings.op_profile_runs}", "--min_secs=0", "--enable_op_profiling=true"]
-    return args + [f"--num_runs={settings.runs}", f"--min_secs={settings.min_secs:g}",
-                   "--report_peak_memory_footprint=true"]
+    return args + [
+        f"--num_runs={settings.runs}",
+        f"--min_secs={settings.min_secs:g}",
+        "--report_peak_memory_footprint=true",
+    ]
 
 
-def session_script(work: str, command: str, idle_s: float, sampler: str | None, rails: bool,
-                   tail_s: float = 0.0) -> str:
+def session_script(
+    work: str, command: str, idle_s: float, sampler: str | None, rails: bool, tail_s: float = 0.0
+) -> str:
     """The device-side session: idle baseline, stamped benchmark output, then the collected blocks."""
-    snap = (f'rails() {{ stamp "rails_before_$1"; {DUMPSYS} > rails_$1.txt 2>/dev/null; stamp "rails_after_$1"; }}; '
-            if rails else "rails() { :; }; ")
+    snap = (
+        f'rails() {{ stamp "rails_before_$1"; {DUMPSYS} > rails_$1.txt 2>/dev/null; stamp "rails_after_$1"; }}; '
+        if rails
+        else "rails() { :; }; "
+    )
     parts = [
         f"cd {quote(work)} || exit 97",
         'stamp() { read up _ < /proc/uptime; echo "@@ $1 $up"; }',
         snap.rstrip("; "),
         # a forked sampler may take its first reading late: the baseline starts after it has
-        (f": > samples.txt; ( {sampler} ) > samples.txt 2>/dev/null & sp=$!; {_samples_grown_by(1)}"
-         if sampler else "sp="),
-        "rails idle_start", "stamp idle_start", f"sleep {idle_s:g}", "stamp idle_end", "rails idle_end",
+        (
+            f": > samples.txt; ( {sampler} ) > samples.txt 2>/dev/null & sp=$!; {_samples_grown_by(1)}"
+            if sampler
+            else "sp="
+        ),
+        "rails idle_start",
+        "stamp idle_start",
+        f"sleep {idle_s:g}",
+        "stamp idle_end",
+        "rails idle_end",
         # stderr joins stdout so every line is stamped; the tool's exit code travels down the same pipe
-        f"{{ {command}; echo \"@@exit $?\"; }} 2>&1 | {{ n=0; w=0; while IFS= read -r line; do "
+        f'{{ {command}; echo "@@exit $?"; }} 2>&1 | {{ n=0; w=0; while IFS= read -r line; do '
         'read up _ < /proc/uptime; echo "$up|$line"; '
         'case "$line" in *"Running benchmark"*) n=$((n+1)); [ $n -eq 2 ] && rails window_start;; '
-        '*count=*) [ $n -eq 2 ] && [ $w -eq 0 ] && w=1 && rails window_end;; esac; done; }',
+        "*count=*) [ $n -eq 2 ] && [ $w -eq 0 ] && w=1 && rails window_end;; esac; done; }",
         # the sampler runs on for tail_s and two more readings, so samples bracket the window's end
-        "stamp run_end", f"sleep {tail_s:g}" if tail_s else "", _samples_grown_by(2) if sampler else "",
-        "touch stop", '[ -n "$sp" ] && wait $sp',
+        "stamp run_end",
+        f"sleep {tail_s:g}" if tail_s else "",
+        _samples_grown_by(2) if sampler else "",
+        "touch stop",
+        '[ -n "$sp" ] && wait $sp',
         'echo "@@block samples"; cat samples.txt 2>/dev/null',
-        'for f in rails_*.txt; do [ -e "$f" ] && echo "@@block $f" && cat "$f"; done', "echo @@end",
+        'for f in rails_*.txt; do [ -e "$f" ] && echo "@@block $f" && cat "$f"; done',
+        "echo @@end",
     ]
     return "; ".join(p for p in parts if p)
 
@@ -165,12 +193,15 @@ def session_script(work: str, command: str, idle_s: float, sampler: str | None, 
 def _samples_grown_by(lines: int, give_up_s: float = 5.0) -> str:
     """Shell that waits (at most give_up_s) until samples.txt holds `lines` more lines than now."""
     tries = int(give_up_s / 0.02)
-    return (f"s0=$(wc -l < samples.txt); i=0; while [ $(wc -l < samples.txt) -lt $((s0 + {lines})) ] "
-            f"&& [ $i -lt {tries} ]; do sleep 0.02; i=$((i + 1)); done")
+    return (
+        f"s0=$(wc -l < samples.txt); i=0; while [ $(wc -l < samples.txt) -lt $((s0 + {lines})) ] "
+        f"&& [ $i -lt {tries} ]; do sleep 0.02; i=$((i + 1)); done"
+    )
 
 
-def run_session(adb: Adb, serial: str, script: str, timeout_s: float,
-                on_line: Callable[[str], None] | None = None) -> Trace:
+def run_session(
+    adb: Adb, serial: str, script: str, timeout_s: float, on_line: Callable[[str], None] | None = None
+) -> Trace:
     """Run a session script, streaming its lines; a phone lost mid-run raises DeviceError with the partial trace."""
     trace, block = Trace(), None
     proc = adb.shell_stream(serial, script)
@@ -190,10 +221,16 @@ def run_session(adb: Adb, serial: str, script: str, timeout_s: float,
         # adb 29 ends a shell whose transport vanished with exit 0 and no message: ask the server instead
         state = next((e.state for e in adb.devices() if e.serial == serial), "gone")
         if gone(stderr) or state != "device":
-            raise DeviceError(f"device {serial} disconnected during the run (adb now lists it as {state}); "
-                              "check the cable, then rerun", partial)
-        raise DeviceError(f"the run on {serial} stopped early (exit {proc.returncode}, "
-                          f"{(stderr.strip() or 'no message')[-160:]}); it was limited to {timeout_s:.0f} s", partial)
+            raise DeviceError(
+                f"device {serial} disconnected during the run (adb now lists it as {state}); "
+                "check the cable, then rerun",
+                partial,
+            )
+        raise DeviceError(
+            f"the run on {serial} stopped early (exit {proc.returncode}, "
+            f"{(stderr.strip() or 'no message')[-160:]}); it was limited to {timeout_s:.0f} s",
+            partial,
+        )
     return trace
 
 

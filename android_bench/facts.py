@@ -4,6 +4,7 @@ One probe script prints `key=value` lines (properties, every CPU's clocks and go
 service's state, thermal zones and status); `parse_probe` turns them into `DeviceFacts`, and the
 same probe, taken before and after a run, gives the thermal and clock record of that run.
 """
+
 from __future__ import annotations
 
 import re
@@ -13,27 +14,34 @@ from android_bench.adb import Adb
 from models.errors import ConfigError
 
 PROPS = {
-    "model": "ro.product.model", "manufacturer": "ro.product.manufacturer", "device": "ro.product.device",
-    "android_version": "ro.build.version.release", "api_level": "ro.build.version.sdk",
-    "abi": "ro.product.cpu.abi", "soc_manufacturer": "ro.soc.manufacturer", "soc_model": "ro.soc.model",
-    "board_platform": "ro.board.platform", "hardware": "ro.hardware",
+    "model": "ro.product.model",
+    "manufacturer": "ro.product.manufacturer",
+    "device": "ro.product.device",
+    "android_version": "ro.build.version.release",
+    "api_level": "ro.build.version.sdk",
+    "abi": "ro.product.cpu.abi",
+    "soc_manufacturer": "ro.soc.manufacturer",
+    "soc_model": "ro.soc.model",
+    "board_platform": "ro.board.platform",
+    "hardware": "ro.hardware",
 }
 
 # Fixed paths only: nothing from a user reaches this script.
-PROBE = "; ".join([
-    *(f'echo "prop.{key}=$(getprop {prop})"' for key, prop in PROPS.items()),
-    'for c in /sys/devices/system/cpu/cpu[0-9]*; do n=${c##*cpu}; f=$c/cpufreq; '
-    'echo "cpu.$n.max_khz=$(cat $f/cpuinfo_max_freq 2>/dev/null)"; '
-    'echo "cpu.$n.cur_khz=$(cat $f/scaling_cur_freq 2>/dev/null)"; '
-    'echo "cpu.$n.cap_khz=$(cat $f/scaling_max_freq 2>/dev/null)"; '
-    'echo "cpu.$n.governor=$(cat $f/scaling_governor 2>/dev/null)"; done',
-    'dumpsys battery 2>/dev/null | while IFS= read -r l; do echo "battery.$l"; done',
-    'for z in /sys/class/thermal/thermal_zone*; do [ -e $z/temp ] && '
-    'echo "zone.$(cat $z/type 2>/dev/null)=$(cat $z/temp 2>/dev/null)"; done',
-    'echo "thermal_status=$(dumpsys thermalservice 2>/dev/null | grep -m1 "Thermal Status" | '
-    'sed "s/.*: *//")"',
-    'read up _ < /proc/uptime; echo "uptime=$up"',
-])
+PROBE = "; ".join(
+    [
+        *(f'echo "prop.{key}=$(getprop {prop})"' for key, prop in PROPS.items()),
+        "for c in /sys/devices/system/cpu/cpu[0-9]*; do n=${c##*cpu}; f=$c/cpufreq; "
+        'echo "cpu.$n.max_khz=$(cat $f/cpuinfo_max_freq 2>/dev/null)"; '
+        'echo "cpu.$n.cur_khz=$(cat $f/scaling_cur_freq 2>/dev/null)"; '
+        'echo "cpu.$n.cap_khz=$(cat $f/scaling_max_freq 2>/dev/null)"; '
+        'echo "cpu.$n.governor=$(cat $f/scaling_governor 2>/dev/null)"; done',
+        'dumpsys battery 2>/dev/null | while IFS= read -r l; do echo "battery.$l"; done',
+        "for z in /sys/class/thermal/thermal_zone*; do [ -e $z/temp ] && "
+        'echo "zone.$(cat $z/type 2>/dev/null)=$(cat $z/temp 2>/dev/null)"; done',
+        'echo "thermal_status=$(dumpsys thermalservice 2>/dev/null | grep -m1 "Thermal Status" | sed "s/.*: *//")"',
+        'read up _ < /proc/uptime; echo "uptime=$up"',
+    ]
+)
 
 BATTERY_STATUS = {1: "unknown", 2: "charging", 3: "discharging", 4: "not charging", 5: "full"}
 
@@ -94,9 +102,13 @@ class DeviceFacts:
         """JSON-ready facts, as `edgepipe devices --json` and profile results carry them."""
         soc = " ".join(v for v in (self.props.get("soc_manufacturer"), self.props.get("soc_model")) if v)
         return {
-            "kind": "android", "serial": self.serial, "state": "device",
-            "model": self.props.get("model"), "manufacturer": self.props.get("manufacturer"),
-            "device": self.props.get("device"), "android_version": self.props.get("android_version"),
+            "kind": "android",
+            "serial": self.serial,
+            "state": "device",
+            "model": self.props.get("model"),
+            "manufacturer": self.props.get("manufacturer"),
+            "device": self.props.get("device"),
+            "android_version": self.props.get("android_version"),
             "api_level": int(self.props["api_level"]) if self.props.get("api_level", "").isdigit() else None,
             "abi": self.props.get("abi"),
             "soc": soc or self.props.get("board_platform") or self.props.get("hardware") or None,
@@ -116,7 +128,7 @@ def probe(adb: Adb, serial: str, timeout: float = 60) -> dict[str, str]:
     pairs = {}
     for line in out.splitlines():
         if line.startswith("battery."):  # 'battery.  level: 87'
-            k, _, v = line[len("battery."):].partition(":")
+            k, _, v = line[len("battery.") :].partition(":")
             pairs["battery." + k.strip().lower()] = v.strip()
             continue
         key, sep, value = line.partition("=")
@@ -132,10 +144,17 @@ def device_facts(adb: Adb, serial: str) -> DeviceFacts:
 
 def parse_facts(serial: str, pairs: dict[str, str]) -> DeviceFacts:
     """Facts from a probe's key=value pairs."""
-    props = {k[len("prop."):]: v for k, v in pairs.items() if k.startswith("prop.") and v}
+    props = {k[len("prop.") :]: v for k, v in pairs.items() if k.startswith("prop.") and v}
     max_khz = _per_cpu(pairs, "max_khz", int)
-    return DeviceFacts(serial, props, max_khz, _per_cpu(pairs, "governor", str), parse_battery(pairs),
-                       parse_thermal(pairs), clusters(max_khz))
+    return DeviceFacts(
+        serial,
+        props,
+        max_khz,
+        _per_cpu(pairs, "governor", str),
+        parse_battery(pairs),
+        parse_thermal(pairs),
+        clusters(max_khz),
+    )
 
 
 def parse_thermal(pairs: dict[str, str]) -> Thermal:
@@ -144,23 +163,35 @@ def parse_thermal(pairs: dict[str, str]) -> Thermal:
     for key, value in pairs.items():
         if key.startswith("zone.") and re.fullmatch(r"-?\d+", value):
             milli = int(value)  # most kernels report millidegrees, a few plain degrees
-            zones[key[len("zone."):]] = milli / 1000 if abs(milli) > 500 else float(milli)
+            zones[key[len("zone.") :]] = milli / 1000 if abs(milli) > 500 else float(milli)
     status = pairs.get("thermal_status", "")
-    return Thermal(float(pairs.get("uptime", "0") or 0), int(status) if status.isdigit() else None, zones,
-                   _per_cpu(pairs, "cur_khz", int), _per_cpu(pairs, "cap_khz", int))
+    return Thermal(
+        float(pairs.get("uptime", "0") or 0),
+        int(status) if status.isdigit() else None,
+        zones,
+        _per_cpu(pairs, "cur_khz", int),
+        _per_cpu(pairs, "cap_khz", int),
+    )
 
 
 def parse_battery(pairs: dict[str, str]) -> Battery:
     """The `dumpsys battery` part of a probe."""
+
     def num(key: str) -> int | None:
         value = pairs.get(f"battery.{key}", "")
         return int(value) if re.fullmatch(r"-?\d+", value) else None
 
-    powered = tuple(kind for kind in ("AC", "USB", "Wireless", "Dock")
-                    if pairs.get(f"battery.{kind.lower()} powered") == "true")
+    powered = tuple(
+        kind for kind in ("AC", "USB", "Wireless", "Dock") if pairs.get(f"battery.{kind.lower()} powered") == "true"
+    )
     temp = num("temperature")  # tenths of a degree
-    return Battery(num("level"), BATTERY_STATUS.get(num("status") or 1, "unknown"),
-                   temp / 10 if temp is not None else None, num("voltage"), powered)
+    return Battery(
+        num("level"),
+        BATTERY_STATUS.get(num("status") or 1, "unknown"),
+        temp / 10 if temp is not None else None,
+        num("voltage"),
+        powered,
+    )
 
 
 def clusters(max_khz: dict[int, int]) -> tuple[Cluster, ...]:
@@ -175,8 +206,10 @@ def cpu_mask(facts: DeviceFacts, which: str) -> str:
     """A taskset hex mask for 'big', 'little', 'all' or a hex mask of the phone's CPUs."""
     groups = facts.clusters
     if which in ("big", "little", "all") and not groups:
-        raise ConfigError(f"--cpus {which}: {facts.serial} does not show its CPU frequencies, so clusters are "
-                          "unknown; pass a hex mask such as f0")
+        raise ConfigError(
+            f"--cpus {which}: {facts.serial} does not show its CPU frequencies, so clusters are "
+            "unknown; pass a hex mask such as f0"
+        )
     if which == "all":
         cpus = [c for g in groups for c in g.cpus]
     elif which == "little":

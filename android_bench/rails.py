@@ -5,6 +5,7 @@
 cumulative energy since boot, measured by the PMIC on the phone's side of the battery, so a
 charging cable does not disturb it.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,8 +50,9 @@ def parse_rails(text: str) -> dict[str, float]:
     return rails
 
 
-def rails_energy(idle: tuple[RailSnapshot, RailSnapshot], window: tuple[RailSnapshot, RailSnapshot],
-                 run_s: float, inferences: int) -> dict:
+def rails_energy(
+    idle: tuple[RailSnapshot, RailSnapshot], window: tuple[RailSnapshot, RailSnapshot], run_s: float, inferences: int
+) -> dict:
     """Energy per inference: active rail power between the window snapshots, over the run_s the runs took.
 
     The window snapshots are taken by dumpsys calls while the benchmark runs, so they bracket most
@@ -68,18 +70,29 @@ def rails_energy(idle: tuple[RailSnapshot, RailSnapshot], window: tuple[RailSnap
     window_j = delta(*window)
     active_w = window_j / window_s - idle_w
     if active_w <= 0:
-        return {"status": "unavailable",
-                "reason": f"rail power during the run ({window_j / window_s:.3f} W) was not above idle "
-                          f"({idle_w:.3f} W); lengthen the run (--min-secs)"}
+        return {
+            "status": "unavailable",
+            "reason": f"rail power during the run ({window_j / window_s:.3f} W) was not above idle "
+            f"({idle_w:.3f} W); lengthen the run (--min-secs)",
+        }
     # the window's edges are known to within half a dumpsys call each
     edge_s = (window[0].spread_s ** 2 + window[1].spread_s ** 2) ** 0.5
     # energy counted over a window whose ends are off by edge_s: the average power is off by that share
     relative = (window_j / window_s) * (edge_s / window_s) / active_w
     per_inference = active_w * run_s / inferences
     return {
-        "status": "measured", "source": "power_rails:IPowerStats",
-        "mj_per_inference": per_inference * 1e3, "inferences_per_joule": 1 / per_inference,
-        "avg_power_w": window_j / window_s, "idle_power_w": idle_w, "active_power_w": active_w,
-        "window_s": run_s, "rail_window_s": window_s, "inferences": inferences, "samples": 4, "rails": sorted(names),
-        "uncertainty_mj_per_inference": per_inference * relative * 1e3, "uncertainty_pct": 100 * relative,
+        "status": "measured",
+        "source": "power_rails:IPowerStats",
+        "mj_per_inference": per_inference * 1e3,
+        "inferences_per_joule": 1 / per_inference,
+        "avg_power_w": window_j / window_s,
+        "idle_power_w": idle_w,
+        "active_power_w": active_w,
+        "window_s": run_s,
+        "rail_window_s": window_s,
+        "inferences": inferences,
+        "samples": 4,
+        "rails": sorted(names),
+        "uncertainty_mj_per_inference": per_inference * relative * 1e3,
+        "uncertainty_pct": 100 * relative,
     }

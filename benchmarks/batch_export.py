@@ -9,6 +9,7 @@ Every model becomes a TFLite fp32 file three ways, each timed wall-clock:
 The models: BACKEND_MODELS from the onnx package's backend test data plus exported zoo models,
 copied into WORK/models/. Setup (zoo export, copying) is not timed.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,22 +29,38 @@ DATA_ROOT = Path(onnx.__file__).parent / "backend" / "test" / "data"
 # ONNX file (no inputs file) and none has only 4-D, 3-channel inputs (see onnx2tf_would_download).
 # test_Embedding* are left out: random indices 0..9 overrun their 4-row tables in ONNX Runtime.
 BACKEND_MODELS = (
-    "pytorch-converted/test_AvgPool1d", "pytorch-converted/test_BatchNorm1d_3d_input_eval",
-    "pytorch-converted/test_BatchNorm3d_eval", "pytorch-converted/test_Conv1d",
-    "pytorch-converted/test_Conv1d_dilated", "pytorch-converted/test_Conv1d_groups",
-    "pytorch-converted/test_Conv1d_stride", "pytorch-converted/test_Conv2d_depthwise",
-    "pytorch-converted/test_Conv2d_depthwise_strided", "pytorch-converted/test_Conv2d_groups",
-    "pytorch-converted/test_Conv3d", "pytorch-converted/test_Conv3d_stride_padding",
-    "pytorch-converted/test_ELU", "pytorch-converted/test_GLU_dim",
-    "pytorch-converted/test_LeakyReLU_with_negval", "pytorch-converted/test_Linear",
-    "pytorch-converted/test_LogSoftmax", "pytorch-converted/test_MaxPool1d_stride",
-    "pytorch-converted/test_PixelShuffle", "pytorch-converted/test_PoissonNLLLLoss_no_reduce",
-    "pytorch-converted/test_SELU", "pytorch-converted/test_Softmax",
-    "pytorch-operator/test_operator_addmm", "pytorch-operator/test_operator_basic",
-    "pytorch-operator/test_operator_chunk", "pytorch-operator/test_operator_clip",
-    "pytorch-operator/test_operator_concat2", "pytorch-operator/test_operator_conv",
-    "pytorch-operator/test_operator_maxpool", "pytorch-operator/test_operator_mm",
-    "pytorch-operator/test_operator_pad", "pytorch-operator/test_operator_reduced_mean_keepdim",
+    "pytorch-converted/test_AvgPool1d",
+    "pytorch-converted/test_BatchNorm1d_3d_input_eval",
+    "pytorch-converted/test_BatchNorm3d_eval",
+    "pytorch-converted/test_Conv1d",
+    "pytorch-converted/test_Conv1d_dilated",
+    "pytorch-converted/test_Conv1d_groups",
+    "pytorch-converted/test_Conv1d_stride",
+    "pytorch-converted/test_Conv2d_depthwise",
+    "pytorch-converted/test_Conv2d_depthwise_strided",
+    "pytorch-converted/test_Conv2d_groups",
+    "pytorch-converted/test_Conv3d",
+    "pytorch-converted/test_Conv3d_stride_padding",
+    "pytorch-converted/test_ELU",
+    "pytorch-converted/test_GLU_dim",
+    "pytorch-converted/test_LeakyReLU_with_negval",
+    "pytorch-converted/test_Linear",
+    "pytorch-converted/test_LogSoftmax",
+    "pytorch-converted/test_MaxPool1d_stride",
+    "pytorch-converted/test_PixelShuffle",
+    "pytorch-converted/test_PoissonNLLLLoss_no_reduce",
+    "pytorch-converted/test_SELU",
+    "pytorch-converted/test_Softmax",
+    "pytorch-operator/test_operator_addmm",
+    "pytorch-operator/test_operator_basic",
+    "pytorch-operator/test_operator_chunk",
+    "pytorch-operator/test_operator_clip",
+    "pytorch-operator/test_operator_concat2",
+    "pytorch-operator/test_operator_conv",
+    "pytorch-operator/test_operator_maxpool",
+    "pytorch-operator/test_operator_mm",
+    "pytorch-operator/test_operator_pad",
+    "pytorch-operator/test_operator_reduced_mean_keepdim",
 )
 ZOO_MODELS = ("cnn_digits", "mlp_tabular")
 # -osd: a SignatureDef, so the file can be fed by input name (edgepipe's files have one);
@@ -97,9 +114,16 @@ def prepare(work: Path, env: dict) -> list[str]:
     for rel in BACKEND_MODELS:
         shutil.copyfile(DATA_ROOT / rel / "model.onnx", models / f"{Path(rel).name}.onnx")
     # Both exports at once: setup is not measured, and each mostly waits on its own imports.
-    exports = {name: subprocess.Popen([BIN / "edgepipe", "export", name, "--variant", "fp32", "-o", work / "zoo" / name],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-               for name in ZOO_MODELS}
+    exports = {
+        name: subprocess.Popen(
+            [BIN / "edgepipe", "export", name, "--variant", "fp32", "-o", work / "zoo" / name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name in ZOO_MODELS
+    }
     for name, process in exports.items():
         _, err = process.communicate()
         if process.returncode:
@@ -132,8 +156,14 @@ def run_loop(work: Path, env: dict) -> tuple[float, dict[str, float], set[str]]:
 def run_batch(work: Path, env: dict) -> tuple[float, dict[str, str]]:
     """Wall seconds of one `edgepipe batch --workers 2` and every job's status."""
     start = time.perf_counter()
-    done = subprocess.run([BIN / "edgepipe", "batch", "jobs.toml", "-o", "batch", "--workers", "2", "--json"],
-                          cwd=work, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [BIN / "edgepipe", "batch", "jobs.toml", "-o", "batch", "--workers", "2", "--json"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1):  # 1 means some job failed, which the statuses show
         raise SystemExit(f"edgepipe batch exited {done.returncode}:\n{done.stderr[-2000:]}")
@@ -165,10 +195,15 @@ def main() -> None:
     names = prepare(work, env)
     (work / "jobs.toml").write_text(JOBS)
     shutil.rmtree(work / "batch", ignore_errors=True)  # (2) must start from an empty cache
-    print(f"models: {len(names)} ({len(BACKEND_MODELS)} onnx backend test models, {len(ZOO_MODELS)} exported zoo models)")
+    print(
+        f"models: {len(names)} ({len(BACKEND_MODELS)} onnx backend test models, {len(ZOO_MODELS)} exported zoo models)"
+    )
     print(textwrap.fill(", ".join(names), 110, initial_indent="  ", subsequent_indent="  "))
-    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before timing, "
-          f"processes of a pytest run: {other_pytest()}\n", flush=True)
+    print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} before timing, "
+        f"processes of a pytest run: {other_pytest()}\n",
+        flush=True,
+    )
 
     loop_s, per_model, loop_ok = run_loop(work, env)
     cold_s, cold = run_batch(work, env)
@@ -177,15 +212,24 @@ def main() -> None:
     warm_ok = {n for n, s in warm.items() if s in ("done", "cached")}
     cached = sum(s == "cached" for s in warm.values())
 
-    print(f"(1) onnx2tf shell loop ({LOOP_FLAGS}): {loop_s:8.2f} s  {len(loop_ok)}/{len(names)} converted "
-          f"({loop_s / len(names):.2f} s per model)")
-    print(f"(2) edgepipe batch --workers 2, cold:    {cold_s:8.2f} s  {len(cold_ok)}/{len(names)} converted and validated")
-    print(f"(3) edgepipe batch, warm (same dir):     {warm_s:8.2f} s  {len(warm_ok)}/{len(names)} answered "
-          f"({cached} from the cache)")
+    print(
+        f"(1) onnx2tf shell loop ({LOOP_FLAGS}): {loop_s:8.2f} s  {len(loop_ok)}/{len(names)} converted "
+        f"({loop_s / len(names):.2f} s per model)"
+    )
+    print(
+        f"(2) edgepipe batch --workers 2, cold:    {cold_s:8.2f} s  {len(cold_ok)}/{len(names)} converted and validated"
+    )
+    print(
+        f"(3) edgepipe batch, warm (same dir):     {warm_s:8.2f} s  {len(warm_ok)}/{len(names)} answered "
+        f"({cached} from the cache)"
+    )
     both = loop_ok & cold_ok
     print(f"\nconverted by both (1) and (2): {len(both)} of {len(names)}")
-    for label, only in (("(1) only", loop_ok - cold_ok), ("(2) only", cold_ok - loop_ok),
-                        ("neither", set(names) - loop_ok - cold_ok)):
+    for label, only in (
+        ("(1) only", loop_ok - cold_ok),
+        ("(2) only", cold_ok - loop_ok),
+        ("neither", set(names) - loop_ok - cold_ok),
+    ):
         if only:
             print(f"  {label}: {', '.join(sorted(only))}")
     compared = loop_s

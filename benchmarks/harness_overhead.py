@@ -3,15 +3,15 @@
 Usage: python benchmarks/harness_overhead.py [MODEL.tflite]
 (without a model, exports cnn_digits to a temporary directory first)
 """
+
 from __future__ import annotations
 
 import tempfile
 import time
 from pathlib import Path
 
-from sample_model import model_from_argv
-
 import numpy as np
+from sample_model import model_from_argv
 
 ROUNDS = 5
 RUNS = 20_000

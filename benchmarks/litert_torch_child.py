@@ -3,6 +3,7 @@
 Usage: python litert_torch_child.py NAME OUT.tflite   prints {"seconds": ...} as JSON on its last line.
 Seeds as edgepipe's factory loader does, so both converters get the same weights.
 """
+
 from __future__ import annotations
 
 import json

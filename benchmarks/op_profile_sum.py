@@ -6,6 +6,7 @@ Usage: python benchmarks/op_profile_sum.py [MODEL.tflite MODEL.onnx]
 For each file: the mean latency of the timing harness (no profiler attached), then the sum of
 the per-op times of profilers.op_profile, and their ratio (target: within 20 %).
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -29,8 +30,10 @@ def compare(path: Path) -> None:
     mean_ms = float(np.mean(time_invocations(session.bind(feeds), QUICK).samples_ns)) / 1e6
     ops = profile_ops(runtime, path, feeds, 1, 500)
     ratio = ops.op_total_ms / mean_ms
-    print(f"{path.name:<22} {runtime:<12} harness mean {mean_ms:8.4f} ms   op sum {ops.op_total_ms:8.4f} ms   "
-          f"ratio {ratio:5.2f} ({'within' if abs(ratio - 1) <= 0.2 else 'outside'} 20 %)")
+    print(
+        f"{path.name:<22} {runtime:<12} harness mean {mean_ms:8.4f} ms   op sum {ops.op_total_ms:8.4f} ms   "
+        f"ratio {ratio:5.2f} ({'within' if abs(ratio - 1) <= 0.2 else 'outside'} 20 %)"
+    )
 
 
 def main() -> None:
@@ -38,8 +41,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = [Path(p) for p in sys.argv[1:]]
         if not paths:
-            subprocess.run([sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             paths = [Path(tmp) / "model_fp32.tflite", Path(tmp) / "model.onnx"]
         for path in paths:
             compare(path)

@@ -6,6 +6,7 @@ Usage: python benchmarks/paired_vs_unpaired.py [MODEL.tflite|.onnx|.pt2]
 A model against itself has a true ratio of 1, so how far each series strays from 1 is what a
 relative budget ("int8 p90 <= 1.15x fp32 p90") would see as noise.
 """
+
 from __future__ import annotations
 
 import sys
@@ -31,8 +32,11 @@ def model_and_feeds(tmp: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
     feeds = {}
     for spec in RUNTIMES[runtime](path, THREADS).inputs:
         shape = tuple(1 if d < 0 else d for d in spec.shape)  # an open dimension runs at 1
-        feeds[spec.name] = (rng.standard_normal(shape).astype(spec.dtype) if np.dtype(spec.dtype).kind == "f"
-                            else np.zeros(shape, spec.dtype))
+        feeds[spec.name] = (
+            rng.standard_normal(shape).astype(spec.dtype)
+            if np.dtype(spec.dtype).kind == "f"
+            else np.zeros(shape, spec.dtype)
+        )
     return runtime, path, feeds
 
 
@@ -42,29 +46,43 @@ def main() -> None:
     from profilers.paired import paired_ratio_isolated
     from profilers.profile import profile_isolated
 
-    timing = TimingSettings(warmup_runs=10, warmup_seconds=WARMUP_SECONDS, min_runs=100,
-                            min_seconds=BLOCKS * BLOCK_SECONDS, max_seconds=10.0)
+    timing = TimingSettings(
+        warmup_runs=10,
+        warmup_seconds=WARMUP_SECONDS,
+        min_runs=100,
+        min_seconds=BLOCKS * BLOCK_SECONDS,
+        max_seconds=10.0,
+    )
     with tempfile.TemporaryDirectory() as tmp:
         runtime, path, feeds = model_and_feeds(Path(tmp))
         side = (runtime, path, feeds)
         unpaired, paired = [], []
         for i in range(REPEATS):
-            a, b = (profile_isolated(runtime, path, feeds, THREADS, timing, Path(tmp) / "log")["latency_ms"]
-                    for _ in range(2))
+            a, b = (
+                profile_isolated(runtime, path, feeds, THREADS, timing, Path(tmp) / "log")["latency_ms"]
+                for _ in range(2)
+            )
             unpaired.append(a["p90"] / b["p90"])
-            pair = paired_ratio_isolated(side, side, THREADS, BLOCKS, BLOCK_SECONDS, WARMUP_SECONDS, seed=i,
-                                         log_path=Path(tmp) / "log")
+            pair = paired_ratio_isolated(
+                side, side, THREADS, BLOCKS, BLOCK_SECONDS, WARMUP_SECONDS, seed=i, log_path=Path(tmp) / "log"
+            )
             paired.append(pair["p90_ratio"])
             lo, hi = pair["p90_ratio_ci95"]
-            print(f"repeat {i + 1}: unpaired p90 {a['p90'] * 1e3:.1f} / {b['p90'] * 1e3:.1f} us = {unpaired[-1]:.3f}   "
-                  f"paired p90 ratio {paired[-1]:.3f} (95 % CI {lo:.3f}-{hi:.3f}, "
-                  f"{pair['calls_per_block']} calls x {pair['blocks']} blocks)")
+            print(
+                f"repeat {i + 1}: unpaired p90 {a['p90'] * 1e3:.1f} / {b['p90'] * 1e3:.1f} us = {unpaired[-1]:.3f}   "
+                f"paired p90 ratio {paired[-1]:.3f} (95 % CI {lo:.3f}-{hi:.3f}, "
+                f"{pair['calls_per_block']} calls x {pair['blocks']} blocks)"
+            )
     for name, series in (("unpaired", unpaired), ("paired", paired)):
-        print(f"{name:>8}: {' '.join(f'{r:.3f}' for r in series)}   max |ratio-1| {_worst(series):.3f}   "
-              f"spread (max-min) {max(series) - min(series):.3f}")
-    print(f"model: {path.name} ({runtime}); spread ratio unpaired/paired "
-          f"{(max(unpaired) - min(unpaired)) / max(max(paired) - min(paired), 1e-9):.1f}x, "
-          f"max |ratio-1| ratio {_worst(unpaired) / max(_worst(paired), 1e-9):.1f}x (target: paired within 0.15 of 1)")
+        print(
+            f"{name:>8}: {' '.join(f'{r:.3f}' for r in series)}   max |ratio-1| {_worst(series):.3f}   "
+            f"spread (max-min) {max(series) - min(series):.3f}"
+        )
+    print(
+        f"model: {path.name} ({runtime}); spread ratio unpaired/paired "
+        f"{(max(unpaired) - min(unpaired)) / max(max(paired) - min(paired), 1e-9):.1f}x, "
+        f"max |ratio-1| ratio {_worst(unpaired) / max(_worst(paired), 1e-9):.1f}x (target: paired within 0.15 of 1)"
+    )
 
 
 def _worst(series: list[float]) -> float:

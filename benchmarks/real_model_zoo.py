@@ -4,6 +4,7 @@ Nothing is downloaded (weights=None / pretrained=False). The torchvision wheel t
 the CPU torch is a CUDA build whose C extension does not load; declaring its two detection ops'
 schemas first lets the pure-Python model code import (no classifier or segmenter uses them).
 """
+
 from __future__ import annotations
 
 import torch
@@ -61,8 +62,11 @@ def build(name: str) -> torch.nn.Module:
     # the dead branches away would then be timed on a smaller graph than the trained model's.
     with torch.no_grad():
         for layer in module.modules():
-            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm) and layer.weight is not None \
-                    and not layer.weight.any():
+            if (
+                isinstance(layer, torch.nn.modules.batchnorm._BatchNorm)
+                and layer.weight is not None
+                and not layer.weight.any()
+            ):
                 layer.weight.fill_(1.0)
     return module.eval()
 
@@ -86,9 +90,11 @@ def example(seed: int = 0) -> torch.Tensor:
 
 def factory(name: str):
     """A zero-argument factory returning (module, example input), as edgepipe takes it."""
+
     def make():
         module = build(name)
         return (_Outputs(module).eval() if name.startswith("deeplab") else module), example()
+
     return make
 
 

@@ -10,6 +10,7 @@ time and peak RSS, the fp32 file's size and op count, its ledger figures against
 the same for litert-torch; then both files' median latency on one thread, measured interleaved
 in this one process (profilers.paired), and the ratios. Measure on a quiet machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,21 @@ def _hwm_kb(pid: int) -> int:
 def edgepipe_export(name: str, work: Path) -> dict:
     """`edgepipe export real_model_zoo:NAME --variant fp32 --json` as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
-    run = timed([str(ROOT / ".venv/bin/edgepipe"), "export", f"real_model_zoo:{name}", "--variant", "fp32",
-                 "-o", str(work / "edgepipe"), "--json"], work / "edgepipe.json", env=env, cwd=work)
+    run = timed(
+        [
+            str(ROOT / ".venv/bin/edgepipe"),
+            "export",
+            f"real_model_zoo:{name}",
+            "--variant",
+            "fp32",
+            "-o",
+            str(work / "edgepipe"),
+            "--json",
+        ],
+        work / "edgepipe.json",
+        env=env,
+        cwd=work,
+    )
     if run["rc"] != 0:
         return {**run, "error": _last_line(work / "edgepipe.err")}
     summary = json.loads((work / "edgepipe.json").read_text())
@@ -76,8 +90,9 @@ def edgepipe_export(name: str, work: Path) -> dict:
 def litert_export(name: str, work: Path, python: Path) -> dict:
     """litert-torch's conversion of the same model, seeded the same way, in its own venv."""
     out = work / f"{name}_litert.tflite"
-    run = timed([str(python), str(ROOT / "benchmarks/litert_torch_child.py"), name, str(out)],
-                work / "litert.json", cwd=work)
+    run = timed(
+        [str(python), str(ROOT / "benchmarks/litert_torch_child.py"), name, str(out)], work / "litert.json", cwd=work
+    )
     if run["rc"] != 0:
         return {**run, "error": _last_line(work / "litert.err")}
     return {**run, "path": str(out)}
@@ -90,8 +105,19 @@ def ensure_litert_venv(venv: Path) -> Path:
         print(f"creating {venv} with {LITERT_TORCH} (once)", file=sys.stderr)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         subprocess.run([str(python), "-m", "pip", "install", "-q", "torch==2.13.0", LITERT_TORCH], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-r",
-                        str(ROOT / "benchmarks/requirements-real-models.txt")], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--no-deps",
+                "-r",
+                str(ROOT / "benchmarks/requirements-real-models.txt"),
+            ],
+            check=True,
+        )
         subprocess.run([str(python), "-m", "pip", "install", "-q", "pyyaml"], check=True)
         (venv / ".ready").touch()
     return python
@@ -104,8 +130,11 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     image = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     spec = ours["inputs"][0]
     feeds_ours = {spec["name"]: np.ascontiguousarray(convert_layout(image, "NCHW", spec["layout"]))}
-    row = {"size": Path(ours["path"]).stat().st_size, "ops": sum(op_histogram(Path(ours["path"])).values()),
-           "size_split": file_composition(Path(ours["path"])).to_dict()}
+    row = {
+        "size": Path(ours["path"]).stat().st_size,
+        "ops": sum(op_histogram(Path(ours["path"])).values()),
+        "size_split": file_composition(Path(ours["path"])).to_dict(),
+    }
     if theirs is None or "path" not in theirs:
         return row
     runner = Interpreter(model_path=theirs["path"]).get_signature_runner()
@@ -117,19 +146,32 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     if got_ours.ndim == 4 and got_ours.size == got_theirs.size and spec["layout"] == "NHWC":
         got_ours = np.transpose(got_ours, (0, 3, 1, 2))  # a segmentation map written channels-last
     got_ours = got_ours.ravel()
-    pair = paired_ratio(("tflite", Path(ours["path"]), feeds_ours), ("tflite", Path(theirs["path"]), feeds_theirs),
-                        threads=1, blocks=20, block_seconds=0.15, warmup_seconds=0.5)
-    return {**row, "litert_size": Path(theirs["path"]).stat().st_size,
-            "litert_ops": sum(op_histogram(Path(theirs["path"])).values()),
-            "outputs_cosine": float(got_ours @ got_theirs / np.sqrt((got_ours @ got_ours) * (got_theirs @ got_theirs))),
-            "p50_ms": pair.target_p50_ms, "litert_p50_ms": pair.reference_p50_ms, "latency_ratio": pair.p50_ratio,
-            "latency_ratio_ci95": list(pair.p50_ratio_ci95)}
+    pair = paired_ratio(
+        ("tflite", Path(ours["path"]), feeds_ours),
+        ("tflite", Path(theirs["path"]), feeds_theirs),
+        threads=1,
+        blocks=20,
+        block_seconds=0.15,
+        warmup_seconds=0.5,
+    )
+    return {
+        **row,
+        "litert_size": Path(theirs["path"]).stat().st_size,
+        "litert_ops": sum(op_histogram(Path(theirs["path"])).values()),
+        "outputs_cosine": float(got_ours @ got_theirs / np.sqrt((got_ours @ got_ours) * (got_theirs @ got_theirs))),
+        "p50_ms": pair.target_p50_ms,
+        "litert_p50_ms": pair.reference_p50_ms,
+        "latency_ratio": pair.p50_ratio,
+        "latency_ratio_ci95": list(pair.p50_ratio_ci95),
+    }
 
 
 def markdown(rows: list[dict]) -> str:
     """The results as one Markdown table (ratios are edgepipe / litert-torch)."""
-    head = ("| model | export s (edgepipe / litert-torch) | time ratio | peak RSS MiB (e / l) | size MB (e / l) | "
-            "size ratio | ops (e / l) | p50 ms (e / l) | latency ratio [95 % CI] | cosine vs torch | max abs | ok |")
+    head = (
+        "| model | export s (edgepipe / litert-torch) | time ratio | peak RSS MiB (e / l) | size MB (e / l) | "
+        "size ratio | ops (e / l) | p50 ms (e / l) | latency ratio [95 % CI] | cosine vs torch | max abs | ok |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         e, lt, c = r["edgepipe"], r.get("litert") or {}, r.get("files", {})
@@ -141,13 +183,15 @@ def markdown(rows: list[dict]) -> str:
         ratio = lambda a, b: f"{a / b:.2f}x" if a and b else "-"  # noqa: E731
         ci = c.get("latency_ratio_ci95")
         lines.append(
-            f"| {r['model']} | {e['seconds']:.0f} / {lt_s} | {ratio(e['seconds'], lt.get('seconds') if 'path' in lt else None)} | "
+            f"| {r['model']} | {e['seconds']:.0f} / {lt_s} | "
+            f"{ratio(e['seconds'], lt.get('seconds') if 'path' in lt else None)} | "
             f"{e['peak_rss_mb']:.0f} / {lt.get('peak_rss_mb', 0):.0f} | {c['size'] / 1e6:.2f} / "
             f"{c.get('litert_size', 0) / 1e6:.2f} | {ratio(c['size'], c.get('litert_size'))} | "
             f"{c['ops']} / {c.get('litert_ops', '-')} | "
             f"{c.get('p50_ms', 0):.2f} / {c.get('litert_p50_ms', 0):.2f} | "
             f"{(str(round(c['latency_ratio'], 2)) + 'x [' + f'{ci[0]:.2f}, {ci[1]:.2f}' + ']') if ci else '-'} | "
-            f"{led['cosine']:.6f} | {led['max_abs']:.2e} | {led['ok']} |")
+            f"{led['cosine']:.6f} | {led['max_abs']:.2e} | {led['ok']} |"
+        )
     return "\n".join(lines)
 
 
@@ -186,8 +230,10 @@ def main() -> None:
             args.markdown.write_text(markdown(rows) + "\n")
     print(markdown(rows))
     load = os.getloadavg()
-    print(f"\nload average while measured (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
-          f"{os.cpu_count()} cores; work dir {work}")
+    print(
+        f"\nload average while measured (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
+        f"{os.cpu_count()} cores; work dir {work}"
+    )
 
 
 if __name__ == "__main__":

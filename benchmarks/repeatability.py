@@ -3,6 +3,7 @@
 Usage: python benchmarks/repeatability.py [MODEL.tflite|.onnx|.pt2]
 (without a model, exports cnn_digits to a temporary directory first)
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -26,10 +27,15 @@ def main() -> None:
             result = profile_file(path, None, "host", 1)
             lat = result["latency_ms"]
             p50s.append(lat["p50"])
-            print(f"repeat {i + 1}: p50 {lat['p50'] * 1e3:.3f} us  p90 {lat['p90'] * 1e3:.3f} us  "
-                  f"n {lat['n']}  cv {lat['cv']:.3f}")
+            print(
+                f"repeat {i + 1}: p50 {lat['p50'] * 1e3:.3f} us  p90 {lat['p90'] * 1e3:.3f} us  "
+                f"n {lat['n']}  cv {lat['cv']:.3f}"
+            )
     spread = (max(p50s) - min(p50s)) / float(np.median(p50s))
-    print(f"model: {path.name}; spread of p50 over {REPEATS} runs: {spread * 100:.2f} % (target <= 5 % on a quiet machine)")
+    print(
+        f"model: {path.name}; spread of p50 over {REPEATS} runs: {spread * 100:.2f} % "
+        "(target <= 5 % on a quiet machine)"
+    )
 
 
 if __name__ == "__main__":

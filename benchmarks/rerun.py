@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/rerun.py [JOB.toml]   (the embedded default job when omitted)
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -14,8 +15,9 @@ from pathlib import Path
 def timed_run(job: list[str], run_dir: Path) -> float:
     """Wall seconds of one `edgepipe run` in a fresh interpreter, as a user would start it."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "pipeline", "run", *job, "-o", str(run_dir)],
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "pipeline", "run", *job, "-o", str(run_dir)], check=True, stdout=subprocess.DEVNULL
+    )
     return time.perf_counter() - start
 
 

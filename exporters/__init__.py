@@ -1,4 +1,5 @@
 """torch -> ONNX -> TFLite conversion and the numerics ledger that checks every hop."""
+
 import os
 
 # TensorFlow's oneDNN kernels (on by default on x86) corrupt the heap on 2 threads in a batched

@@ -6,6 +6,7 @@ serving function then reshapes or transposes at its boundary (exporters.tflite_c
 that only adds or drops unit axes is certain; any other reshape or transpose is chosen by evidence:
 the Keras model run on seeded inputs must reproduce ONNX Runtime's outputs under it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -66,8 +67,9 @@ class Bounded:
 
     def input_shapes(self) -> list[tuple]:
         """The shape the file takes at each Keras input, in order (None where unknown)."""
-        return [fix.onnx_shape if (fix := self.fix("input", i)) else tuple(t.shape)
-                for i, t in enumerate(self.keras.inputs)]
+        return [
+            fix.onnx_shape if (fix := self.fix("input", i)) else tuple(t.shape) for i, t in enumerate(self.keras.inputs)
+        ]
 
     def __call__(self, inputs: list) -> list:
         """The model's outputs, in order, for inputs in the shapes input_shapes() gives."""
@@ -91,9 +93,14 @@ def fit_boundary(keras, onnx_path: Path, inputs: tuple[InputSpec, ...], kept: se
     wrong_out = [not _fits_any(k, s, True) for k, s in zip(out_shapes, outputs)]
     if not any(wrong_in + wrong_out):
         return bounded
-    certain = tuple(f for f in (*(_unit_reshape(s, k, "input") for k, s, w in zip(in_shapes, inputs, wrong_in) if w),
-                                *(_unit_reshape(s, k, "output") for k, s, w in zip(out_shapes, outputs, wrong_out) if w))
-                    if f)
+    certain = tuple(
+        f
+        for f in (
+            *(_unit_reshape(s, k, "input") for k, s, w in zip(in_shapes, inputs, wrong_in) if w),
+            *(_unit_reshape(s, k, "output") for k, s, w in zip(out_shapes, outputs, wrong_out) if w),
+        )
+        if f
+    )
     with output_to_log(log_path):
         found, note = _by_evidence(keras, onnx_path, inputs, outputs, in_shapes, out_shapes, wrong_out, kept)
     fixes = certain if found is None else found
@@ -122,13 +129,19 @@ def _by_evidence(keras, onnx_path: Path, inputs, outputs, in_shapes, out_shapes,
 
 
 def _input_readings(spec: InputSpec, shape: tuple, may_be_channels_last: bool) -> list:
-    """None (fed as edgepipe records it) when the shape fits, else its reshapes; then every other transpose that fits."""
+    """None (fed as edgepipe records it) when the shape fits, else its reshapes; then every other
+    transpose that fits."""
     fits = _fits_any(shape, spec, may_be_channels_last)
     unit = None if fits else _unit_reshape(spec, shape, "input")
     readings: list = [None] if fits else [unit] if unit else []
-    as_recorded = {tuple(range(len(spec.shape)))} | ({_channels_last_perm(len(spec.shape))} if may_be_channels_last else set())
-    readings += [BoundaryFix(spec.name, "input", spec.shape, _known(shape), "transpose", p)
-                 for p in _perms(len(spec.shape)) if p not in as_recorded and _fits(tuple(spec.shape[i] for i in p), shape)]
+    as_recorded = {tuple(range(len(spec.shape)))} | (
+        {_channels_last_perm(len(spec.shape))} if may_be_channels_last else set()
+    )
+    readings += [
+        BoundaryFix(spec.name, "input", spec.shape, _known(shape), "transpose", p)
+        for p in _perms(len(spec.shape))
+        if p not in as_recorded and _fits(tuple(spec.shape[i] for i in p), shape)
+    ]
     if not fits and not unit and _resolved(shape, math.prod(spec.shape)) is not None:
         readings.append(BoundaryFix(spec.name, "input", spec.shape, _known(shape), "reshape"))
     return readings
@@ -138,8 +151,11 @@ def _output_readings(spec: InputSpec, shape: tuple) -> list:
     """Every reshape and transpose of a wrong-shaped output that gives the ONNX shape."""
     unit = _unit_reshape(spec, shape, "output")
     readings = [unit] if unit else []
-    readings += [BoundaryFix(spec.name, "output", spec.shape, _known(shape), "transpose", p)
-                 for p in _perms(len(shape)) if _fits(spec.shape, tuple(shape[i] for i in p))]
+    readings += [
+        BoundaryFix(spec.name, "output", spec.shape, _known(shape), "transpose", p)
+        for p in _perms(len(shape))
+        if _fits(spec.shape, tuple(shape[i] for i in p))
+    ]
     if not unit and -1 not in spec.shape:
         readings.append(BoundaryFix(spec.name, "output", spec.shape, _known(shape), "reshape"))
     return readings
@@ -210,8 +226,9 @@ def _fits_any(shape: tuple, spec: InputSpec, may_be_channels_last: bool) -> bool
 
 def _fits(onnx_shape: tuple, model_shape: tuple) -> bool:
     """Equal ranks and dims, an unknown dimension (-1 in ONNX, None in Keras) matching anything."""
-    return len(onnx_shape) == len(model_shape) and all(a == -1 or b is None or a == b
-                                                      for a, b in zip(onnx_shape, model_shape))
+    return len(onnx_shape) == len(model_shape) and all(
+        a == -1 or b is None or a == b for a, b in zip(onnx_shape, model_shape)
+    )
 
 
 def _channels_last_perm(rank: int) -> tuple[int, ...]:
@@ -234,5 +251,7 @@ def _log(log_path: Path, fixes: tuple[BoundaryFix, ...], note: str) -> None:
     with open(log_path, "a") as log:
         log.write(f"{LOG_PREFIX}onnx2tf changed a boundary shape; {note}\n")
         for f in fixes:
-            log.write(f"{LOG_PREFIX}{f.role} {f.name!r}: {f.op}{f' {f.perm}' if f.perm else ''} between "
-                      f"ONNX {f.onnx_shape} and onnx2tf's {f.model_shape}\n")
+            log.write(
+                f"{LOG_PREFIX}{f.role} {f.name!r}: {f.op}{f' {f.perm}' if f.perm else ''} between "
+                f"ONNX {f.onnx_shape} and onnx2tf's {f.model_shape}\n"
+            )

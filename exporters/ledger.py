@@ -1,4 +1,5 @@
 """The numerics ledger: per-hop, per-output error figures, failing once with every mismatch."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -55,13 +56,24 @@ class HopLedger:
 
     def to_dict(self) -> dict:
         """Full JSON form, with every output's figures."""
-        return {**self.summary(), "hop": self.hop, "candidate": self.candidate, "samples": self.samples,
-                "outputs": [asdict(o) for o in self.outputs]}
+        return {
+            **self.summary(),
+            "hop": self.hop,
+            "candidate": self.candidate,
+            "samples": self.samples,
+            "outputs": [asdict(o) for o in self.outputs],
+        }
 
 
-def output_figures(name: str, reference: np.ndarray, candidate: np.ndarray, rel_tolerance: float | None,
-                   min_sqnr_db: float | None = None) -> OutputFigures:
-    """Error figures of one output, judged by max abs error (rel_tolerance x the reference's max magnitude), SQNR, or both."""
+def output_figures(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    rel_tolerance: float | None,
+    min_sqnr_db: float | None = None,
+) -> OutputFigures:
+    """Error figures of one output, judged by max abs error (rel_tolerance x the reference's max
+    magnitude), SQNR, or both."""
     ref = np.asarray(reference, dtype=np.float64).ravel()
     got = np.asarray(candidate, dtype=np.float64).ravel()
     if ref.shape != got.shape:
@@ -94,8 +106,12 @@ def _cosine_and_sqnr(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
 
 
 def compare(
-    hop: str, reference_name: str, candidate_name: str,
-    reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], rel_tolerance: float | None,
+    hop: str,
+    reference_name: str,
+    candidate_name: str,
+    reference: dict[str, np.ndarray],
+    candidate: dict[str, np.ndarray],
+    rel_tolerance: float | None,
     min_sqnr_db: float | None = None,
 ) -> HopLedger:
     """Compare every output the reference has; a missing candidate output is a mismatch."""
@@ -109,8 +125,9 @@ def compare(
 
 def require_parity(ledgers: list[HopLedger]) -> None:
     """Raise one ParityError naming every output of every hop that is out of tolerance."""
-    failures = [f"{ledger.hop} output {o.output!r}: {_shortfall(o)}" for ledger in ledgers for o in ledger.outputs
-                if not o.ok]
+    failures = [
+        f"{ledger.hop} output {o.output!r}: {_shortfall(o)}" for ledger in ledgers for o in ledger.outputs if not o.ok
+    ]
     if failures:
         raise ParityError("numerics out of tolerance: " + "; ".join(failures) + "; see ledger.json")
 

@@ -4,6 +4,7 @@ Each fix wraps one translator (`onnx2tf.ops.<Op>.make_node`, which onnx2tf looks
 and changes what it is given or how it spells the same values, never what it computes; tests/e2e/test_own_models.py pins
 the resulting op histograms, so a later onnx2tf that changes its translators shows there.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -34,6 +35,7 @@ def _depthwise_after_onnx_layout(make_node):
     permute, a residual sum after a permute) the depthwise conv becomes a grouped CONV_2D, which
     runs slower. Making the same move first lets the test see the channels.
     """
+
     @functools.wraps(make_node)
     def translate(*, graph_node, tf_layers_dict, **kwargs):
         entry = tf_layers_dict.get(graph_node.inputs[0].name)
@@ -71,6 +73,7 @@ def _hard_swish_as_tflite_matches_it(make_node):
     matches `x * (relu6(x + 3) * (1/6))`: the same values, grouped as it expects. (A reshape
     between the matmul and the HardSwish still defeats it: onnx_fixes.batchnorm_between_reshapes.)
     """
+
     @functools.wraps(make_node)
     def translate(*, graph_node, tf_layers_dict, **kwargs):
         result = make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)

@@ -8,6 +8,7 @@ LayerNormalization over channels as its reductions over axis 1 and a 1x1 depthwi
 scale and shift, MatMul by a constant (and its bias Add) as a 1x1 Conv, scalar and unary ops as
 they are. Then both transposes go, and onnx2tf sees a plain channels-first CNN.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,24 @@ from exporters.onnx_fixes import drop_unused_initializers
 
 TO_LAST, TO_FIRST = [0, 2, 3, 1], [0, 3, 1, 2]
 _SCALAR_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}  # with scalar constants or block tensors
-_UNARY = {"Erf", "Relu", "Sigmoid", "Tanh", "Gelu", "Abs", "Neg", "Exp", "Sqrt", "Reciprocal", "HardSigmoid",
-          "HardSwish", "LeakyRelu", "Elu", "Softplus", "Identity"}
+_UNARY = {
+    "Erf",
+    "Relu",
+    "Sigmoid",
+    "Tanh",
+    "Gelu",
+    "Abs",
+    "Neg",
+    "Exp",
+    "Sqrt",
+    "Reciprocal",
+    "HardSigmoid",
+    "HardSwish",
+    "LeakyRelu",
+    "Elu",
+    "Softplus",
+    "Identity",
+}
 
 
 def channels_first_blocks(model) -> int:
@@ -90,8 +107,11 @@ def _block(entry, consumers: dict, constants: dict, graph_outputs: set) -> tuple
             inner.append(node)
             frontier.append(node.output[0])
     own = {entry.output[0], *(n.output[0] for n in inner)}
-    if not inner or not exits or any(name and name not in own and name not in constants
-                                     for node in inner for name in node.input):
+    if (
+        not inner
+        or not exits
+        or any(name and name not in own and name not in constants for node in inner for name in node.input)
+    ):
         return None
     if any(_bias_of(n, constants) and _folded_into(n, inner, consumers, constants) is None for n in inner):
         return None  # a vector Add that no MatMul takes as its bias would read the wrong axis
@@ -103,8 +123,10 @@ def _per_pixel(node, constants: dict, consumers: dict) -> bool:
     if node.op_type in _UNARY:
         return True
     if node.op_type in _SCALAR_OPS:
-        return all(name not in constants or constants[name].size == 1 for name in node.input) \
+        return (
+            all(name not in constants or constants[name].size == 1 for name in node.input)
             or _bias_of(node, constants) is not None
+        )
     if node.op_type == "LayerNormalization":
         axis = next((a.i for a in node.attribute if a.name == "axis"), -1)
         return axis in (-1, 3) and len(node.input) >= 2 and all(n in constants for n in node.input[1:] if n)
@@ -147,12 +169,17 @@ def _channels_first(inner: list, consumers: dict, constants: dict, written: list
             weight = constants[node.input[1]]
             users = consumers.get(node.output[0], [])
             inputs, out = [node.input[0], constant(f"{node.name}_1x1", weight.T[:, :, None, None])], node.output[0]
-            if len(users) == 1 and _bias_of(users[0], constants) and _folded_into(users[0], inner, consumers, constants):
+            if (
+                len(users) == 1
+                and _bias_of(users[0], constants)
+                and _folded_into(users[0], inner, consumers, constants)
+            ):
                 inputs.append(_bias_of(users[0], constants))
                 out = users[0].output[0]
                 replacements[id(users[0])] = []
-            replacements[id(node)] = [onnx.helper.make_node("Conv", inputs, [out], name=f"{node.name}__1x1",
-                                                            kernel_shape=[1, 1])]
+            replacements[id(node)] = [
+                onnx.helper.make_node("Conv", inputs, [out], name=f"{node.name}__1x1", kernel_shape=[1, 1])
+            ]
         elif node.op_type == "LayerNormalization":
             replacements[id(node)] = _layer_norm(node, constants, constant, opset)
     return replacements
@@ -180,13 +207,26 @@ def _layer_norm(node, constants: dict, constant, opset: int) -> list:
         onnx.helper.make_node("Sub", [x, t["mean"]], [t["centred"]], name=t["centred"]),
         onnx.helper.make_node("Mul", [t["centred"], t["centred"]], [t["square"]], name=t["square"]),
         mean(t["square"], t["var"]),
-        onnx.helper.make_node("Add", [t["var"], constant(f"{stem}_eps", np.array(epsilon, scale.dtype))],
-                              [t["var_eps"]], name=t["var_eps"]),
+        onnx.helper.make_node(
+            "Add",
+            [t["var"], constant(f"{stem}_eps", np.array(epsilon, scale.dtype))],
+            [t["var_eps"]],
+            name=t["var_eps"],
+        ),
         onnx.helper.make_node("Sqrt", [t["var_eps"]], [t["std"]], name=t["std"]),
         onnx.helper.make_node("Div", [t["centred"], t["std"]], [t["normed"]], name=t["normed"]),
         # scale and shift per channel: a 1x1 depthwise Conv (an Add of a (1, C, 1, 1) constant
         # is one onnx2tf 1.29 moves back to channels-first)
-        onnx.helper.make_node("Conv", [t["normed"], constant(f"{stem}_scale", scale.reshape(channels, 1, 1, 1)),
-                                       constant(f"{stem}_shift", bias.reshape(channels))], [out],
-                              name=f"{stem}__affine", kernel_shape=[1, 1], group=channels),
+        onnx.helper.make_node(
+            "Conv",
+            [
+                t["normed"],
+                constant(f"{stem}_scale", scale.reshape(channels, 1, 1, 1)),
+                constant(f"{stem}_shift", bias.reshape(channels)),
+            ],
+            [out],
+            name=f"{stem}__affine",
+            kernel_shape=[1, 1],
+            group=channels,
+        ),
     ]

@@ -1,4 +1,5 @@
 """ONNX-level rewrites of ops onnx2tf cannot translate into ops it can, with the same numbers."""
+
 from __future__ import annotations
 
 
@@ -44,9 +45,16 @@ def canonical_gelu(model) -> int:
 
     graph = model.graph
     scalars = {i.name: numpy_helper.to_array(i) for i in graph.initializer if int(np.prod(i.dims)) == 1}
-    scalars.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in graph.node
-                    if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"
-                    and int(np.prod(n.attribute[0].t.dims)) == 1})
+    scalars.update(
+        {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+            for n in graph.node
+            if n.op_type == "Constant"
+            and n.attribute
+            and n.attribute[0].name == "value"
+            and int(np.prod(n.attribute[0].t.dims)) == 1
+        }
+    )
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -77,8 +85,13 @@ def canonical_gelu(model) -> int:
         scale = producer.get(erf.input[0])
         if scale is None or len(consumers.get(scale.output[0], [])) != 1:
             continue
-        x = (scale.input[0] if scale.op_type == "Div" and is_scalar(scale.input[1], _SQRT2)
-             else other(scale, _HALF_SQRT2) if scale.op_type == "Mul" else None)
+        x = (
+            scale.input[0]
+            if scale.op_type == "Div" and is_scalar(scale.input[1], _SQRT2)
+            else other(scale, _HALF_SQRT2)
+            if scale.op_type == "Mul"
+            else None
+        )
         add = only_user(erf.output[0], "Add")
         if x is None or add is None or other(add, 1.0) != erf.output[0]:
             continue
@@ -98,8 +111,9 @@ def canonical_gelu(model) -> int:
         graph.initializer.extend(numpy_helper.from_array(consts[name], name) for name in (one, half))
         t = [f"{stem}__gelu_{i}" for i in range(4)]
         replaced[id(scale)] = [
-            onnx.helper.make_node("Constant", [], [sqrt2], name=f"{stem}__sqrt2",
-                                  value=numpy_helper.from_array(consts[sqrt2])),
+            onnx.helper.make_node(
+                "Constant", [], [sqrt2], name=f"{stem}__sqrt2", value=numpy_helper.from_array(consts[sqrt2])
+            ),
             onnx.helper.make_node("Div", [x, sqrt2], [t[0]], name=f"{stem}__div"),
             onnx.helper.make_node("Erf", [t[0]], [t[1]], name=f"{stem}__erf"),
             onnx.helper.make_node("Add", [t[1], one], [t[2]], name=f"{stem}__add"),
@@ -129,8 +143,12 @@ def _gelu_tail(add, x: str, other, only_user, producer, consumers) -> list | Non
         second = only_user(first.output[0], "Mul")
         return [first, second] if second is not None and sorted(second.input) == sorted([first.output[0], x]) else None
     half = producer.get(rest[0])  # Mul(Mul(x, 0.5), add)
-    if half is not None and half.op_type == "Mul" and other(half, 0.5) == x \
-            and len(consumers.get(half.output[0], [])) == 1:
+    if (
+        half is not None
+        and half.op_type == "Mul"
+        and other(half, 0.5) == x
+        and len(consumers.get(half.output[0], [])) == 1
+    ):
         return [half, first]
     return None
 
@@ -163,24 +181,44 @@ def batchnorm_between_reshapes(model) -> int:
     for bn in (node for node in graph.node if node.op_type == "BatchNormalization"):
         merge = producer.get(bn.input[0])
         after = consumers.get(bn.output[0], [])
-        if len(bn.output) != 1 or merge is None or merge.op_type != "Reshape" or len(after) != 1 or after[0].op_type != "Reshape" or not all(n in inits for n in bn.input[1:]):
+        if (
+            len(bn.output) != 1
+            or merge is None
+            or merge.op_type != "Reshape"
+            or len(after) != 1
+            or after[0].op_type != "Reshape"
+            or not all(n in inits for n in bn.input[1:])
+        ):
             continue
         split, y = after[0], merge.input[0]
         y_shape, merged, out_shape = shapes.get(y), shapes.get(bn.input[0]), shapes.get(split.output[0])
-        if not y_shape or not merged or len(merged) != 2 or out_shape != y_shape or merged[1] != y_shape[-1] \
-                or len(consumers.get(merge.output[0], [])) != 1 or {merge.output[0], bn.output[0]} & graph_outputs:
+        if (
+            not y_shape
+            or not merged
+            or len(merged) != 2
+            or out_shape != y_shape
+            or merged[1] != y_shape[-1]
+            or len(consumers.get(merge.output[0], [])) != 1
+            or {merge.output[0], bn.output[0]} & graph_outputs
+        ):
             continue
         eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
         gamma, beta, mean, var = (numpy_helper.to_array(inits[n]).astype(np.float64) for n in bn.input[1:5])
         scale = gamma / np.sqrt(var + eps)
         dtype = numpy_helper.to_array(inits[bn.input[1]]).dtype
         names = (f"{bn.name or bn.output[0]}__scale", f"{bn.name or bn.output[0]}__shift")
-        graph.initializer.extend([numpy_helper.from_array(scale.astype(dtype), names[0]),
-                                  numpy_helper.from_array((beta - mean * scale).astype(dtype), names[1])])
+        graph.initializer.extend(
+            [
+                numpy_helper.from_array(scale.astype(dtype), names[0]),
+                numpy_helper.from_array((beta - mean * scale).astype(dtype), names[1]),
+            ]
+        )
         scaled = f"{split.output[0]}__scaled"
         replaced[id(merge)], replaced[id(split)] = [], []
-        replaced[id(bn)] = [onnx.helper.make_node("Mul", [y, names[0]], [scaled], name=f"{names[0]}_mul"),
-                            onnx.helper.make_node("Add", [scaled, names[1]], [split.output[0]], name=f"{names[1]}_add")]
+        replaced[id(bn)] = [
+            onnx.helper.make_node("Mul", [y, names[0]], [scaled], name=f"{names[0]}_mul"),
+            onnx.helper.make_node("Add", [scaled, names[1]], [split.output[0]], name=f"{names[1]}_add"),
+        ]
     if replaced:
         nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]
         del graph.node[:]

@@ -1,4 +1,5 @@
 """Read an ONNX file's declared inputs as InputSpecs."""
+
 from __future__ import annotations
 
 import functools
@@ -45,8 +46,10 @@ def upgrade_old_opset(path: Path) -> str | None:
         upgraded.ir_version = max(upgraded.ir_version, 7)  # from IR 4 on, initializers need not be inputs
         onnx.checker.check_model(upgraded)
     except Exception as exc:  # the converter has gaps for some old ops
-        raise InputFileError(f"{path}: opset {opset} is too old for ONNX Runtime and could not be upgraded "
-                             f"({type(exc).__name__}: {str(exc)[:160]}); re-export with opset >= {_MIN_OPSET}") from None
+        raise InputFileError(
+            f"{path}: opset {opset} is too old for ONNX Runtime and could not be upgraded "
+            f"({type(exc).__name__}: {str(exc)[:160]}); re-export with opset >= {_MIN_OPSET}"
+        ) from None
     onnx.save(upgraded, str(path))
     return f"onnx: opset {opset} upgraded to {_UPGRADE_TO} (ONNX Runtime runs no opset below {_MIN_OPSET})"
 

@@ -1,4 +1,5 @@
 """ONNX -> TFLite through onnx2tf's Python API, in-process, offline, output captured."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,14 +12,19 @@ from types import MappingProxyType
 
 import numpy as np
 
-from models.capture import output_to_log
 from exporters.boundary import fit_boundary
 from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
 from exporters.tflite_ops import FileComposition, custom_op_nodes, custom_ops, file_composition, op_histogram
-from exporters.tflite_signature import (FROM_CHANNELS_LAST, onnxruntime_outputs, settle_ambiguous_outputs, signature,
-                                        signature_details)
+from exporters.tflite_signature import (
+    onnxruntime_outputs,
+    settle_ambiguous_outputs,
+    signature,
+    signature_details,
+)
+from models.capture import output_to_log
 from models.errors import ExportError
-from models.specs import InputSpec, channels_last, convert_layout
+from models.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
+
 
 @dataclass(frozen=True)
 class Variant:
@@ -29,16 +35,18 @@ class Variant:
     calibrated: bool = False  # activations are quantized, so representative samples are needed
 
 
-VARIANTS = MappingProxyType({
-    "fp32": Variant("float32"),
-    "fp16": Variant("float16"),  # float16 weights; float32 activations and I/O
-    "dynamic": Variant("quantized"),  # int8 weights; float32 activations and I/O
-    "int8": Variant("quantized", "int8", True),  # int8 weights, activations and I/O
-    "int8_float_io": Variant("quantized", "float32", True),  # int8 inside, float32 I/O
-    "int16x8": Variant("quantized", "int16", True),  # int8 weights; int16 activations and I/O (TFLite's 16x8)
-    # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32
-    "int8_mixed": Variant("quantized", "float32", True),
-})
+VARIANTS = MappingProxyType(
+    {
+        "fp32": Variant("float32"),
+        "fp16": Variant("float16"),  # float16 weights; float32 activations and I/O
+        "dynamic": Variant("quantized"),  # int8 weights; float32 activations and I/O
+        "int8": Variant("quantized", "int8", True),  # int8 weights, activations and I/O
+        "int8_float_io": Variant("quantized", "float32", True),  # int8 inside, float32 I/O
+        "int16x8": Variant("quantized", "int16", True),  # int8 weights; int16 activations and I/O (TFLite's 16x8)
+        # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32
+        "int8_mixed": Variant("quantized", "float32", True),
+    }
+)
 
 # onnx2tf reads this file from its working directory, and downloads it when absent, for
 # any model whose inputs are all 4-D with 3 channels (as test data for its own checks).
@@ -104,9 +112,14 @@ def export_tflite(
 
 
 def export_tflite_variants(
-    onnx_path: Path, out_dir: Path, variants: tuple[str, ...] | list[str], log_path: Path,
-    onnx_inputs: tuple[InputSpec, ...] | None = None, calibration: dict[str, np.ndarray] | None = None,
-    allow_flex: bool = False, mixed_float_layers: int = 2,
+    onnx_path: Path,
+    out_dir: Path,
+    variants: tuple[str, ...] | list[str],
+    log_path: Path,
+    onnx_inputs: tuple[InputSpec, ...] | None = None,
+    calibration: dict[str, np.ndarray] | None = None,
+    allow_flex: bool = False,
+    mixed_float_layers: int = 2,
 ) -> dict[str, TfliteExport]:
     """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each.
 
@@ -117,8 +130,13 @@ def export_tflite_variants(
 
 
 def _convert(
-    onnx_path: Path, targets: dict[str, Path], log_path: Path, onnx_inputs: tuple[InputSpec, ...] | None,
-    calibration: dict[str, np.ndarray] | None, allow_flex: bool, mixed_float_layers: int = 2,
+    onnx_path: Path,
+    targets: dict[str, Path],
+    log_path: Path,
+    onnx_inputs: tuple[InputSpec, ...] | None,
+    calibration: dict[str, np.ndarray] | None,
+    allow_flex: bool,
+    mixed_float_layers: int = 2,
 ) -> dict[str, TfliteExport]:
     """One onnx2tf run writes every target; none is moved into place unless all of them pass."""
     # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
@@ -147,8 +165,9 @@ def _convert(
         mixed = files.pop("mixed", {})
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
-            results = {v: replace(_describe(files[v], v, targets[v], layouts, needs[v]), boundary=model.fixes)
-                       for v in targets}
+            results = {
+                v: replace(_describe(files[v], v, targets[v], layouts, needs[v]), boundary=model.fixes) for v in targets
+            }
         if mixed:
             results["int8_mixed"] = replace(results["int8_mixed"], **mixed)
         for variant, target in targets.items():
@@ -160,8 +179,10 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
     """Known variants only; those that quantize activations need real samples for every input."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise ExportError(f"{onnx_path.name}: unknown TFLite variant(s) {', '.join(map(repr, unknown)) or '(none given)'}"
-                          f"; choose from {', '.join(VARIANTS)}")
+        raise ExportError(
+            f"{onnx_path.name}: unknown TFLite variant(s) {', '.join(map(repr, unknown)) or '(none given)'}"
+            f"; choose from {', '.join(VARIANTS)}"
+        )
     calibrated = ", ".join(v for v in variants if VARIANTS[v].calibrated)
     missing = [s.name for s in specs if s.name not in calibration or len(calibration[s.name]) == 0]
     if calibrated and missing:
@@ -173,12 +194,15 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
     # onnx2tf casts every calibration sample to float32, which an integer input then refuses.
     integer = [f"{s.name} ({s.dtype})" for s in specs if not s.dtype.startswith("float")]
     if calibrated and integer:
-        raise ExportError(f"{onnx_path.name} -> {calibrated}: onnx2tf calibrates float inputs only, not "
-                          f"{', '.join(integer)}; choose fp32, fp16 or dynamic")
+        raise ExportError(
+            f"{onnx_path.name} -> {calibrated}: onnx2tf calibrates float inputs only, not "
+            f"{', '.join(integer)}; choose fp32, fp16 or dynamic"
+        )
 
 
-def _translated(private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tuple[InputSpec, ...], out_dir: Path,
-                log_path: Path):
+def _translated(
+    private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tuple[InputSpec, ...], out_dir: Path, log_path: Path
+):
     """(onnx2tf's Keras model of the private ONNX copy, the float32 file's (inputs, outputs) layouts);
     out_dir then holds its SavedModel and model_fp32.tflite. Every variant is the same graph, so
     these layouts hold for all of them.
@@ -189,8 +213,9 @@ def _translated(private: Path, onnx2tf_inputs: tuple, onnx_path: Path, specs: tu
     """
     cind, keep = onnx2tf_inputs
     try:
-        model = _saved(_run_onnx2tf(private, cind, keep, log_path, strict=False), onnx_path, specs, keep, out_dir,
-                       log_path)
+        model = _saved(
+            _run_onnx2tf(private, cind, keep, log_path, strict=False), onnx_path, specs, keep, out_dir, log_path
+        )
         try:
             layouts = _layouts(onnx_path, out_dir / "model_fp32.tflite", specs, keep, log_path)
         except Exception:  # the file's signature cannot be read: only the strict translation is trusted
@@ -236,21 +261,24 @@ def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[Inp
     feeds, reference = ran
     inputs, outputs = layouts
     try:
-        got = open_tflite(tflite_path).run({t.name: convert_layout(feeds[t.name], s.layout, t.layout)
-                                            for s, t in zip(specs, inputs)})
+        got = open_tflite(tflite_path).run(
+            {t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(specs, inputs)}
+        )
     except Exception:  # the file cannot be run: only the strict translation is trusted
         return False
     for out in outputs:
         mine = convert_layout(np.asarray(got[out.name]), out.layout, FROM_CHANNELS_LAST.get(out.layout, out.layout))
         ref = np.asarray(reference[out.name])
-        if mine.shape != ref.shape or not np.allclose(mine, ref, rtol=0, atol=1e-3 * max(1.0, float(np.nanmax(
-                np.abs(ref), initial=0))), equal_nan=True):
+        if mine.shape != ref.shape or not np.allclose(
+            mine, ref, rtol=0, atol=1e-3 * max(1.0, float(np.nanmax(np.abs(ref), initial=0))), equal_nan=True
+        ):
             return False
     return True
 
 
-def _write_variants(out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray],
-                    mixed_float_layers: int, log_path: Path) -> dict:
+def _write_variants(
+    out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray], mixed_float_layers: int, log_path: Path
+) -> dict:
     """Each variant's file from the SavedModel in out_dir: {variant: path, "mixed": int8_mixed record}."""
     from exporters.tflite_convert import calibration_feeds
 
@@ -276,8 +304,9 @@ def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_p
         return convert_variant(out_dir, variant, feeds)
     except Exception as exc:  # the converter raises several types; all mean the same to a user
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{onnx_path.name} -> {variant}: TFLite conversion failed: {first} "
-                          f"(details in {log_path})") from None
+        raise ExportError(
+            f"{onnx_path.name} -> {variant}: TFLite conversion failed: {first} (details in {log_path})"
+        ) from None
 
 
 def _write_mixed(out_dir: Path, path: Path, samples: dict[str, np.ndarray], keep: int, log_path: Path) -> dict:
@@ -310,10 +339,20 @@ def _describe(path: Path, variant: str, target: Path, reference: tuple, needs: t
     quant = tuple(
         TensorQuant(name, role, np.dtype(d["dtype"]).name, float(d["quantization"][0]), int(d["quantization"][1]))
         for role, details in (("input", in_details), ("output", out_details))
-        for name, d in details.items() if d["quantization"][0] != 0
+        for name, d in details.items()
+        if d["quantization"][0] != 0
     )
-    return TfliteExport(target, variant, inputs, tuple(o.name for o in outputs), needs, outputs, quant,
-                        op_histogram=op_histogram(path), size_split=file_composition(path))
+    return TfliteExport(
+        target,
+        variant,
+        inputs,
+        tuple(o.name for o in outputs),
+        needs,
+        outputs,
+        quant,
+        op_histogram=op_histogram(path),
+        size_split=file_composition(path),
+    )
 
 
 def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], details: dict) -> tuple[InputSpec, ...]:
@@ -323,13 +362,23 @@ def _as_written(path: Path, variant: str, reference: tuple[InputSpec, ...], deta
     files differently, the export fails instead of shipping float I/O under the name int8.
     """
     expected = VARIANTS[variant].io_dtype
-    written = tuple(InputSpec(s.name, tuple(int(x) for x in details[s.name]["shape"]),
-                              np.dtype(details[s.name]["dtype"]).name, s.layout) for s in reference if s.name in details)
-    wrong = [f"{w.name!r} is {w.dtype} {w.shape}" for w, s in zip(written, reference)
-             if w.shape != s.shape or (s.dtype.startswith("float") and w.dtype != expected)]
+    written = tuple(
+        InputSpec(
+            s.name, tuple(int(x) for x in details[s.name]["shape"]), np.dtype(details[s.name]["dtype"]).name, s.layout
+        )
+        for s in reference
+        if s.name in details
+    )
+    wrong = [
+        f"{w.name!r} is {w.dtype} {w.shape}"
+        for w, s in zip(written, reference)
+        if w.shape != s.shape or (s.dtype.startswith("float") and w.dtype != expected)
+    ]
     if wrong or len(written) != len(reference):
-        raise ExportError(f"{path.name} is not the {variant} model expected ({expected} I/O in the float32 model's "
-                          f"shapes): {', '.join(wrong) or 'tensors missing from its signature'}")
+        raise ExportError(
+            f"{path.name} is not the {variant} model expected ({expected} I/O in the float32 model's "
+            f"shapes): {', '.join(wrong) or 'tensors missing from its signature'}"
+        )
     return written
 
 
@@ -357,17 +406,22 @@ def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: P
                     non_verbose=True,
                 )
     except SystemExit as exc:  # onnx2tf reports its errors with sys.exit(1)
-        raise ExportError(f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
-                          f"; see {log_path}") from None
+        raise ExportError(
+            f"onnx2tf could not convert {onnx_path.name} (exit {exc.code}){_failed_node(onnx_path, log_path)}"
+            f"; see {log_path}"
+        ) from None
     except Exception as exc:
         op = exc.name.removeprefix("onnx2tf.ops.") if isinstance(exc, ModuleNotFoundError) and exc.name else None
         if op and exc.name.startswith("onnx2tf.ops."):
             nodes = [n.name or "(unnamed)" for n in _onnx_nodes(onnx_path) if n.op_type == op]
-            raise ExportError(f"{onnx_path.name}: ONNX op {op} has no TFLite conversion in onnx2tf "
-                              f"(node(s) {', '.join(nodes) or '?'}); replace it in the model") from None
+            raise ExportError(
+                f"{onnx_path.name}: ONNX op {op} has no TFLite conversion in onnx2tf "
+                f"(node(s) {', '.join(nodes) or '?'}); replace it in the model"
+            ) from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ExportError(
-            f"onnx2tf failed on {onnx_path.name}{_failed_node(onnx_path, log_path)}: {type(exc).__name__}: {first[:300]}"
+            f"onnx2tf failed on {onnx_path.name}{_failed_node(onnx_path, log_path)}: "
+            f"{type(exc).__name__}: {first[:300]}"
             f" (details in {log_path})"
         ) from exc
 
@@ -396,11 +450,13 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, decompose_reduce_l2
 
     model = onnx.load(str(path))
-    counts = {"ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)": decompose_reduce_l2(model),
-              # before the GELU respelling, whose divisor is a Constant node, not an initializer
-              "channels-last block(s) between transposes rewritten channels-first": channels_first_blocks(model),
-              "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model),
-              "BatchNorm(s) between reshapes applied on the last axis instead": batchnorm_between_reshapes(model)}
+    counts = {
+        "ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)": decompose_reduce_l2(model),
+        # before the GELU respelling, whose divisor is a Constant node, not an initializer
+        "channels-last block(s) between transposes rewritten channels-first": channels_first_blocks(model),
+        "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model),
+        "BatchNorm(s) between reshapes applied on the last axis instead": batchnorm_between_reshapes(model),
+    }
     if any(counts.values()):
         onnx.save(model, str(path))
         with open(log_path, "a") as log:
@@ -442,9 +498,13 @@ def _describe_custom_ops(tflite_path: Path, onnx_path: Path) -> str:
 def _in_tf_layout(specs: tuple[InputSpec, ...], calibration: dict, kept: set[str]) -> dict[str, np.ndarray]:
     """Calibration samples in the layout the TF model takes (channels-last unless the input's shape was kept)."""
     # Calibration ranges are taken per tensor: samples fed in the wrong layout skew them.
-    return {spec.name: convert_layout(calibration[spec.name], spec.layout,
-                                      spec.layout if spec.name in kept else channels_last(spec).layout).astype(spec.dtype)
-            for spec in specs if spec.name in calibration}
+    return {
+        spec.name: convert_layout(
+            calibration[spec.name], spec.layout, spec.layout if spec.name in kept else channels_last(spec).layout
+        ).astype(spec.dtype)
+        for spec in specs
+        if spec.name in calibration
+    }
 
 
 def _write_custom_inputs(work_dir: Path, specs: tuple[InputSpec, ...], samples: dict[str, np.ndarray]) -> list:

@@ -1,4 +1,5 @@
 """ONNX -> ONNX Runtime int8 variants (static QDQ, dynamic), for users who deploy ONNX instead of TFLite."""
+
 from __future__ import annotations
 
 import contextlib
@@ -18,10 +19,12 @@ from exporters.onnx_inputs import load_onnx
 from models.capture import output_to_log
 from models.errors import ExportError
 
-ORT_VARIANTS: Mapping[str, str] = MappingProxyType({
-    "int8_qdq": "static QDQ: int8 weights (per-channel) and int8 activations calibrated on samples; float32 I/O",
-    "dynamic": "int8 weights; activations quantized at run time per batch; float32 I/O",
-})
+ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
+    {
+        "int8_qdq": "static QDQ: int8 weights (per-channel) and int8 activations calibrated on samples; float32 I/O",
+        "dynamic": "int8 weights; activations quantized at run time per batch; float32 I/O",
+    }
+)
 
 _NO_CALIBRATION = "pass samples from the zoo model's training split, or choose variant 'dynamic' (needs none)"
 
@@ -51,13 +54,19 @@ class _SampleReader:  # an ORT CalibrationDataReader: its __subclasshook__ takes
         return next(self._feeds, None)
 
 
-def quantize_onnx(onnx_path: Path, out_path: Path, variant: str, log_path: Path,
-                  calibration: dict[str, np.ndarray] | None = None,
-                  nodes_to_exclude: tuple[str, ...] = ()) -> OnnxQuantExport:
+def quantize_onnx(
+    onnx_path: Path,
+    out_path: Path,
+    variant: str,
+    log_path: Path,
+    calibration: dict[str, np.ndarray] | None = None,
+    nodes_to_exclude: tuple[str, ...] = (),
+) -> OnnxQuantExport:
     """Write one ONNX Runtime quantization variant of onnx_path to out_path, atomically."""
     if variant not in ORT_VARIANTS:
-        raise ExportError(f"{onnx_path.name}: unknown ONNX Runtime variant {variant!r}; "
-                          f"choose one of: {', '.join(ORT_VARIANTS)}")
+        raise ExportError(
+            f"{onnx_path.name}: unknown ONNX Runtime variant {variant!r}; choose one of: {', '.join(ORT_VARIANTS)}"
+        )
     inputs = _graph_inputs(load_onnx(onnx_path).graph)
     feeds = _calibration_feeds(onnx_path.name, inputs, calibration) if variant == "int8_qdq" else []
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +78,7 @@ def quantize_onnx(onnx_path: Path, out_path: Path, variant: str, log_path: Path,
             with _ort_failures(onnx_path, variant, log_path), output_to_log(log_path):
                 import onnxruntime as ort
                 from onnxruntime.quantization.shape_inference import quant_pre_process
+
                 ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])  # the clear reason ORT cannot
                 # Folds BatchNorm and constants; no symbolic shapes: on failure that pass leaves a file in the cwd.
                 quant_pre_process(str(onnx_path), str(prepared), skip_symbolic_shape=True)
@@ -88,6 +98,7 @@ def quantize_onnx(onnx_path: Path, out_path: Path, variant: str, log_path: Path,
 def _quantize(variant: str, src: Path, dst: Path, feeds: list[dict[str, np.ndarray]], exclude: tuple[str, ...]):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
     from onnxruntime.quantization.registry import IntegerOpsRegistry
+
     # reduce_range (7-bit weights stored as int8) because int8 kernels saturate on AVX2 without VNNI. Measured
     # on cnn_digits vs fp32 here: QDQ 20.1 dB SQNR without, 38.6 with (39.8 unfused, so ~1 dB where kernels
     # do not saturate); dynamic 35.2 dB without, 40.4 with. Accuracy moved at most 0.3 points either way.
@@ -97,16 +108,31 @@ def _quantize(variant: str, src: Path, dst: Path, feeds: list[dict[str, np.ndarr
         # here (int8_qdq covers conv models); Gemm/MatMul weights, most of a small CNN's bytes, become int8.
         # ORT rewrites each Gemm N into MatMul N_MatMul + Add before applying exclusions: exclude that name too.
         exclude = (*exclude, *(f"{name}_MatMul" for name in exclude))
-        quantize_dynamic(str(src), str(dst), op_types_to_quantize=[op for op in IntegerOpsRegistry if op != "Conv"],
-                         weight_type=QuantType.QInt8, reduce_range=True, nodes_to_exclude=list(exclude))
+        quantize_dynamic(
+            str(src),
+            str(dst),
+            op_types_to_quantize=[op for op in IntegerOpsRegistry if op != "Conv"],
+            weight_type=QuantType.QInt8,
+            reduce_range=True,
+            nodes_to_exclude=list(exclude),
+        )
         return
     # Measured on cnn_digits (fp32 97.78%): MinMax, Percentile, Entropy all 98.06%, within 0.4 dB; MinMax is
     # deterministic and keeps no histograms. QInt8 = QUInt8 activations (QInt8 is ORT's QDQ default); symmetric
     # ones fell to 88.89% (ReLU outputs waste half the range): asymmetric activations, symmetric weights.
-    quantize_static(str(src), str(dst), _SampleReader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                    reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                    calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=list(exclude),
-                    extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+    quantize_static(
+        str(src),
+        str(dst),
+        _SampleReader(feeds),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        reduce_range=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=list(exclude),
+        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+    )
 
 
 @contextlib.contextmanager
@@ -120,25 +146,35 @@ def _ort_failures(onnx_path: Path, variant: str, log_path: Path) -> Iterator[Non
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"\n{onnx_path} -> {variant}:\n{traceback.format_exc()}")
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"{onnx_path.name} -> {variant}: ONNX Runtime quantization failed: {first}"
-                          f" (details in {log_path})") from None
+        raise ExportError(
+            f"{onnx_path.name} -> {variant}: ONNX Runtime quantization failed: {first} (details in {log_path})"
+        ) from None
 
 
 def _graph_inputs(graph: onnx.GraphProto) -> tuple[_Input, ...]:
     initializers = {init.name for init in graph.initializer}
-    return tuple(_Input(v.name, onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type),
-                        tuple(d.dim_value or None for d in v.type.tensor_type.shape.dim))
-                 for v in graph.input if v.name not in initializers)
+    return tuple(
+        _Input(
+            v.name,
+            onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type),
+            tuple(d.dim_value or None for d in v.type.tensor_type.shape.dim),
+        )
+        for v in graph.input
+        if v.name not in initializers
+    )
 
 
-def _calibration_feeds(file: str, inputs: tuple[_Input, ...],
-                       calibration: dict[str, np.ndarray] | None) -> list[dict[str, np.ndarray]]:
+def _calibration_feeds(
+    file: str, inputs: tuple[_Input, ...], calibration: dict[str, np.ndarray] | None
+) -> list[dict[str, np.ndarray]]:
     """Check the samples against the graph's inputs and cut them into the runs ORT's calibrator makes."""
     given, where = calibration or {}, f"{file} -> int8_qdq"
     unknown = sorted(set(given) - {i.name for i in inputs})
     if unknown:
-        raise ExportError(f"{where}: calibration has {unknown[0]!r}, which is not a model input "
-                          f"(inputs: {', '.join(i.name for i in inputs)}); key the samples by ONNX input name")
+        raise ExportError(
+            f"{where}: calibration has {unknown[0]!r}, which is not a model input "
+            f"(inputs: {', '.join(i.name for i in inputs)}); key the samples by ONNX input name"
+        )
     arrays = {}
     for inp in inputs:
         problem = _sample_problem(inp, given)
@@ -148,11 +184,13 @@ def _calibration_feeds(file: str, inputs: tuple[_Input, ...],
     counts = sorted({len(a) for a in arrays.values()})
     fixed = next((i.dims[0] for i in inputs if i.dims and i.dims[0]), None)
     if len(counts) > 1 or (fixed and counts[0] < fixed):
-        raise ExportError(f"{where}: calibration inputs hold {counts} samples; give every input the same number "
-                          f"of samples, at least the model's batch size {fixed or 1}")
+        raise ExportError(
+            f"{where}: calibration inputs hold {counts} samples; give every input the same number "
+            f"of samples, at least the model's batch size {fixed or 1}"
+        )
     step = fixed or 64  # a fixed batch dim (often 1) is fed exactly; else runs of 64, as ORT keeps all tensors
     stop = counts[0] - counts[0] % step if fixed else counts[0]
-    return [{name: a[i:i + step] for name, a in arrays.items()} for i in range(0, stop, step)]
+    return [{name: a[i : i + step] for name, a in arrays.items()} for i in range(0, stop, step)]
 
 
 def _sample_problem(inp: _Input, given: dict[str, np.ndarray]) -> str | None:
@@ -164,8 +202,10 @@ def _sample_problem(inp: _Input, given: dict[str, np.ndarray]) -> str | None:
     if not np.issubdtype(arr.dtype, np.floating):
         return f"has {arr.dtype} calibration samples; pass float samples as the model takes them"
     if inp.dims and (arr.ndim != len(inp.dims) or any(d and d != s for d, s in zip(inp.dims[1:], arr.shape[1:]))):
-        return (f"has calibration samples of shape {arr.shape}, the model takes {tuple(d or '?' for d in inp.dims)}"
-                f"; stack samples on axis 0 in the ONNX layout")
+        return (
+            f"has calibration samples of shape {arr.shape}, the model takes {tuple(d or '?' for d in inp.dims)}"
+            f"; stack samples on axis 0 in the ONNX layout"
+        )
     return None
 
 
@@ -173,8 +213,10 @@ def _check_excluded(where: str, graph: onnx.GraphProto, names: tuple[str, ...]) 
     known = [n.name for n in graph.node]
     missing = [name for name in names if name not in known]
     if missing:  # ORT itself ignores an unknown name silently
-        raise ExportError(f"{where}: no node named {missing[0]!r} to exclude from quantization; nodes (after ORT "
-                          f"pre-processing): {', '.join(known[:20])}")
+        raise ExportError(
+            f"{where}: no node named {missing[0]!r} to exclude from quantization; nodes (after ORT "
+            f"pre-processing): {', '.join(known[:20])}"
+        )
 
 
 def _quantized_nodes(graph: onnx.GraphProto, variant: str) -> int:
@@ -191,9 +233,19 @@ def _quantized_nodes(graph: onnx.GraphProto, variant: str) -> int:
     consumers: dict[str, set[str]] = defaultdict(set)
     for node, name in ((node, name) for node in graph.node for name in node.input):
         consumers[name].add(node.op_type)
-    int_consts = {i.name for i in graph.initializer
-                  if not np.issubdtype(onnx.helper.tensor_dtype_to_np_dtype(i.data_type), np.floating)}
-    inputs = [(n, [i for i in n.input if i and i not in int_consts]) for n in graph.node
-              if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
-    return sum(bool(data) and all(producer.get(i) == "DequantizeLinear" for i in data)
-               and all(consumers[out] == {"QuantizeLinear"} for out in n.output) for n, data in inputs)
+    int_consts = {
+        i.name
+        for i in graph.initializer
+        if not np.issubdtype(onnx.helper.tensor_dtype_to_np_dtype(i.data_type), np.floating)
+    }
+    inputs = [
+        (n, [i for i in n.input if i and i not in int_consts])
+        for n in graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+    ]
+    return sum(
+        bool(data)
+        and all(producer.get(i) == "DequantizeLinear" for i in data)
+        and all(consumers[out] == {"QuantizeLinear"} for out in n.output)
+        for n, data in inputs
+    )

@@ -5,6 +5,7 @@ The sequence length is static at export time, so a Python loop over the time ste
 to a fixed graph of FULLY_CONNECTED, SPLIT, LOGISTIC, TANH, MUL, ADD, RESHAPE and
 CONCATENATION, all TFLite builtins.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,8 +45,7 @@ class UnrolledRNN(nn.Module):
     def weights(self, layer: int, direction: int) -> Weights:
         """This (layer, direction)'s Parameters by role."""
         suffix = f"_l{layer}{'_reverse' if direction else ''}"
-        roles = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh",
-                 "w_hr": "weight_hr"}
+        roles = {"w_ih": "weight_ih", "w_hh": "weight_hh", "b_ih": "bias_ih", "b_hh": "bias_hh", "w_hr": "weight_hr"}
         return {role: getattr(self, name + suffix, None) for role, name in roles.items()}
 
     def project_inputs(self, x: Tensor, w: Weights) -> Tensor:
@@ -79,8 +79,9 @@ class UnrolledRNN(nn.Module):
             outputs = []
             for direction in range(self.directions):
                 w = self.weights(layer, direction)
-                steps, final = self._run_direction(x, time_dim, initial[layer * self.directions + direction],
-                                                   w, reverse=bool(direction))
+                steps, final = self._run_direction(
+                    x, time_dim, initial[layer * self.directions + direction], w, reverse=bool(direction)
+                )
                 outputs.append(steps)
                 finals.append(final)
             x = _assemble(outputs, time_dim)

@@ -2,6 +2,7 @@
 
 onnx2tf 1.29 fails on the graph torch.onnx writes for nn.TransformerEncoderLayer.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -77,8 +78,11 @@ class PlainMultiheadAttention(nn.Module):
                 else (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight)
             )
             # Sliced, not chunked: onnx2tf 1.29 corrupts a 1-D constant fed to Split.
-            biases = (None,) * 3 if self.in_proj_bias is None else (
-                self.in_proj_bias[:e], self.in_proj_bias[e : 2 * e], self.in_proj_bias[2 * e :])
+            biases = (
+                (None,) * 3
+                if self.in_proj_bias is None
+                else (self.in_proj_bias[:e], self.in_proj_bias[e : 2 * e], self.in_proj_bias[2 * e :])
+            )
             q, k, v = (F.linear(t, w, b) for t, w, b in zip((query, key, value), weights, biases))
         # (N, L, H, d) from batch-first input, (L, N, H, d) from sequence-first input.
         order = (0, 2, 1, 3) if self.batch_first else (1, 2, 0, 3)
@@ -143,8 +147,9 @@ class PlainEncoderLayer(nn.Module):
         return self.norm2(x + self._feed_forward(x))
 
     def _attend(self, x: Tensor, mask: Tensor | None, padding: Tensor | None, is_causal: bool) -> Tensor:
-        out = self.self_attn(x, x, x, key_padding_mask=padding, need_weights=False, attn_mask=mask,
-                             is_causal=is_causal)[0]
+        out = self.self_attn(
+            x, x, x, key_padding_mask=padding, need_weights=False, attn_mask=mask, is_causal=is_causal
+        )[0]
         return self.dropout1(out)
 
     def _feed_forward(self, x: Tensor) -> Tensor:

@@ -1,8 +1,10 @@
 """Swap layers onnx2tf cannot convert (or converts only to Flex ops) for equivalent plain ones.
 
 export_friendly() is the entry point: it walks a deep copy of a module and replaces
-nn.LSTM, nn.GRU, nn.MultiheadAttention and nn.TransformerEncoder(Layer) by the modules of rewrite_rnn and rewrite_transformer, which trace to TFLite builtins only.
+nn.LSTM, nn.GRU, nn.MultiheadAttention and nn.TransformerEncoder(Layer) by the modules of
+rewrite_rnn and rewrite_transformer, which trace to TFLite builtins only.
 """
+
 from __future__ import annotations
 
 import copy
@@ -91,7 +93,8 @@ def _encoder_layer(layer: nn.TransformerEncoderLayer, where: str) -> tuple[nn.Mo
     kind = "pre-norm" if layer.norm_first else "post-norm"
     return PlainEncoderLayer(layer, activation), [
         f"encoder_layer: nn.TransformerEncoderLayer(d_model {attention.embed_dim}, {attention.num_heads} heads, "
-        f"{name}, {kind}) at {where} with plain attention"]
+        f"{name}, {kind}) at {where} with plain attention"
+    ]
 
 
 def _encoder(encoder: nn.TransformerEncoder, where: str) -> tuple[nn.Module, list[str]]:

@@ -1,4 +1,5 @@
 """Which layers int8 quantization hurts, and an int8 TFLite export that keeps chosen layers in float."""
+
 from __future__ import annotations
 
 import csv
@@ -13,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from models.capture import output_to_log
 from exporters.tflite_convert import calibration_feeds
+from models.capture import output_to_log
 from models.errors import EdgepipeError, ExportError
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
@@ -69,10 +70,16 @@ def layer_sensitivity(saved_model_dir: Path, samples: dict[str, np.ndarray], log
                 name = calibrated.layers[int(row["tensor_idx"])]
                 # Only this layer in int8: error from other layers cannot mask or add to its own.
                 alone = _quantized(calibrated.debugger, [n for n in names if n != name])
-                losses.append(LayerLoss(
-                    name, row["op_name"], _sqnr(reference, _run(alone, calibrated.feeds)),
-                    math.sqrt(float(row["mean_squared_error"])) / float(row["scale"]),
-                    _ratio_db(float(row["signal_power"]), float(row["noise_power"])), row["shape"]))
+                losses.append(
+                    LayerLoss(
+                        name,
+                        row["op_name"],
+                        _sqnr(reference, _run(alone, calibrated.feeds)),
+                        math.sqrt(float(row["mean_squared_error"])) / float(row["scale"]),
+                        _ratio_db(float(row["signal_power"]), float(row["noise_power"])),
+                        row["shape"],
+                    )
+                )
     except EdgepipeError:
         raise
     except Exception as exc:  # converter and debugger raise many types; all mean the same to a user
@@ -82,7 +89,11 @@ def layer_sensitivity(saved_model_dir: Path, samples: dict[str, np.ndarray], log
 
 
 def export_mixed(
-    saved_model_dir: Path, samples: dict[str, np.ndarray], keep_float: list[str], out_path: Path, log_path: Path,
+    saved_model_dir: Path,
+    samples: dict[str, np.ndarray],
+    keep_float: list[str],
+    out_path: Path,
+    log_path: Path,
 ) -> Path:
     """An int8 model (float32 I/O) with the named layers kept in float; written atomically."""
     saved_model_dir, out_path, log_path = Path(saved_model_dir), Path(out_path), Path(log_path)
@@ -153,7 +164,7 @@ def _layer_names(debug_model: bytes, calibrated_model: bytes) -> dict[int, str]:
     for tensor in Interpreter(model_content=debug_model).get_tensor_details():
         if not tensor["name"].startswith(_VERIFY_PREFIX):
             continue
-        quantized, index = tensor["name"][len(_VERIFY_PREFIX):].rsplit(":", 1)
+        quantized, index = tensor["name"][len(_VERIFY_PREFIX) :].rsplit(":", 1)
         name = next((n for n in (quantized[:-1], quantized) if n in known), None)
         if name is None:
             raise ExportError(f"cannot match the debugger's layer {quantized!r} to a tensor of the converted model")
@@ -176,13 +187,17 @@ def _direct_statistics(calibrated: _Calibrated) -> list[dict]:
     def dequantized(q, scale, zero_point):
         return scale * (q.astype(np.float64) - zero_point)
 
-    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={
-        "signal_power": lambda f, q, s, z: float(np.mean(f.astype(np.float64) ** 2)),
-        "noise_power": lambda f, q, s, z: float(np.mean((f - dequantized(q, s, z)) ** 2)),
-    })
+    options = tf.lite.experimental.QuantizationDebugOptions(
+        layer_direct_compare_metrics={
+            "signal_power": lambda f, q, s, z: float(np.mean(f.astype(np.float64) ** 2)),
+            "noise_power": lambda f, q, s, z: float(np.mean((f - dequantized(q, s, z)) ** 2)),
+        }
+    )
     debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model, debug_options=options,
-        debug_dataset=lambda: ([feed[name] for name in order] for feed in calibrated.feeds))
+        quant_debug_model_content=debug_model,
+        debug_options=options,
+        debug_dataset=lambda: ([feed[name] for name in order] for feed in calibrated.feeds),
+    )
     debugger.run()
     dump = io.StringIO()
     debugger.layer_statistics_dump(dump)
@@ -215,8 +230,9 @@ def _run(model: bytes, feeds: tuple[dict[str, np.ndarray], ...]) -> list[np.ndar
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     # TFLite's own kernels: XNNPACK refuses some int8 scale ratios that a mixed model can have.
-    interpreter = Interpreter(model_content=model,
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interpreter = Interpreter(
+        model_content=model, experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     runner = interpreter.get_signature_runner()
     results = [runner(**feed) for feed in feeds]
     return [np.concatenate([r[name] for r in results]).astype(np.float64) for name in sorted(results[0])]
@@ -224,7 +240,7 @@ def _run(model: bytes, feeds: tuple[dict[str, np.ndarray], ...]) -> list[np.ndar
 
 def _sqnr(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
     """SQNR in dB over all outputs together."""
-    signal = sum(float(np.sum(r ** 2)) for r in reference)
+    signal = sum(float(np.sum(r**2)) for r in reference)
     noise = sum(float(np.sum((r - g) ** 2)) for r, g in zip(reference, got))
     return _ratio_db(signal, noise)
 
@@ -241,8 +257,10 @@ def _check_names(saved_model_dir: Path, keep_float: list[str], names: list[str])
     if unknown:
         close = difflib.get_close_matches(unknown[0], names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ExportError(f"{saved_model_dir}: keep_float names unknown layer(s) {', '.join(map(repr, unknown[:3]))}; "
-                          f"{hint}layers include {', '.join(map(repr, names[:3]))} (layer_sensitivity lists all)")
+        raise ExportError(
+            f"{saved_model_dir}: keep_float names unknown layer(s) {', '.join(map(repr, unknown[:3]))}; "
+            f"{hint}layers include {', '.join(map(repr, names[:3]))} (layer_sensitivity lists all)"
+        )
     if set(names) <= set(keep_float):
         raise ExportError(f"{saved_model_dir}: keep_float names every quantized layer; use the fp32 export instead")
 

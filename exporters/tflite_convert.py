@@ -5,6 +5,7 @@ which serialises tf_keras metadata (every layer's config, weights included, deep
 and JSON-encoded) that never reaches the TFLite file: 98 % of a resnet18 conversion. A
 SavedModel holding only the serving function skips that and keeps the SignatureDef.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def write_saved_model(model: Bounded, output_names: list[str], out_dir: Path) ->
     import tensorflow as tf
 
     if len(model.keras.outputs) != len(output_names):
-        raise ExportError(f"onnx2tf's model has {len(model.keras.outputs)} output(s), the ONNX graph {len(output_names)}")
+        raise ExportError(
+            f"onnx2tf's model has {len(model.keras.outputs)} output(s), the ONNX graph {len(output_names)}"
+        )
     specs = [tf.TensorSpec(shape, t.dtype, t.name) for t, shape in zip(model.keras.inputs, model.input_shapes())]
 
     def serve(*inputs):
@@ -56,8 +59,11 @@ def convert_variant(saved_model_dir: Path, variant: str, feeds: tuple[dict[str, 
     elif variant in ("int8", "int8_float_io", "int16x8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: (dict(feed) for feed in feeds)
-        builtins = (tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
-                    if variant == "int16x8" else tf.lite.OpsSet.TFLITE_BUILTINS_INT8)
+        builtins = (
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            if variant == "int16x8"
+            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8
+        )
         io_type = {"int8": tf.int8, "int8_float_io": tf.float32, "int16x8": tf.int16}[variant]
         converter.inference_input_type = converter.inference_output_type = io_type
     elif variant != "fp32":
@@ -72,17 +78,29 @@ def calibration_feeds(where: str, samples: dict[str, np.ndarray], details: dict[
     details are the float model's signature inputs by name (shape, dtype); samples are in its layout.
     """
     if set(samples) != set(details):
-        raise ExportError(f"{where}: samples are for input(s) {', '.join(sorted(samples)) or '(none)'}, "
-                          f"the model takes {', '.join(sorted(details))}")
+        raise ExportError(
+            f"{where}: samples are for input(s) {', '.join(sorted(samples)) or '(none)'}, "
+            f"the model takes {', '.join(sorted(details))}"
+        )
     counts = {len(np.asarray(v)) for v in samples.values()}
     shapes = {name: tuple(int(x) for x in d["shape"]) for name, d in details.items()}
     batch = next(iter(shapes.values()))[0] if shapes and next(iter(shapes.values()))[0] > 0 else 1
-    wrong = [f"{name} {np.asarray(v).shape[1:]} (expected {shapes[name][1:]})" for name, v in samples.items()
-             if np.asarray(v).shape[1:] != shapes[name][1:]]
+    wrong = [
+        f"{name} {np.asarray(v).shape[1:]} (expected {shapes[name][1:]})"
+        for name, v in samples.items()
+        if np.asarray(v).shape[1:] != shapes[name][1:]
+    ]
     if wrong or len(counts) != 1 or min(counts) < batch:
-        raise ExportError(f"{where}: samples must be arrays of whole batches of {batch}, batch axis first, "
-                          f"in the model's layout (NHWC for images), the same count for every input; "
-                          f"got {', '.join(wrong) or 'counts ' + str(sorted(counts))}")
+        raise ExportError(
+            f"{where}: samples must be arrays of whole batches of {batch}, batch axis first, "
+            f"in the model's layout (NHWC for images), the same count for every input; "
+            f"got {', '.join(wrong) or 'counts ' + str(sorted(counts))}"
+        )
     count = counts.pop() // batch * batch
-    return tuple({name: np.ascontiguousarray(np.asarray(v)[i:i + batch], dtype=details[name]["dtype"])
-                  for name, v in samples.items()} for i in range(0, count, batch))
+    return tuple(
+        {
+            name: np.ascontiguousarray(np.asarray(v)[i : i + batch], dtype=details[name]["dtype"])
+            for name, v in samples.items()
+        }
+        for i in range(0, count, batch)
+    )

@@ -1,4 +1,5 @@
 """What a .tflite file holds (its operators, where its bytes go), read through the TFLite schema LiteRT ships."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -53,8 +54,9 @@ def _codes(model) -> list[OperatorCode]:
         code = model.OperatorCodes(i)
         custom = code.CustomCode()
         # Codes above 127 live only in builtin_code; older files only fill the deprecated byte.
-        codes.append(OperatorCode(max(code.DeprecatedBuiltinCode(), code.BuiltinCode()),
-                                  custom.decode() if custom else None))
+        codes.append(
+            OperatorCode(max(code.DeprecatedBuiltinCode(), code.BuiltinCode()), custom.decode() if custom else None)
+        )
     return codes
 
 

@@ -1,4 +1,5 @@
 """Reading a written TFLite model's signature: each input's and output's shape, dtype and layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,9 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import ExportError
-from models.specs import InputSpec, channels_last, convert_layout
-
-FROM_CHANNELS_LAST = {"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"}
+from models.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 
 def signature(
@@ -58,8 +57,11 @@ def _record_layouts(
 
 
 def settle_ambiguous_outputs(
-    onnx_path: Path, tflite_path: Path, onnx_inputs: tuple[InputSpec, ...],
-    tflite_inputs: tuple[InputSpec, ...], outputs: tuple[InputSpec, ...],
+    onnx_path: Path,
+    tflite_path: Path,
+    onnx_inputs: tuple[InputSpec, ...],
+    tflite_inputs: tuple[InputSpec, ...],
+    outputs: tuple[InputSpec, ...],
 ) -> tuple[InputSpec, ...]:
     """Decide by evidence the layout of outputs whose shape reads the same both ways.
 
@@ -76,7 +78,9 @@ def settle_ambiguous_outputs(
         return outputs
     feeds, reference = ran
     runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
-    got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)})
+    got = runner(
+        **{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)}
+    )
     settled = []
     for out in outputs:
         if out in ambiguous:
@@ -92,8 +96,12 @@ def onnxruntime_outputs(onnx_path: Path, specs: tuple[InputSpec, ...]) -> tuple[
     import onnxruntime as ort
 
     rng = np.random.default_rng(0)
-    feeds = {s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float")
-                      else rng.integers(0, 2, s.shape)).astype(s.dtype) for s in specs}
+    feeds = {
+        s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float") else rng.integers(0, 2, s.shape)).astype(
+            s.dtype
+        )
+        for s in specs
+    }
     try:
         session = ort.InferenceSession(str(onnx_path))
         return feeds, dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))

@@ -1,4 +1,5 @@
 """PyTorch -> ONNX with named inputs and outputs, single file, fixed opset."""
+
 from __future__ import annotations
 
 import logging
@@ -53,4 +54,3 @@ def export_onnx(
             f" (details in {log_path})"
         ) from exc
     return OnnxExport(path, opset, tuple(input_names), tuple(output_names))
-

@@ -1,4 +1,5 @@
 """Send everything a converter prints, Python and native alike, into a log file."""
+
 from __future__ import annotations
 
 import contextlib

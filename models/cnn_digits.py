@@ -1,4 +1,5 @@
 """cnn_digits: a small CNN on scikit-learn's bundled 8x8 digits."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -3,6 +3,7 @@
 scikit-learn is imported where a dataset is read: it takes 2 s, which every export of a
 user's own model would otherwise pay for the zoo's sake.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -10,15 +11,17 @@ import numpy as np
 from models.registry import DatasetSplits
 
 
-def split(x: dict[str, np.ndarray], y: np.ndarray, seed: int, val: float = 0.15, test: float = 0.2,
-          stratify: bool = True) -> DatasetSplits:
+def split(
+    x: dict[str, np.ndarray], y: np.ndarray, seed: int, val: float = 0.15, test: float = 0.2, stratify: bool = True
+) -> DatasetSplits:
     """Train/val/test split of every input alike, stratified by label for classification."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(y))
     rest, test_idx = train_test_split(index, test_size=test, random_state=seed, stratify=y if stratify else None)
-    train_idx, val_idx = train_test_split(rest, test_size=val / (1 - test), random_state=seed,
-                                          stratify=y[rest] if stratify else None)
+    train_idx, val_idx = train_test_split(
+        rest, test_size=val / (1 - test), random_state=seed, stratify=y[rest] if stratify else None
+    )
     take = lambda idx: {k: np.ascontiguousarray(v[idx]) for k, v in x.items()}  # noqa: E731
     return DatasetSplits(take(train_idx), y[train_idx], take(val_idx), y[val_idx], take(test_idx), y[test_idx])
 

@@ -1,4 +1,5 @@
 """Knowledge distillation: a smaller student learns from the teacher's softened outputs and the labels."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,8 +16,10 @@ def narrower(spec: ModelSpec, width: float) -> nn.Module:
     """The zoo model built with its channels scaled by width; an error for models without a width."""
     if "width" not in inspect.signature(spec.build).parameters:
         scalable = "cnn_digits, mobilenet_digits"
-        raise ConfigError(f"compress.student_width: zoo model {spec.name} has no width setting ({scalable} do); "
-                          "give compress.student = 'pkg.module:factory' instead")
+        raise ConfigError(
+            f"compress.student_width: zoo model {spec.name} has no width setting ({scalable} do); "
+            "give compress.student = 'pkg.module:factory' instead"
+        )
     return spec.build(width=width)
 
 
@@ -38,16 +41,29 @@ def distillation_loss(teacher: nn.Module, task: str, temperature: float, alpha: 
         if task == "regression":
             soft = nn.functional.mse_loss(outputs, soft_targets)
         else:
-            soft = nn.functional.kl_div(nn.functional.log_softmax(outputs / temperature, dim=-1),
-                                        nn.functional.log_softmax(soft_targets / temperature, dim=-1),
-                                        reduction="batchmean", log_target=True) * temperature**2
+            soft = (
+                nn.functional.kl_div(
+                    nn.functional.log_softmax(outputs / temperature, dim=-1),
+                    nn.functional.log_softmax(soft_targets / temperature, dim=-1),
+                    reduction="batchmean",
+                    log_target=True,
+                )
+                * temperature**2
+            )
         return alpha * soft + (1 - alpha) * hard(outputs, targets)
 
     return criterion
 
 
-def distill(student: nn.Module, teacher: nn.Module, spec: ModelSpec, data: DatasetSplits, settings: TrainSettings,
-            temperature: float, alpha: float) -> TrainResult:
+def distill(
+    student: nn.Module,
+    teacher: nn.Module,
+    spec: ModelSpec,
+    data: DatasetSplits,
+    settings: TrainSettings,
+    temperature: float,
+    alpha: float,
+) -> TrainResult:
     """Train the student on the teacher's softened outputs mixed with the labels."""
     criterion = distillation_loss(teacher, spec.task, temperature, alpha)
     return train(student, data, settings, spec.task, spec.input_names, spec.image_inputs, criterion)

@@ -1,4 +1,5 @@
 """Task metrics computed from model outputs and labels."""
+
 from __future__ import annotations
 
 import numpy as np

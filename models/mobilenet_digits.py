@@ -1,4 +1,5 @@
 """mobilenet_digits: depthwise-separable blocks with BatchNorm, ReLU6/Hardswish and squeeze-excitation."""
+
 from __future__ import annotations
 
 import torch
@@ -27,9 +28,13 @@ class SqueezeExcite(nn.Module):
 def separable(cin: int, cout: int, stride: int) -> nn.Sequential:
     """Depthwise 3x3 (ReLU6) -> squeeze-excite -> pointwise 1x1 (Hardswish)."""
     return nn.Sequential(
-        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+        nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+        nn.BatchNorm2d(cin),
+        nn.ReLU6(),
         SqueezeExcite(cin),
-        nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.Hardswish(),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.Hardswish(),
     )
 
 
@@ -37,22 +42,36 @@ def build(width: float = 1.0) -> nn.Module:
     """Stem, three separable blocks, global pool and a linear head; width scales the channels."""
     c = [max(4, int(n * width)) for n in (16, 32, 64, 64)]
     return nn.Sequential(
-        nn.Conv2d(1, c[0], 3, 1, 1, bias=False), nn.BatchNorm2d(c[0]), nn.Hardswish(),
-        separable(c[0], c[1], 1), separable(c[1], c[2], 2), separable(c[2], c[3], 1),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c[3], 10),
+        nn.Conv2d(1, c[0], 3, 1, 1, bias=False),
+        nn.BatchNorm2d(c[0]),
+        nn.Hardswish(),
+        separable(c[0], c[1], 1),
+        separable(c[1], c[2], 2),
+        separable(c[2], c[3], 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(c[3], 10),
     )
 
 
-register(ModelSpec(
-    name="mobilenet_digits",
-    description="MobileNet-style depthwise-separable CNN with SE on the bundled 8x8 digits",
-    task="classification",
-    build=build,
-    dataset=digits,
-    inputs=(InputSpec("x", (1, 1, 8, 8), "float32", "NCHW"),),
-    metric=classification,
-    primary_metric="accuracy",
-    train_defaults={"epochs": 60, "lr": 0.005, "batch_size": 64, "patience": 10, "lr_schedule": "cosine",
-                    "augment": True},
-    image_inputs=("x",),
-))
+register(
+    ModelSpec(
+        name="mobilenet_digits",
+        description="MobileNet-style depthwise-separable CNN with SE on the bundled 8x8 digits",
+        task="classification",
+        build=build,
+        dataset=digits,
+        inputs=(InputSpec("x", (1, 1, 8, 8), "float32", "NCHW"),),
+        metric=classification,
+        primary_metric="accuracy",
+        train_defaults={
+            "epochs": 60,
+            "lr": 0.005,
+            "batch_size": 64,
+            "patience": 10,
+            "lr_schedule": "cosine",
+            "augment": True,
+        },
+        image_inputs=("x",),
+    )
+)

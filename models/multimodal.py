@@ -1,4 +1,5 @@
 """multimodal: an image and a feature vector, two named inputs fused by concatenation."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,8 +17,14 @@ class ImageAndProfile(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.image_branch = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                          nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.ReLU())
+        self.image_branch = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 32),
+            nn.ReLU(),
+        )
         self.profile_branch = nn.Sequential(nn.Linear(16, 16), nn.ReLU())
         self.head = nn.Linear(32 + 16, 10)
 
@@ -33,14 +40,16 @@ def digits_with_profile(seed: int) -> DatasetSplits:
     return split({"image": x, "profile": profile.astype(np.float32)}, y, seed)
 
 
-register(ModelSpec(
-    name="multimodal",
-    description="two named inputs (8x8 digit image, 16-value ink profile) fused by concatenation",
-    task="classification",
-    build=ImageAndProfile,
-    dataset=digits_with_profile,
-    inputs=(InputSpec("image", (1, 1, 8, 8), "float32", "NCHW"), InputSpec("profile", (1, 16), "float32", "NC")),
-    metric=classification,
-    primary_metric="accuracy",
-    train_defaults={"epochs": 40, "lr": 0.003, "batch_size": 64, "patience": 8},
-))
+register(
+    ModelSpec(
+        name="multimodal",
+        description="two named inputs (8x8 digit image, 16-value ink profile) fused by concatenation",
+        task="classification",
+        build=ImageAndProfile,
+        dataset=digits_with_profile,
+        inputs=(InputSpec("image", (1, 1, 8, 8), "float32", "NCHW"), InputSpec("profile", (1, 16), "float32", "NC")),
+        metric=classification,
+        primary_metric="accuracy",
+        train_defaults={"epochs": 40, "lr": 0.003, "batch_size": 64, "patience": 8},
+    )
+)

@@ -1,4 +1,5 @@
 """Pruning: global magnitude (unstructured) and structured channel removal that really shrinks the graph."""
+
 from __future__ import annotations
 
 import operator
@@ -9,13 +10,43 @@ from torch import fx, nn
 from torch.nn.utils import prune
 
 # Ops that act on each channel alone: a channel removed before them is simply absent after them.
-_CHANNELWISE_MODULES = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.GELU,
-                        nn.LeakyReLU, nn.ELU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d,
-                        nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.MaxPool1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d)
-_CHANNELWISE_FUNCTIONS = {torch.relu, nn.functional.relu, nn.functional.relu6, nn.functional.hardswish,
-                          nn.functional.hardsigmoid, nn.functional.silu, torch.sigmoid, torch.tanh,
-                          nn.functional.gelu, nn.functional.dropout, nn.functional.adaptive_avg_pool2d,
-                          nn.functional.adaptive_max_pool2d, nn.functional.max_pool2d, nn.functional.avg_pool2d}
+_CHANNELWISE_MODULES = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.GELU,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.Dropout,
+    nn.Identity,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.AdaptiveMaxPool2d,
+    nn.MaxPool1d,
+    nn.AvgPool1d,
+    nn.AdaptiveAvgPool1d,
+)
+_CHANNELWISE_FUNCTIONS = {
+    torch.relu,
+    nn.functional.relu,
+    nn.functional.relu6,
+    nn.functional.hardswish,
+    nn.functional.hardsigmoid,
+    nn.functional.silu,
+    torch.sigmoid,
+    torch.tanh,
+    nn.functional.gelu,
+    nn.functional.dropout,
+    nn.functional.adaptive_avg_pool2d,
+    nn.functional.adaptive_max_pool2d,
+    nn.functional.max_pool2d,
+    nn.functional.avg_pool2d,
+}
 _ELEMENTWISE = {operator.add, operator.mul, operator.sub, torch.add, torch.mul}
 
 
@@ -106,8 +137,11 @@ def channel_groups(module: nn.Module, example: tuple[torch.Tensor, ...]) -> list
         elif known and (isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)) or _depthwise(layer)):
             groups[find(tensor_group[source])].passthrough.add(layer)
             tensor_group[node] = tensor_group[source]
-        elif known and (isinstance(layer, _CHANNELWISE_MODULES)
-                        or node.op == "call_function" and node.target in _CHANNELWISE_FUNCTIONS):
+        elif known and (
+            isinstance(layer, _CHANNELWISE_MODULES)
+            or node.op == "call_function"
+            and node.target in _CHANNELWISE_FUNCTIONS
+        ):
             tensor_group[node] = tensor_group[source]
         elif node.op == "call_function" and node.target in _ELEMENTWISE and _same_channels(node, shapes, tensor_group):
             members = [find(tensor_group[a]) for a in _tensor_args(node.args)]
@@ -154,8 +188,9 @@ def _contributions(module: nn.Module, groups: list[ChannelGroup], samples: tuple
     """
     seen: dict[nn.Module, torch.Tensor] = {}
     readers = {layer for group in groups for layer, _ in group.consumers}
-    hooks = [layer.register_forward_pre_hook(lambda mod, args: seen.__setitem__(mod, args[0].detach()))
-             for layer in readers]
+    hooks = [
+        layer.register_forward_pre_hook(lambda mod, args: seen.__setitem__(mod, args[0].detach())) for layer in readers
+    ]
     try:
         with torch.no_grad():
             module.eval()(*samples)
@@ -167,8 +202,11 @@ def _contributions(module: nn.Module, groups: list[ChannelGroup], samples: tuple
         score = torch.zeros(group.channels)
         for layer, per_channel in group.consumers:
             x = seen[layer]
-            activity = x.abs().transpose(0, 1).reshape(x.shape[1], -1).mean(1) if x.dim() > 2 else \
-                x.abs().reshape(len(x), group.channels, per_channel).mean((0, 2))
+            activity = (
+                x.abs().transpose(0, 1).reshape(x.shape[1], -1).mean(1)
+                if x.dim() > 2
+                else x.abs().reshape(len(x), group.channels, per_channel).mean((0, 2))
+            )
             weight = layer.weight.detach().abs()
             reach = weight.reshape(weight.shape[0], group.channels, -1).sum((0, 2))
             score += activity * reach
@@ -197,8 +235,9 @@ def resize_to(module: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
             current = getattr(layer, key, None)
             if current is not None and f"{name}.{key}" in state:
                 new = torch.empty_like(state[f"{name}.{key}"])
-                setattr(layer, key, nn.Parameter(new, current.requires_grad) if isinstance(current, nn.Parameter)
-                        else new)
+                setattr(
+                    layer, key, nn.Parameter(new, current.requires_grad) if isinstance(current, nn.Parameter) else new
+                )
     module.load_state_dict(state)
     return module
 
@@ -209,7 +248,9 @@ def _slice_out(layer: nn.Module, keep: torch.Tensor) -> None:
         tensor = getattr(layer, key, None)
         if tensor is not None:
             sliced = tensor.detach()[keep].clone()
-            setattr(layer, key, nn.Parameter(sliced, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else sliced)
+            setattr(
+                layer, key, nn.Parameter(sliced, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else sliced
+            )
     if isinstance(layer, nn.Linear):
         layer.out_features = len(keep)
     elif isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -237,8 +278,11 @@ def _shapes(module: nn.Module, graph: fx.Graph, example: tuple[torch.Tensor, ...
     traced = fx.GraphModule(module, graph)
     with torch.no_grad():
         ShapeProp(traced).propagate(*example)
-    return {node: tuple(node.meta["tensor_meta"].shape) for node in graph.nodes
-            if isinstance(node.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)}
+    return {
+        node: tuple(node.meta["tensor_meta"].shape)
+        for node in graph.nodes
+        if isinstance(node.meta.get("tensor_meta"), torch.fx.passes.shape_prop.TensorMetadata)
+    }
 
 
 def _tensor_args(args) -> list[fx.Node]:
@@ -254,8 +298,12 @@ def _tensor_args(args) -> list[fx.Node]:
 def _same_channels(node: fx.Node, shapes: dict, tensor_group: dict) -> bool:
     """An elementwise op whose tensor operands are all grouped and have the output's channel count on axis 1."""
     args = _tensor_args(node.args)
-    return bool(args) and node in shapes and len(shapes[node]) > 1 and all(
-        a in tensor_group and len(shapes.get(a, ())) > 1 and shapes[a][1] == shapes[node][1] for a in args)
+    return (
+        bool(args)
+        and node in shapes
+        and len(shapes[node]) > 1
+        and all(a in tensor_group and len(shapes.get(a, ())) > 1 and shapes[a][1] == shapes[node][1] for a in args)
+    )
 
 
 def _depthwise(layer: nn.Module | None) -> bool:

@@ -1,4 +1,5 @@
 """Quantization-aware fine-tuning: train through int8 rounding so post-training int8 conversion loses less."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +13,18 @@ from models.registry import DatasetSplits, ModelSpec
 from models.training import TrainResult, TrainSettings, train
 
 # Layers whose outputs TFLite's int8 kernels write as int8 tensors (after fusing BatchNorm and activations).
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.MaxPool2d, nn.AvgPool2d,
-                nn.AdaptiveAvgPool2d, nn.Linear)
+_ACTIVATIONS = (
+    nn.ReLU,
+    nn.ReLU6,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Linear,
+)
 
 
 class Int8Weight(nn.Module):
@@ -56,8 +67,9 @@ def fake_int8(module: nn.Module):
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
 
 
-def quantization_aware_finetune(module: nn.Module, spec: ModelSpec, data: DatasetSplits,
-                                settings: TrainSettings) -> TrainResult:
+def quantization_aware_finetune(
+    module: nn.Module, spec: ModelSpec, data: DatasetSplits, settings: TrainSettings
+) -> TrainResult:
     """Fine-tune the module under fake int8 quantization; it leaves with int8-grid weights and no hooks."""
     with fake_int8(module):
         return train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)

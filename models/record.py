@@ -2,6 +2,7 @@
 
 Run `python -m models.record` after changing a model; `edgepipe models --json` reports the file.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,13 @@ SEED = 0
 def train_default(spec: ModelSpec, seed: int = SEED, threads: int = 2) -> dict:
     """Train one model exactly as the default job does; its held-out metrics and training seconds."""
     fitted = fit(spec, TrainSettings(**{**spec.train_defaults, "seed": seed}), threads)
-    return {"metrics": fitted.metrics, "train_seconds": round(fitted.result.seconds, 2),
-            "epochs": fitted.result.epochs_run, "best_epoch": fitted.result.best_epoch,
-            "parameters": sum(p.numel() for p in fitted.module.parameters())}
+    return {
+        "metrics": fitted.metrics,
+        "train_seconds": round(fitted.result.seconds, 2),
+        "epochs": fitted.result.epochs_run,
+        "best_epoch": fitted.result.best_epoch,
+        "parameters": sum(p.numel() for p in fitted.module.parameters()),
+    }
 
 
 def recorded() -> dict:
@@ -42,8 +47,13 @@ def main() -> None:
     for name, spec in MODELS.items():
         figures[name] = train_default(spec)
         print(f"{name:18s} {figures[name]['train_seconds']:6.1f} s  {figures[name]['metrics']}", flush=True)
-    record = {"seed": SEED, "threads": 2, "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
-              "torch": metadata.version("torch"), "models": figures}
+    record = {
+        "seed": SEED,
+        "threads": 2,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "torch": metadata.version("torch"),
+        "models": figures,
+    }
     (Path(__file__).parent / RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
 

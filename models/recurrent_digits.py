@@ -1,4 +1,5 @@
 """lstm_digits and gru_digits: digits read row by row as an 8-step sequence."""
+
 from __future__ import annotations
 
 import torch
@@ -24,14 +25,16 @@ class RowReader(nn.Module):
 
 
 for _name, _cell in (("lstm_digits", nn.LSTM), ("gru_digits", nn.GRU)):
-    register(ModelSpec(
-        name=_name,
-        description=f"{_cell.__name__} over the digits' 8 rows as an 8-step sequence",
-        task="classification",
-        build=lambda cell=_cell: RowReader(cell),
-        dataset=digits_rows,
-        inputs=(InputSpec("x", (1, 8, 8), "float32", "NTC"),),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={"epochs": 60, "lr": 0.005, "batch_size": 64, "patience": 10, "grad_clip_norm": 1.0},
-    ))
+    register(
+        ModelSpec(
+            name=_name,
+            description=f"{_cell.__name__} over the digits' 8 rows as an 8-step sequence",
+            task="classification",
+            build=lambda cell=_cell: RowReader(cell),
+            dataset=digits_rows,
+            inputs=(InputSpec("x", (1, 8, 8), "float32", "NTC"),),
+            metric=classification,
+            primary_metric="accuracy",
+            train_defaults={"epochs": 60, "lr": 0.005, "batch_size": 64, "patience": 10, "grad_clip_norm": 1.0},
+        )
+    )

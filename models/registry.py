@@ -1,4 +1,5 @@
 """The zoo registry: a dict of ModelSpec filled by the @register decorator."""
+
 from __future__ import annotations
 
 import difflib
@@ -65,6 +66,4 @@ def get_model(name: str) -> ModelSpec:
     except KeyError:
         close = difflib.get_close_matches(name, list(MODELS), n=1, cutoff=0.6)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ModelNotFoundError(
-            f"unknown model {name!r}: {hint}run 'edgepipe models' to list the zoo"
-        ) from None
+        raise ModelNotFoundError(f"unknown model {name!r}: {hint}run 'edgepipe models' to list the zoo") from None

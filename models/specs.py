@@ -1,4 +1,5 @@
 """Small shared types: how a model's inputs look in each layout."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -30,6 +31,8 @@ class InputSpec:
 # Channels-first layouts and the permutation that makes them channels-last.
 _TO_CHANNELS_LAST = {"NCW": (0, 2, 1), "NCHW": (0, 2, 3, 1), "NCDHW": (0, 2, 3, 4, 1)}
 _CHANNELS_LAST_NAME = {"NCW": "NWC", "NCHW": "NHWC", "NCDHW": "NDHWC"}
+# Each channels-last layout name and the channels-first layout it came from.
+FROM_CHANNELS_LAST = {last: first for first, last in _CHANNELS_LAST_NAME.items()}
 
 
 def channels_last(spec: InputSpec) -> InputSpec:

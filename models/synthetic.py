@@ -1,4 +1,5 @@
 """Seeded synthetic datasets: token sequences, keyword-spotting audio features, noisy digits."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -49,8 +50,9 @@ def noisy_digits(seed: int, noise: float = 0.3) -> DatasetSplits:
     noisy = np.clip(clean + np.random.default_rng(3000 + seed).normal(0, noise, clean.shape), 0, 1)
     s = split({"noisy": noisy.astype(np.float32), "clean": clean}, labels, seed)
     pick = lambda x: {"noisy": x["noisy"]}  # noqa: E731
-    return DatasetSplits(pick(s.x_train), s.x_train["clean"], pick(s.x_val), s.x_val["clean"],
-                         pick(s.x_test), s.x_test["clean"])
+    return DatasetSplits(
+        pick(s.x_train), s.x_train["clean"], pick(s.x_val), s.x_val["clean"], pick(s.x_test), s.x_test["clean"]
+    )
 
 
 def log_mel(waves: torch.Tensor) -> torch.Tensor:

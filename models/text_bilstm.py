@@ -1,4 +1,5 @@
 """text_bilstm: Embedding + bidirectional LSTM classifying seeded synthetic token sequences."""
+
 from __future__ import annotations
 
 import torch
@@ -24,14 +25,16 @@ class BiLstmClassifier(nn.Module):
         return self.head(out.mean(dim=1))
 
 
-register(ModelSpec(
-    name="text_bilstm",
-    description="Embedding + bidirectional LSTM on seeded synthetic keyword sequences (4 classes)",
-    task="classification",
-    build=BiLstmClassifier,
-    dataset=token_sequences,
-    inputs=(InputSpec("tokens", (1, SEQ_LEN), "int64", "NT"),),
-    metric=classification,
-    primary_metric="accuracy",
-    train_defaults={"epochs": 40, "lr": 0.005, "batch_size": 64, "patience": 8, "grad_clip_norm": 1.0},
-))
+register(
+    ModelSpec(
+        name="text_bilstm",
+        description="Embedding + bidirectional LSTM on seeded synthetic keyword sequences (4 classes)",
+        task="classification",
+        build=BiLstmClassifier,
+        dataset=token_sequences,
+        inputs=(InputSpec("tokens", (1, SEQ_LEN), "int64", "NT"),),
+        metric=classification,
+        primary_metric="accuracy",
+        train_defaults={"epochs": 40, "lr": 0.005, "batch_size": 64, "patience": 8, "grad_clip_norm": 1.0},
+    )
+)

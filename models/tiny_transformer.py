@@ -1,4 +1,5 @@
 """tiny_transformer: two TransformerEncoderLayer blocks classifying digits read as 8 row tokens."""
+
 from __future__ import annotations
 
 import torch
@@ -17,8 +18,9 @@ class RowTransformer(nn.Module):
         super().__init__()
         self.project = nn.Linear(8, d_model)
         self.position = nn.Parameter(torch.zeros(1, 8, d_model))
-        layer = nn.TransformerEncoderLayer(d_model, heads, dim_feedforward=2 * d_model, dropout=0.0,
-                                           activation="gelu", batch_first=True)
+        layer = nn.TransformerEncoderLayer(
+            d_model, heads, dim_feedforward=2 * d_model, dropout=0.0, activation="gelu", batch_first=True
+        )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, 10)
@@ -28,15 +30,23 @@ class RowTransformer(nn.Module):
         return self.head(self.norm(tokens).mean(dim=1))
 
 
-register(ModelSpec(
-    name="tiny_transformer",
-    description="2-layer transformer encoder (LayerNorm, 4-head attention, GELU) over the digits' 8 rows",
-    task="classification",
-    build=RowTransformer,
-    dataset=digits_rows,
-    inputs=(InputSpec("x", (1, 8, 8), "float32", "NTC"),),
-    metric=classification,
-    primary_metric="accuracy",
-    train_defaults={"epochs": 60, "lr": 0.002, "batch_size": 64, "patience": 10, "grad_clip_norm": 1.0,
-                    "lr_schedule": "cosine"},
-))
+register(
+    ModelSpec(
+        name="tiny_transformer",
+        description="2-layer transformer encoder (LayerNorm, 4-head attention, GELU) over the digits' 8 rows",
+        task="classification",
+        build=RowTransformer,
+        dataset=digits_rows,
+        inputs=(InputSpec("x", (1, 8, 8), "float32", "NTC"),),
+        metric=classification,
+        primary_metric="accuracy",
+        train_defaults={
+            "epochs": 60,
+            "lr": 0.002,
+            "batch_size": 64,
+            "patience": 10,
+            "grad_clip_norm": 1.0,
+            "lr_schedule": "cosine",
+        },
+    )
+)

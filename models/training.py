@@ -1,4 +1,5 @@
 """A deterministic training loop: class weighting, clipping, LR schedules, augmentation, early stopping."""
+
 from __future__ import annotations
 
 import copy
@@ -45,8 +46,15 @@ class TrainResult:
 Criterion = Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
 
-def train(model: nn.Module, data: DatasetSplits, settings: TrainSettings, task: str,
-          input_names: list[str], image_inputs: tuple[str, ...] = (), criterion: Criterion | None = None) -> TrainResult:
+def train(
+    model: nn.Module,
+    data: DatasetSplits,
+    settings: TrainSettings,
+    task: str,
+    input_names: list[str],
+    image_inputs: tuple[str, ...] = (),
+    criterion: Criterion | None = None,
+) -> TrainResult:
     """Train with Adam; stop when the validation task loss has not improved for `patience` epochs, keep the best.
 
     criterion replaces the task loss during training (not for early stopping, which always
@@ -131,8 +139,9 @@ def predict(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str], 
     return predict_outputs(model, x, input_names, batch_size)[0]
 
 
-def predict_outputs(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str],
-                    batch_size: int = 256) -> list[np.ndarray]:
+def predict_outputs(
+    model: nn.Module, x: dict[str, np.ndarray], input_names: list[str], batch_size: int = 256
+) -> list[np.ndarray]:
     """Every output (tuples and lists flattened, in order) of an eval-mode forward in batches."""
     model.eval()
     n = len(x[input_names[0]])

@@ -1,4 +1,5 @@
 """Every zoo model, registered on import; a new model is one module plus one line here."""
+
 from models import (  # noqa: F401  (each registers itself)
     audio_kws,
     cnn_digits,

@@ -5,6 +5,7 @@ batch.json (the batch manifest, rewritten atomically after every job, so a kille
 a true record), summary.csv and summary.md, logs/worker-N.log. A job whose run directory is
 complete is answered from it without starting a worker.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -37,9 +38,15 @@ class BatchResult:
         return [o for o in self.outcomes if o["status"] == "failed"]
 
 
-def run_batch(path: Path, out: Path, workers: int, executor: str = "local", force: bool = False,
-              address: str | None = None, on_event: Callable[[str, dict], None] = lambda kind, info: None
-              ) -> BatchResult:
+def run_batch(
+    path: Path,
+    out: Path,
+    workers: int,
+    executor: str = "local",
+    force: bool = False,
+    address: str | None = None,
+    on_event: Callable[[str, dict], None] = lambda kind, info: None,
+) -> BatchResult:
     """Run a batch file's jobs; cached ones are answered at once, the rest go to the executor."""
     settings, jobs = load_batch(path)
     out = prepare_run_dir(out)
@@ -83,17 +90,29 @@ def run_batch(path: Path, out: Path, workers: int, executor: str = "local", forc
 
 
 def _entry(job: BatchJob, out: Path) -> dict:
-    return {"job": job.name, "model": job.job.job.model, "status": "queued",
-            "run_dir": f"runs/{job.name}-{job_hash(job.job)[:8]}"}
+    return {
+        "job": job.name,
+        "model": job.job.job.model,
+        "status": "queued",
+        "run_dir": f"runs/{job.name}-{job_hash(job.job)[:8]}",
+    }
 
 
 def _save(out: Path, settings: BatchSettings, state: dict, workers: list[dict]) -> None:
     """batch.json, written whole: the record a rerun and `edgepipe gate` read."""
     runs = list(state.values())
     counts = {status: sum(r["status"] == status for r in runs) for status in ("done", "cached", "failed", "queued")}
-    write_json(out / BATCH_MANIFEST, {"batch": settings.name, "settings": vars(settings), "counts": counts,
-                                      "runs": runs, "workers": workers,
-                                      "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    write_json(
+        out / BATCH_MANIFEST,
+        {
+            "batch": settings.name,
+            "settings": vars(settings),
+            "counts": counts,
+            "runs": runs,
+            "workers": workers,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
 
 
 class _exclusive:
@@ -108,8 +127,9 @@ class _exclusive:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self.fd)
-            raise OutputDirError(f"another edgepipe batch is writing to {self.path.parent}; wait for it or "
-                                 "choose another -o DIR") from None
+            raise OutputDirError(
+                f"another edgepipe batch is writing to {self.path.parent}; wait for it or choose another -o DIR"
+            ) from None
         return self
 
     def __exit__(self, *exc):

@@ -8,6 +8,7 @@
 
 Every job is validated exactly as `edgepipe run` validates a job file.
 """
+
 from __future__ import annotations
 
 import copy
@@ -69,16 +70,28 @@ def parse_batch(data: dict, base: Path, where: str) -> tuple[BatchSettings, list
     axes = {key: value for key, value in matrix.items() if key not in ("models", "variants")}
     for key, values in axes.items():
         if key not in ExportSection.model_fields or not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}: [matrix].{key}: an axis must be a non-empty list of an [export] setting "
-                              f"({', '.join(k for k in ExportSection.model_fields if k != 'variants')})")
+            raise ConfigError(
+                f"{where}: [matrix].{key}: an axis must be a non-empty list of an [export] setting "
+                f"({', '.join(k for k in ExportSection.model_fields if k != 'variants')})"
+            )
     entries = data.get("entry", [])
     for i, entry in enumerate(entries):
         _known(entry, {"model"} | JOB_KEYS | SECTIONS, f"{where}: entry[{i}]")
     jobs = []
     for model in _models(matrix["models"], base, where):
         for combo in itertools.product(*axes.values()):
-            jobs.append(_job(model, dict(zip(axes, combo)), matrix.get("variants"), defaults, entries, base, where,
-                             suffix="-".join(f"{k}{v}" for k, v in zip(axes, combo) if len(axes[k]) > 1)))
+            jobs.append(
+                _job(
+                    model,
+                    dict(zip(axes, combo)),
+                    matrix.get("variants"),
+                    defaults,
+                    entries,
+                    base,
+                    where,
+                    suffix="-".join(f"{k}{v}" for k, v in zip(axes, combo) if len(axes[k]) > 1),
+                )
+            )
     _unique(jobs, where)
     unmatched = [e["model"] for e in entries if not any(fnmatch.fnmatchcase(j.job.job.model, e["model"]) for j in jobs)]
     if unmatched:
@@ -86,8 +99,9 @@ def parse_batch(data: dict, base: Path, where: str) -> tuple[BatchSettings, list
     return settings, jobs
 
 
-def _job(model: str, axis: dict, variants, defaults: dict, entries: list[dict], base: Path, where: str,
-         suffix: str) -> BatchJob:
+def _job(
+    model: str, axis: dict, variants, defaults: dict, entries: list[dict], base: Path, where: str, suffix: str
+) -> BatchJob:
     data = copy.deepcopy(defaults)
     export = data.setdefault("export", {})
     if variants is not None:
@@ -140,8 +154,10 @@ def _unique(jobs: list[BatchJob], where: str) -> None:
     seen: dict[str, str] = {}
     for job in jobs:
         if job.name in seen:
-            raise ConfigError(f"{where}: two jobs would both be named {job.name!r} ({seen[job.name]} and "
-                              f"{job.job.job.model}); rename one of the files")
+            raise ConfigError(
+                f"{where}: two jobs would both be named {job.name!r} ({seen[job.name]} and "
+                f"{job.job.job.model}); rename one of the files"
+            )
         seen[job.name] = job.job.job.model
 
 

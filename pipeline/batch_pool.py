@@ -4,6 +4,7 @@ A worker that crashes or exceeds the job timeout is killed and replaced, and onl
 Workers are replaced after `recycle_after` jobs to bound memory growth, and die with the batch
 (PR_SET_PDEATHSIG), so a killed batch never leaves a worker writing into a run directory.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -45,15 +46,26 @@ def run_task(task: Task) -> dict:
             Path(task.run_dir, "manifest.json").unlink(missing_ok=True)  # nothing recorded: every stage runs again
         result = run_job(job, Path(task.run_dir), only=task.only)
         ran = [name for name, record in result.stages.items() if not record["cached"]]
-        outcome = {"status": "done" if ran else "cached", "stages_run": ran,
-                   "stages_cached": [name for name in result.stages if name not in ran]}
+        outcome = {
+            "status": "done" if ran else "cached",
+            "stages_run": ran,
+            "stages_cached": [name for name in result.stages if name not in ran],
+        }
     except EdgepipeError as exc:
         outcome = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
     except Exception as exc:  # a bug or a library crash in one job must not end the batch
-        outcome = {"status": "failed", "error": f"internal error: {type(exc).__name__}: {exc}",
-                   "traceback": traceback.format_exc(limit=8)}
-    return {"job": task.name, **outcome, "seconds": time.perf_counter() - start, "pid": os.getpid(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        outcome = {
+            "status": "failed",
+            "error": f"internal error: {type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=8),
+        }
+    return {
+        "job": task.name,
+        **outcome,
+        "seconds": time.perf_counter() - start,
+        "pid": os.getpid(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def _worker_main(conn: Connection, log_path: str, threads: int) -> None:
@@ -115,8 +127,9 @@ class WarmPool:
     stats: list[dict] = field(default_factory=list)  # one entry per worker that ever ran: pid, jobs, peak RSS
     _started: int = 0
 
-    def run(self, tasks: list[Task], on_done: Callable[[dict], None],
-            on_start: Callable[[Task], None] = lambda task: None) -> None:
+    def run(
+        self, tasks: list[Task], on_done: Callable[[dict], None], on_start: Callable[[Task], None] = lambda task: None
+    ) -> None:
         """Run every task; returns when each has an outcome."""
         queue, pool = deque(tasks), []
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -144,9 +157,13 @@ class WarmPool:
             except (EOFError, OSError):
                 worker.process.join(timeout=5)
                 code = worker.process.exitcode
-                outcome = {"job": worker.task.name, "status": "failed", "pid": worker.process.pid,
-                           "error": f"worker crashed (exit {code}{_signal_name(code)}) while running this job; "
-                                    f"see {worker.log}"}
+                outcome = {
+                    "job": worker.task.name,
+                    "status": "failed",
+                    "pid": worker.process.pid,
+                    "error": f"worker crashed (exit {code}{_signal_name(code)}) while running this job; "
+                    f"see {worker.log}",
+                }
                 self._stop(worker)
             else:
                 if "ready" in outcome:
@@ -160,9 +177,15 @@ class WarmPool:
                 self._stop(worker)
         for worker in busy.values():
             if worker.task and worker.ready and time.monotonic() - worker.started > self.timeout_s:
-                on_done({"job": worker.task.name, "status": "failed", "pid": worker.process.pid,
-                         "error": f"exceeded the {self.timeout_s:g} s job timeout; its worker was killed",
-                         "seconds": time.monotonic() - worker.started})
+                on_done(
+                    {
+                        "job": worker.task.name,
+                        "status": "failed",
+                        "pid": worker.process.pid,
+                        "error": f"exceeded the {self.timeout_s:g} s job timeout; its worker was killed",
+                        "seconds": time.monotonic() - worker.started,
+                    }
+                )
                 worker.task = None
                 self._stop(worker)
 
@@ -172,8 +195,11 @@ class WarmPool:
         parent, child = ctx.Pipe()
         self._started += 1
         threads = max(1, len(os.sched_getaffinity(0)) // self.workers)
-        process = ctx.Process(target=_worker_main, args=(child, str(self._log(self._started)), threads),
-                              name=f"edgepipe-worker-{self._started}")
+        process = ctx.Process(
+            target=_worker_main,
+            args=(child, str(self._log(self._started)), threads),
+            name=f"edgepipe-worker-{self._started}",
+        )
         process.start()
         child.close()
         return _Worker(process, parent, log=self._log(self._started))
@@ -189,8 +215,14 @@ class WarmPool:
                 worker.process.kill()
                 worker.process.join()
         if worker.process.pid not in {s["pid"] for s in self.stats}:
-            self.stats.append({"pid": worker.process.pid, "jobs": worker.jobs, "peak_rss_mb": worker.peak_rss_mb,
-                               "log": str(worker.log)})
+            self.stats.append(
+                {
+                    "pid": worker.process.pid,
+                    "jobs": worker.jobs,
+                    "peak_rss_mb": worker.peak_rss_mb,
+                    "log": str(worker.log),
+                }
+            )
         worker.task = None
 
     def _log(self, number: int) -> Path:

@@ -7,6 +7,7 @@ versions as here), and the batch directory (-o) must be on a filesystem every no
 same path, because the Ray workers write each job's artifacts straight into the run directory
 its task names.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,13 @@ RAY_MISSING = "--executor ray needs Ray: pip install 'edgepipe[ray]'"
 POLL_S = 2.0
 
 
-def run_on_ray(tasks: list[Task], address: str | None, timeout_s: float,
-               on_done: Callable[[dict], None], on_start: Callable[[Task], None]) -> None:
+def run_on_ray(
+    tasks: list[Task],
+    address: str | None,
+    timeout_s: float,
+    on_done: Callable[[dict], None],
+    on_start: Callable[[Task], None],
+) -> None:
     """Run every task as a Ray task; each one's outcome, failures included, goes to on_done."""
     # Ray's driver prints worker-death notices to sys.stdout from a background thread, and no switch
     # turns them off (log_to_driver covers worker output only); stdout carries `--json`, so stderr it is.
@@ -48,11 +54,13 @@ def run_on_ray(tasks: list[Task], address: str | None, timeout_s: float,
 
 def _local_env() -> dict[str, str]:
     """Ray's switches for a private single-machine instance; Ray reads them at import and at start."""
-    env = {"RAY_USAGE_STATS_ENABLED": "0",
-           # Ray's own "local Ray only" mode: the node IP is 127.0.0.1 and every server binds to it.
-           # Without it Ray replaces even an explicit _node_ip_address="127.0.0.1" by the address it
-           # finds by routing towards 8.8.8.8, and its GCS listens on all interfaces.
-           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    env = {
+        "RAY_USAGE_STATS_ENABLED": "0",
+        # Ray's own "local Ray only" mode: the node IP is 127.0.0.1 and every server binds to it.
+        # Without it Ray replaces even an explicit _node_ip_address="127.0.0.1" by the address it
+        # finds by routing towards 8.8.8.8, and its GCS listens on all interfaces.
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    }
     if not any(key in os.environ for key in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")):
         # Ray enables token auth for new local instances and would write a token to ~/.ray/auth_token
         # (failing on a read-only home); a token in our environment reaches its processes instead.
@@ -76,8 +84,9 @@ def _connect(ray, address: str | None) -> str:
     """Start the local instance or join the cluster; returns where to look for worker logs."""
     if address is None:
         try:
-            context = ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False,
-                               logging_level="warning")
+            context = ray.init(
+                num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False, logging_level="warning"
+            )
         except Exception as exc:  # Ray raises plain RuntimeError/ConnectionError from its own start-up
             raise EdgepipeError(f"could not start a local Ray instance: {exc}; try --executor local") from None
         return f"the Ray worker logs in {context.address_info['session_dir']}/logs"
@@ -85,8 +94,10 @@ def _connect(ray, address: str | None) -> str:
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning")
     except Exception as exc:
-        raise ConfigError(f"cannot connect to the Ray cluster at --address {address}: {exc}; give its head node "
-                          "as HOST:PORT (or 'auto' on one of its nodes)") from None
+        raise ConfigError(
+            f"cannot connect to the Ray cluster at --address {address}: {exc}; give its head node "
+            "as HOST:PORT (or 'auto' on one of its nodes)"
+        ) from None
     return "the Ray worker logs on the node that ran it"
 
 
@@ -98,12 +109,20 @@ def _reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
     except OSError as exc:
-        raise ConfigError(f"cannot reach the Ray cluster at --address {address}: {exc.strerror or exc}; give its "
-                          "head node as HOST:PORT (the GCS port, 6379 unless it was changed)") from None
+        raise ConfigError(
+            f"cannot reach the Ray cluster at --address {address}: {exc.strerror or exc}; give its "
+            "head node as HOST:PORT (the GCS port, 6379 unless it was changed)"
+        ) from None
 
 
-def _run(ray, tasks: list[Task], timeout_s: float, on_done: Callable[[dict], None],
-         on_start: Callable[[Task], None], logs: str) -> None:
+def _run(
+    ray,
+    tasks: list[Task],
+    timeout_s: float,
+    on_done: Callable[[dict], None],
+    on_start: Callable[[Task], None],
+    logs: str,
+) -> None:
     """Submit no more tasks than the cluster has CPUs, so a job's timeout counts from its start, not its queueing."""
     # max_retries=0: a conversion that crashed its worker must fail, not silently run again.
     remote = ray.remote(max_retries=0)(run_task)
@@ -127,8 +146,14 @@ def _run(ray, tasks: list[Task], timeout_s: float, on_done: Callable[[dict], Non
                 if now - started > timeout_s:
                     ray.cancel(ref, force=True)  # kills its worker: the job stops writing into its run directory
                     del running[ref]
-                    on_done({"job": task.name, "status": "failed", "seconds": now - started,
-                             "error": f"exceeded the {timeout_s:g} s job timeout; its Ray worker was killed"})
+                    on_done(
+                        {
+                            "job": task.name,
+                            "status": "failed",
+                            "seconds": now - started,
+                            "error": f"exceeded the {timeout_s:g} s job timeout; its Ray worker was killed",
+                        }
+                    )
     finally:
         for ref in running:  # interrupted: leave no job running on the cluster
             try:
@@ -152,5 +177,10 @@ def _outcome(ray, ref, task: Task, started: float, logs: str) -> dict:
             reason = "Ray worker crashed while running this job (killed, out of memory or a native crash)"
         else:
             reason = f"Ray {type(exc).__name__}: " + (text.splitlines()[0].rstrip(".") if text else "no detail")
-        return {"job": task.name, "status": "failed", "seconds": time.monotonic() - started,
-                "error": f"{reason}; see {logs}", "traceback": text[-4000:]}
+        return {
+            "job": task.name,
+            "status": "failed",
+            "seconds": time.monotonic() - started,
+            "error": f"{reason}; see {logs}",
+            "traceback": text[-4000:],
+        }

@@ -5,6 +5,7 @@ guess whether 2 means seconds or milliseconds. A latency budget is either absolu
 another artifact of the same run on the same device: `max_p90 = {ratio = 1.15, of = "tflite:fp32"}`.
 Every mistake is a ConfigError naming the key path (exit 2).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -21,9 +22,22 @@ MEMORY_UNITS = {k: v / 2**20 for k, v in SIZE_UNITS.items()}  # to MiB, as profi
 FRACTION_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
 METRICS = FRACTION_METRICS | {"psnr_db"}
 LATENCY_KEYS = ("max_p50", "max_p90", "max_p99")
-BUDGET_KEYS = {"name", "model", "format", "variant", "device", "max_size", *LATENCY_KEYS, "max_peak_memory",
-               "min_metric", "max_metric_drop", "max_error", "min_sqnr_db", "min_inferences_per_joule",
-               "require_energy"}
+BUDGET_KEYS = {
+    "name",
+    "model",
+    "format",
+    "variant",
+    "device",
+    "max_size",
+    *LATENCY_KEYS,
+    "max_peak_memory",
+    "min_metric",
+    "max_metric_drop",
+    "max_error",
+    "min_sqnr_db",
+    "min_inferences_per_joule",
+    "require_energy",
+}
 BASELINE_KEYS = {"latency_tolerance", "size_tolerance", "metric_tolerance"}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(\S+)\s*$")
 
@@ -57,8 +71,15 @@ class Budget:
 
     def selects(self, model: str, fmt: str, variant: str, device: str) -> bool:
         """Whether this budget applies to one artifact on one device."""
-        return all(fnmatch.fnmatchcase(value, pattern) for value, pattern in
-                   ((model, self.model), (fmt, self.format), (variant, self.variant), (device, self.device)))
+        return all(
+            fnmatch.fnmatchcase(value, pattern)
+            for value, pattern in (
+                (model, self.model),
+                (fmt, self.format),
+                (variant, self.variant),
+                (device, self.device),
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -102,9 +123,12 @@ def parse_budgets(data: dict, where: str) -> Budgets:
     if not isinstance(baseline, dict):
         raise ConfigError(f"{where}: [baseline] must be a table of {', '.join(sorted(BASELINE_KEYS))}")
     _no_unknown(baseline, BASELINE_KEYS, f"{where}: baseline")
-    tolerances = Tolerances(*(_number(baseline, key, f"{where}: baseline", default)
-                              for key, default in (("latency_tolerance", 0.10), ("size_tolerance", 0.0),
-                                                   ("metric_tolerance", 0.0))))
+    tolerances = Tolerances(
+        *(
+            _number(baseline, key, f"{where}: baseline", default)
+            for key, default in (("latency_tolerance", 0.10), ("size_tolerance", 0.0), ("metric_tolerance", 0.0))
+        )
+    )
     return Budgets(budgets, tolerances, _bool(data, "strict", where, False))
 
 
@@ -114,7 +138,8 @@ def _budget(entry: dict, where: str, default_energy: bool) -> Budget:
     name = _text(entry, "name", where, "/".join(selectors[k] for k in ("model", "format", "variant", "device")))
     latency = {key[4:]: _latency(entry[key], f"{where}.{key}") for key in LATENCY_KEYS if key in entry}
     budget = Budget(
-        name, **selectors,
+        name,
+        **selectors,
         max_size_bytes=_quantity(entry, "max_size", where, SIZE_UNITS, "'160 KiB'"),
         latency_ms=latency,
         max_peak_memory_mb=_quantity(entry, "max_peak_memory", where, MEMORY_UNITS, "'120 MB'"),
@@ -133,16 +158,29 @@ def _check_consistent(budget: Budget, where: str) -> None:
     """Limits no artifact could ever meet, or that say nothing."""
     for metric, low in budget.min_metric.items():
         if metric in FRACTION_METRICS and low > 1:
-            raise ConfigError(f"{where}.min_metric.{metric} = {low:g}: {metric} is a fraction in [0, 1]; "
-                              "write 0.95, not 95")
+            raise ConfigError(
+                f"{where}.min_metric.{metric} = {low:g}: {metric} is a fraction in [0, 1]; write 0.95, not 95"
+            )
     for key, limit in budget.latency_ms.items():
         if isinstance(limit, Relative) and limit.ratio < 1 and _self_reference(budget, limit.of):
-            raise ConfigError(f"{where}.max_{key}: at most {limit.ratio:g}x itself ({limit.of}) can never pass; "
-                              "a ratio against the same artifact must be at least 1")
-    limits = [budget.max_size_bytes, budget.max_peak_memory_mb, budget.max_error, budget.min_sqnr_db,
-              budget.min_inferences_per_joule]
-    if not budget.latency_ms and not budget.min_metric and not budget.max_metric_drop and all(
-            v is None for v in limits) and not budget.require_energy:
+            raise ConfigError(
+                f"{where}.max_{key}: at most {limit.ratio:g}x itself ({limit.of}) can never pass; "
+                "a ratio against the same artifact must be at least 1"
+            )
+    limits = [
+        budget.max_size_bytes,
+        budget.max_peak_memory_mb,
+        budget.max_error,
+        budget.min_sqnr_db,
+        budget.min_inferences_per_joule,
+    ]
+    if (
+        not budget.latency_ms
+        and not budget.min_metric
+        and not budget.max_metric_drop
+        and all(v is None for v in limits)
+        and not budget.require_energy
+    ):
         raise ConfigError(f"{where} ('{budget.name}') sets no limit; add e.g. max_size = \"160 KiB\"")
 
 
@@ -155,13 +193,16 @@ def _latency(value, where: str) -> float | Relative:
     if isinstance(value, dict):
         _no_unknown(value, {"ratio", "of"}, where)
         if "ratio" not in value or "of" not in value:
-            raise ConfigError(f"{where}: a relative limit needs both ratio and of, e.g. "
-                              "{ratio = 1.15, of = \"tflite:fp32\"}")
+            raise ConfigError(
+                f'{where}: a relative limit needs both ratio and of, e.g. {{ratio = 1.15, of = "tflite:fp32"}}'
+            )
         ratio = _number(value, "ratio", where, None)
         of = _text(value, "of", where, "")
         if ratio == 0 or not (of == "calibration" or re.fullmatch(r"[\w.-]+:[\w.-]+", of)):
-            raise ConfigError(f"{where}: ratio must be above 0 and of a 'format:variant' such as 'tflite:fp32', or "
-                              f"'calibration' (got ratio {ratio}, of {of!r})")
+            raise ConfigError(
+                f"{where}: ratio must be above 0 and of a 'format:variant' such as 'tflite:fp32', or "
+                f"'calibration' (got ratio {ratio}, of {of!r})"
+            )
         return Relative(ratio, of)
     return _parse_quantity(value, where, TIME_UNITS, "'2.5 ms'")
 
@@ -179,8 +220,9 @@ def _parse_quantity(value, where: str, units: dict, example: str) -> float:
         raise ConfigError(f"{where} = {value!r}: a limit cannot be negative")
     if not m or m.group(2) not in units:
         unit = m.group(2) if m else value
-        raise ConfigError(f"{where} = {value!r}: unknown or wrong unit {unit!r} here; use one of "
-                          f"{', '.join(units)}, e.g. {example}")
+        raise ConfigError(
+            f"{where} = {value!r}: unknown or wrong unit {unit!r} here; use one of {', '.join(units)}, e.g. {example}"
+        )
     return float(m.group(1)) * units[m.group(2)]
 
 

@@ -1,4 +1,5 @@
 """The edgepipe command line: thin wrappers that parse, call the pipeline and print results."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ from rich.table import Table
 
 from models.errors import EdgepipeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.",
+)
 console = Console()
 
 
@@ -47,8 +52,11 @@ def run(
         _print_summary(result)
     verdict = result.results.get("gate")
     if verdict and not verdict["passed"]:
-        print(f"edgepipe: gate failed: {verdict['failed']} of {len(verdict['checks'])} checks; see "
-              f"{result.run_dir / verdict['markdown']}", file=sys.stderr)
+        print(
+            f"edgepipe: gate failed: {verdict['failed']} of {len(verdict['checks'])} checks; see "
+            f"{result.run_dir / verdict['markdown']}",
+            file=sys.stderr,
+        )
         raise typer.Exit(1)
 
 
@@ -59,8 +67,17 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     from models.zoo import MODELS
 
     trained = recorded()
-    rows = [{"name": s.name, "task": s.task, "description": s.description, "metric": s.primary_metric,
-             "inputs": [i.to_dict() for i in s.inputs], "trained": trained.get(s.name)} for s in MODELS.values()]
+    rows = [
+        {
+            "name": s.name,
+            "task": s.task,
+            "description": s.description,
+            "metric": s.primary_metric,
+            "inputs": [i.to_dict() for i in s.inputs],
+            "trained": trained.get(s.name),
+        }
+        for s in MODELS.values()
+    ]
     if as_json:
         typer.echo(json.dumps({"models": rows}))
         return
@@ -68,9 +85,13 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
     for r in rows:
         inputs = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['layout']}" for i in r["inputs"])
         done = r["trained"]
-        table.add_row(r["name"], r["task"], inputs,
-                      f"{r['metric']} {done['metrics'][r['metric']]:.4f}" if done else "not recorded",
-                      f"{done['train_seconds']:.0f}" if done else "-")
+        table.add_row(
+            r["name"],
+            r["task"],
+            inputs,
+            f"{r['metric']} {done['metrics'][r['metric']]:.4f}" if done else "not recorded",
+            f"{done['train_seconds']:.0f}" if done else "-",
+        )
     console.print(table)
 
 
@@ -78,19 +99,35 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
 def export(
     model: str = typer.Argument(..., help="A zoo name, an .onnx file or a factory 'pkg.module:factory'."),
     variant: str = typer.Option("fp32", "--variant", help="Comma-separated TFLite variants."),
-    onnx_variant: str = typer.Option("", "--onnx-variant", help="Comma-separated ONNX Runtime variants: int8_qdq, dynamic."),
+    onnx_variant: str = typer.Option(
+        "", "--onnx-variant", help="Comma-separated ONNX Runtime variants: int8_qdq, dynamic."
+    ),
     out: Optional[Path] = typer.Option(None, "-o", "--out", help="Run directory."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Validation inputs: .npz, one array per input."),
     allow_flex: bool = typer.Option(False, "--allow-flex", help="Accept Select-TF (Flex) ops."),
-    example: list[str] = typer.Option([], "--input", help="A factory's input shape, e.g. 1x3x32x32[:float32]; repeat per input."),
+    example: list[str] = typer.Option(
+        [], "--input", help="A factory's input shape, e.g. 1x3x32x32[:float32]; repeat per input."
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="State dict for a factory (weights_only load)."),
     calibration: Optional[str] = typer.Option(
-        None, "--calibration", help="Calibration samples: .npz (an array per input), a folder of images, or pkg.module:function."),
+        None,
+        "--calibration",
+        help="Calibration samples: .npz (an array per input), a folder of images, or pkg.module:function.",
+    ),
     eval_data: Optional[str] = typer.Option(
-        None, "--eval-data", help="Labelled set: .npz with an array per input and 'labels', or pkg.module:function of pairs."),
-    image_mean: Optional[str] = typer.Option(None, "--image-mean", help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406."),
-    image_std: Optional[str] = typer.Option(None, "--image-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225."),
-    pixel_scale: Optional[float] = typer.Option(None, "--pixel-scale", help="Image folders: pixels are divided by this first (255)."),
+        None,
+        "--eval-data",
+        help="Labelled set: .npz with an array per input and 'labels', or pkg.module:function of pairs.",
+    ),
+    image_mean: Optional[str] = typer.Option(
+        None, "--image-mean", help="Image folders: per-channel mean, e.g. 0.485,0.456,0.406."
+    ),
+    image_std: Optional[str] = typer.Option(
+        None, "--image-std", help="Image folders: per-channel std, e.g. 0.229,0.224,0.225."
+    ),
+    pixel_scale: Optional[float] = typer.Option(
+        None, "--pixel-scale", help="Image folders: pixels are divided by this first (255)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
@@ -99,8 +136,9 @@ def export(
 
     data = UserData(calibration, eval_data, image_mean, image_std, pixel_scale)
     job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant), data)
-    result = run_job(job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY,
-                     on_stage=None if as_json else _print_stage)
+    result = run_job(
+        job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY, on_stage=None if as_json else _print_stage
+    )
     summary = export_summary(job, result)
     if as_json:
         typer.echo(json.dumps(summary))
@@ -108,10 +146,15 @@ def export(
     table = Table("format", "variant", "size (bytes)", "metrics", "max abs err", "SQNR dB", "ok")
     for a in summary["artifacts"]:
         led = a["ledger"] or {}
-        table.add_row(a["format"], a["variant"], f"{a['size_bytes']:,}",
-                      ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
-                      f"{led['max_abs']:.2e}" if led else "reference", f"{led['sqnr_db']:.1f}" if led else "-",
-                      str(led.get("ok", "-")))
+        table.add_row(
+            a["format"],
+            a["variant"],
+            f"{a['size_bytes']:,}",
+            ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
+            f"{led['max_abs']:.2e}" if led else "reference",
+            f"{led['sqnr_db']:.1f}" if led else "-",
+            str(led.get("ok", "-")),
+        )
     console.print(table)
     console.print(f"run directory: {result.run_dir}")
 
@@ -123,23 +166,52 @@ def profile(
     device: str = typer.Option("host", "--device", help="host, a phone's serial, serials joined by commas, or all."),
     threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
     batch: Optional[int] = typer.Option(None, "--batch", min=1, help="Set every input's batch dimension to N."),
-    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Inputs .npz, one array per input name (default: seeded)."),
-    quick: bool = typer.Option(False, "--quick", help="A ~1 s look (50 runs) instead of the full >= 10 s, 1024-run measure."),
-    xnnpack: bool = typer.Option(True, "--xnnpack/--no-xnnpack", help="TFLite: the XNNPACK delegate, or built-in kernels only."),
-    ort_optimization: str = typer.Option("all", "--ort-optimization", help="ONNX Runtime graph optimisation: disable, basic, extended or all."),
-    benchmark_binary: Optional[Path] = typer.Option(None, "--benchmark-binary", help="Phones: TFLite's benchmark_model for the phone's ABI."),
+    inputs: Optional[Path] = typer.Option(
+        None, "--inputs", help="Inputs .npz, one array per input name (default: seeded)."
+    ),
+    quick: bool = typer.Option(
+        False, "--quick", help="A ~1 s look (50 runs) instead of the full >= 10 s, 1024-run measure."
+    ),
+    xnnpack: bool = typer.Option(
+        True, "--xnnpack/--no-xnnpack", help="TFLite: the XNNPACK delegate, or built-in kernels only."
+    ),
+    ort_optimization: str = typer.Option(
+        "all", "--ort-optimization", help="ONNX Runtime graph optimisation: disable, basic, extended or all."
+    ),
+    benchmark_binary: Optional[Path] = typer.Option(
+        None, "--benchmark-binary", help="Phones: TFLite's benchmark_model for the phone's ABI."
+    ),
     cpus: Optional[str] = typer.Option(None, "--cpus", help="Phones: pin to big, little, all or a hex mask (taskset)."),
     delegate: str = typer.Option("cpu", "--delegate", help="Phones: cpu, xnnpack, gpu or nnapi."),
     runs: int = typer.Option(50, "--runs", min=1, help="Phones: at least this many measured runs."),
-    min_secs: float = typer.Option(1.0, "--min-secs", min=0, help="Phones: measure for at least this long (energy needs seconds)."),
-    suspend_charging: bool = typer.Option(False, "--suspend-charging", help="Phones: stop USB charging while measuring energy (restored after)."),
-    cooldown: float = typer.Option(60.0, "--cooldown", min=0, help="Phones: wait at most this long for the phone to cool first."),
+    min_secs: float = typer.Option(
+        1.0, "--min-secs", min=0, help="Phones: measure for at least this long (energy needs seconds)."
+    ),
+    suspend_charging: bool = typer.Option(
+        False, "--suspend-charging", help="Phones: stop USB charging while measuring energy (restored after)."
+    ),
+    cooldown: float = typer.Option(
+        60.0, "--cooldown", min=0, help="Phones: wait at most this long for the phone to cool first."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Profile one model file on the host (fed seeded inputs or an .npz), or on phones with benchmark_model."""
     if device != "host":
-        _profile_phones(artifact, runtime, device, threads, benchmark_binary, cpus, delegate, runs, min_secs,
-                        suspend_charging, cooldown, quick, as_json)
+        _profile_phones(
+            artifact,
+            runtime,
+            device,
+            threads,
+            benchmark_binary,
+            cpus,
+            delegate,
+            runs,
+            min_secs,
+            suspend_charging,
+            cooldown,
+            quick,
+            as_json,
+        )
         return
     from pipeline.profiling import profile_file
     from profilers.harness import QUICK, TimingSettings
@@ -152,16 +224,31 @@ def profile(
         return
     _latency_table([result])
     memory = result["memory"]
-    console.print(f"{result['library']}, kernels {result['kernels']}, batch {result['batch']}; peak RSS "
-                  f"{memory['peak_rss_load_mb']:.0f} MB after load, {memory['peak_rss_mb']:.0f} MB after timing")
+    console.print(
+        f"{result['library']}, kernels {result['kernels']}, batch {result['batch']}; peak RSS "
+        f"{memory['peak_rss_load_mb']:.0f} MB after load, {memory['peak_rss_mb']:.0f} MB after timing"
+    )
     if result.get("kernels_note"):
         console.print(f"kernels: {result['kernels_note']}")
     if result["energy"]["status"] != "measured":
         console.print(f"energy unavailable: {result['energy']['reason']}")
 
 
-def _profile_phones(artifact, runtime, device, threads, binary, cpus, delegate, runs, min_secs, suspend_charging,
-                    cooldown, quick, as_json) -> None:
+def _profile_phones(
+    artifact,
+    runtime,
+    device,
+    threads,
+    binary,
+    cpus,
+    delegate,
+    runs,
+    min_secs,
+    suspend_charging,
+    cooldown,
+    quick,
+    as_json,
+) -> None:
     from android_bench.device_run import BenchSettings
     from models.errors import ConfigError
     from pipeline.device_profiling import profile_on_phones
@@ -169,9 +256,17 @@ def _profile_phones(artifact, runtime, device, threads, binary, cpus, delegate, 
 
     if runtime not in (None, "tflite"):
         raise ConfigError(f"--runtime {runtime} with --device {device}: phones run TFLite only (benchmark_model)")
-    settings = BenchSettings(threads=threads, runs=runs, min_secs=min_secs, cpus=cpus, delegate=delegate,
-                             suspend_charging=suspend_charging, cooldown_max_s=cooldown,
-                             op_profile=not quick, idle_s=1.0 if quick else 2.0)
+    settings = BenchSettings(
+        threads=threads,
+        runs=runs,
+        min_secs=min_secs,
+        cpus=cpus,
+        delegate=delegate,
+        suspend_charging=suspend_charging,
+        cooldown_max_s=cooldown,
+        op_profile=not quick,
+        idle_s=1.0 if quick else 2.0,
+    )
     result = profile_on_phones(artifact, device, settings, binary)
     failed = [s for s, r in result.get("devices", {}).items() if r["status"] != "ok"]
     if as_json:
@@ -224,7 +319,9 @@ def batch(
     out: Path = typer.Option(Path("runs/batch"), "-o", "--out", help="Batch directory (runs, batch.json, summaries)."),
     workers: int = typer.Option(0, "--workers", min=0, help="Warm worker processes (default: the core count)."),
     executor: str = typer.Option("local", "--executor", help="local (warm worker processes) or ray."),
-    address: Optional[str] = typer.Option(None, "--address", help="Ray: the cluster address (default: start a local one)."),
+    address: Optional[str] = typer.Option(
+        None, "--address", help="Ray: the cluster address (default: start a local one)."
+    ),
     force: bool = typer.Option(False, "--force", help="Ignore the cache: run every stage of every job again."),
     as_json: bool = typer.Option(False, "--json", help="Print batch.json instead of progress and a table."),
 ) -> None:
@@ -258,31 +355,44 @@ def _print_stage(name: str, record: dict) -> None:
 
 def _print_summary(result) -> None:
     validate = result.results.get("validate", {})
-    table = Table("artifact", "metrics", "max abs err", "cosine", "ok",
-                  title=f"run {result.run_dir}")
+    table = Table("artifact", "metrics", "max abs err", "cosine", "ok", title=f"run {result.run_dir}")
     for art in result.results["export"]["artifacts"]:
         key = f"{art['format']}:{art['variant']}"
         led = validate.get("ledger", {}).get(key, {})
-        table.add_row(art["path"], ", ".join(f"{k} {v:.4f}" for k, v in validate.get("metrics", {}).get(key, {}).items()),
-                      f"{led.get('max_abs', 0):.2e}", f"{led.get('cosine', 1):.6f}", str(led.get("ok", "-")))
+        table.add_row(
+            art["path"],
+            ", ".join(f"{k} {v:.4f}" for k, v in validate.get("metrics", {}).get(key, {}).items()),
+            f"{led.get('max_abs', 0):.2e}",
+            f"{led.get('cosine', 1):.6f}",
+            str(led.get("ok", "-")),
+        )
     console.print(table)
     _latency_table(result.results.get("profile", {}).get("results", []))
     cached = [n for n, r in result.stages.items() if r["cached"]]
     energy = next((r["energy"] for r in result.results.get("profile", {}).get("results", [])), None)
     if energy and energy["status"] != "measured":
         console.print(f"energy unavailable: {energy['reason']}")
-    console.print(f"errors vs {validate.get('reference', '?')}; stages from cache: {', '.join(cached) or 'none'}; "
-                  f"report: {result.run_dir / 'report.md'}")
+    console.print(
+        f"errors vs {validate.get('reference', '?')}; stages from cache: {', '.join(cached) or 'none'}; "
+        f"report: {result.run_dir / 'report.md'}"
+    )
 
 
 def _latency_table(results: list[dict]) -> None:
     table = Table("runtime", "artifact", "p50 ms", "p90 ms", "p99 ms", "n", "inf/s", "RSS MB", "energy")
     for r in results:
         lat, energy = r["latency_ms"], r["energy"]
-        table.add_row(r["runtime"], Path(r["artifact"]).name, f"{lat['p50']:.4f}", f"{lat['p90']:.4f}",
-                      f"{lat['p99']:.4f}", str(lat["n"]), f"{r['throughput_ips']:.0f}",
-                      f"{r['memory']['peak_rss_mb']:.0f}",
-                      f"{energy['mj_per_inference']:.4f} mJ" if energy["status"] == "measured" else "n/a")
+        table.add_row(
+            r["runtime"],
+            Path(r["artifact"]).name,
+            f"{lat['p50']:.4f}",
+            f"{lat['p90']:.4f}",
+            f"{lat['p99']:.4f}",
+            str(lat["n"]),
+            f"{r['throughput_ips']:.0f}",
+            f"{r['memory']['peak_rss_mb']:.0f}",
+            f"{energy['mj_per_inference']:.4f} mJ" if energy["status"] == "measured" else "n/a",
+        )
     console.print(table)
 
 
@@ -299,6 +409,8 @@ def entry() -> None:
     except Exception as exc:  # anything unforeseen still gets one line
         if debug:
             traceback.print_exc()
-        print(f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         sys.exit(1)

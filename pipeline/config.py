@@ -1,4 +1,5 @@
 """Job configuration: TOML validated by pydantic into frozen models, errors naming the key path."""
+
 from __future__ import annotations
 
 import difflib
@@ -79,7 +80,9 @@ class ImageSection(BaseModel):
 class ExportSection(BaseModel):
     model_config = _STRICT
     # The names of exporters.onnx_to_tflite.VARIANTS, listed here so a typo is a config error.
-    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed"], ...] = ("fp32",)
+    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed"], ...] = (
+        "fp32",
+    )
     mixed_float_layers: int = Field(2, ge=1)  # int8_mixed: how many of the layers int8 hurts most stay float32
     # The names of exporters.ort_quantize.ORT_VARIANTS: ONNX Runtime quantized models, for ONNX deployments.
     onnx_variants: tuple[Literal["int8_qdq", "dynamic"], ...] = ()

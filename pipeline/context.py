@@ -1,4 +1,5 @@
 """What every stage function receives, and how the model source of a job is resolved."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

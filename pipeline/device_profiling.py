@@ -1,4 +1,5 @@
 """Profiling on phones: `edgepipe profile --device`, `edgepipe devices` and a job's `device = "SERIAL"`."""
+
 from __future__ import annotations
 
 import os
@@ -44,15 +45,20 @@ def profile_on_phones(path: Path, device: str, settings: BenchSettings, binary: 
     if not path.is_file():
         raise InputFileError(f"model file {path} not found; check the path")
     if path.suffix != ".tflite":
-        raise ConfigError(f"{path}: phones run .tflite files through benchmark_model; export to TFLite first "
-                          "('edgepipe export MODEL --variant fp32')")
+        raise ConfigError(
+            f"{path}: phones run .tflite files through benchmark_model; export to TFLite first "
+            "('edgepipe export MODEL --variant fp32')"
+        )
     adb = find_adb()
     binary = benchmark_binary(binary)
     serials = resolve_serials(adb, device)
     if device != "all" and len(serials) == 1:
         return profile_on_device(adb, serials[0], path, binary, settings)
-    return {"artifact": str(path), "runtime": "tflite",
-            "devices": profile_on_devices(adb, serials, path, binary, settings)}
+    return {
+        "artifact": str(path),
+        "runtime": "tflite",
+        "devices": profile_on_devices(adb, serials, path, binary, settings),
+    }
 
 
 def list_devices() -> list[dict]:
@@ -61,8 +67,9 @@ def list_devices() -> list[dict]:
     rows = []
     for entry in adb.devices():
         if entry.state != "device":
-            rows.append({"kind": "android", "serial": entry.serial, "state": entry.state, "hint": entry.hint,
-                         **entry.details})
+            rows.append(
+                {"kind": "android", "serial": entry.serial, "state": entry.state, "hint": entry.hint, **entry.details}
+            )
             continue
         try:
             rows.append(device_facts(adb, entry.serial).to_dict())
@@ -73,10 +80,18 @@ def list_devices() -> list[dict]:
 
 def bench_settings(profile) -> BenchSettings:
     """A job's [profile] section as benchmark_model settings: the same run counts and bounds as on the host."""
-    return BenchSettings(threads=profile.threads, warmup_runs=max(profile.warmup_runs, 1),
-                         warmup_min_secs=profile.warmup_seconds, runs=profile.min_runs, min_secs=profile.min_seconds,
-                         max_secs=profile.max_seconds, cpus=profile.cpus, delegate=profile.delegate,
-                         op_profile=profile.op_profile, suspend_charging=profile.suspend_charging)
+    return BenchSettings(
+        threads=profile.threads,
+        warmup_runs=max(profile.warmup_runs, 1),
+        warmup_min_secs=profile.warmup_seconds,
+        runs=profile.min_runs,
+        min_secs=profile.min_seconds,
+        max_secs=profile.max_seconds,
+        cpus=profile.cpus,
+        delegate=profile.delegate,
+        op_profile=profile.op_profile,
+        suspend_charging=profile.suspend_charging,
+    )
 
 
 def profile_artifacts_on_phones(profile, artifacts: list[tuple[dict, Path]]) -> list[dict]:
@@ -90,13 +105,24 @@ def profile_artifacts_on_phones(profile, artifacts: list[tuple[dict, Path]]) -> 
     settings, baselines, results = bench_settings(profile), {}, []
     for art, path in artifacts:
         if profile.device != "all" and len(serials) == 1:
-            per_phone = {serials[0]: {"status": "ok", **profile_on_device(adb, serials[0], path, binary, settings,
-                                                                          baselines.get(serials[0]))}}
+            per_phone = {
+                serials[0]: {
+                    "status": "ok",
+                    **profile_on_device(adb, serials[0], path, binary, settings, baselines.get(serials[0])),
+                }
+            }
         else:
             per_phone = profile_on_devices(adb, serials, path, binary, settings, baselines)
         for serial, result in per_phone.items():
             if result["status"] == "ok":
                 baselines.setdefault(serial, result["thermal"]["hottest_before_c"])
-            results.append({**result, "serial": serial, "format": art["format"], "variant": art["variant"],
-                            "artifact": art["path"]})
+            results.append(
+                {
+                    **result,
+                    "serial": serial,
+                    "format": art["format"],
+                    "variant": art["variant"],
+                    "artifact": art["path"],
+                }
+            )
     return results

@@ -1,4 +1,5 @@
 """Terminal tables for phones: `edgepipe devices` and `edgepipe profile --device`."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,8 +21,10 @@ def cores_text(clusters: list[dict]) -> str:
 def print_devices(console: Console, rows: list[dict]) -> None:
     """One row per phone; unusable phones listed with the fix."""
     if not rows:
-        console.print("no Android devices: connect one with USB debugging on (or 'adb connect HOST:PORT'), "
-                      "then check 'adb devices'")
+        console.print(
+            "no Android devices: connect one with USB debugging on (or 'adb connect HOST:PORT'), "
+            "then check 'adb devices'"
+        )
         return
     table = Table("serial", "state", "model", "Android (API)", "ABI", "SoC", "cores", "governor", "battery")
     for r in rows:
@@ -29,11 +32,20 @@ def print_devices(console: Console, rows: list[dict]) -> None:
             table.add_row(r["serial"], r["state"], r.get("model", "-"), "", "", "", "", "", "")
             continue
         b = r["battery"]
-        battery = (f"{b['level']}% {b['status']}, {b['temperature_c']} C"
-                   + (f", powered by {'+'.join(b['powered_by'])}" if b["powered_by"] else ""))
-        table.add_row(r["serial"], r["state"], f"{r['manufacturer']} {r['model']}",
-                      f"{r['android_version']} ({r['api_level']})", r["abi"] or "-", r["soc"] or "-",
-                      cores_text(r["clusters"]), ", ".join(r["governors"]) or "-", battery)
+        battery = f"{b['level']}% {b['status']}, {b['temperature_c']} C" + (
+            f", powered by {'+'.join(b['powered_by'])}" if b["powered_by"] else ""
+        )
+        table.add_row(
+            r["serial"],
+            r["state"],
+            f"{r['manufacturer']} {r['model']}",
+            f"{r['android_version']} ({r['api_level']})",
+            r["abi"] or "-",
+            r["soc"] or "-",
+            cores_text(r["clusters"]),
+            ", ".join(r["governors"]) or "-",
+            battery,
+        )
     console.print(table)
     for r in rows:
         if r["state"] != "device":
@@ -51,10 +63,19 @@ def print_phone_results(console: Console, result: dict) -> None:
             notes.append(f"{serial}: {r['error']}")
             continue
         lat, energy = r["latency_ms"], r["energy"]
-        table.add_row(serial, r["device"]["model"] or "-", figure(lat["p50"]), figure(lat["mean"]), figure(lat["std"]),
-                      str(lat["n"]), figure(r["memory"]["peak_rss_mb"], ".1f"),
-                      f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
-                      if energy["status"] == "measured" else "n/a", "ok")
+        table.add_row(
+            serial,
+            r["device"]["model"] or "-",
+            figure(lat["p50"]),
+            figure(lat["mean"]),
+            figure(lat["std"]),
+            str(lat["n"]),
+            figure(r["memory"]["peak_rss_mb"], ".1f"),
+            f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
+            if energy["status"] == "measured"
+            else "n/a",
+            "ok",
+        )
         notes += [f"{serial}: {note}" for note in phone_notes(r)]
     console.print(table)
     console.print(f"artifact: {Path(result['artifact']).name}")

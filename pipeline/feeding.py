@@ -1,4 +1,5 @@
 """Held-out samples for a job and how each artifact is fed them, through its recorded layouts."""
+
 from __future__ import annotations
 
 import os
@@ -7,9 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from exporters.tflite_signature import FROM_CHANNELS_LAST
 from models.errors import ExportError, InputFileError
-from models.specs import InputSpec, convert_layout
+from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from pipeline.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES, quantize
 
@@ -31,8 +31,10 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     if source_kind(ctx.job) != "zoo":
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         rng = np.random.default_rng(ctx.job.job.seed)
-        return {s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape
-                else random_input(rng, s, 0) for s in specs_of(onnx_art)}, None
+        return {
+            s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape else random_input(rng, s, 0)
+            for s in specs_of(onnx_art)
+        }, None
     from models.zoo import get_model
 
     spec = get_model(ctx.job.job.model)
@@ -83,17 +85,23 @@ def load_inputs(path: Path, specs: list[InputSpec]) -> dict[str, np.ndarray]:
         raise InputFileError(f"inputs file {path} is not a readable .npz ({exc})") from None
     for spec in specs:
         if spec.name not in arrays:
-            raise InputFileError(f"inputs file {path} has no array {spec.name!r} (has {', '.join(arrays) or 'none'}); "
-                                 "name each array after a model input")
+            raise InputFileError(
+                f"inputs file {path} has no array {spec.name!r} (has {', '.join(arrays) or 'none'}); "
+                "name each array after a model input"
+            )
         shape = arrays[spec.name].shape
         if not spec.shape:  # a scalar input is one value, the same for every sample
             if shape != ():
-                raise InputFileError(f"inputs file {path}: {spec.name!r} has shape {shape}, the model takes a scalar; "
-                                     "store it as a 0-d array")
+                raise InputFileError(
+                    f"inputs file {path}: {spec.name!r} has shape {shape}, the model takes a scalar; "
+                    "store it as a 0-d array"
+                )
             continue
         if shape[1:] != tuple(spec.shape[1:]) or not shape or len(arrays[spec.name]) % spec.shape[0]:
-            raise InputFileError(f"inputs file {path}: {spec.name!r} has shape {arrays[spec.name].shape}, "
-                                 f"the model takes {tuple(spec.shape)} (any multiple of the batch is fine)")
+            raise InputFileError(
+                f"inputs file {path}: {spec.name!r} has shape {arrays[spec.name].shape}, "
+                f"the model takes {tuple(spec.shape)} (any multiple of the batch is fine)"
+            )
     return {s.name: arrays[s.name].astype(s.dtype) for s in specs}
 
 
@@ -113,20 +121,27 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
         raise InputFileError(f"inputs hold different numbers of batches ({sorted(counts)}); give each the same count")
     collected: dict[str, list[np.ndarray]] = {}
     for i in range(counts.pop() if counts else 1):
-        chunk = {name: samples[name][i * size : (i + 1) * size] if size else samples[name]
-                 for name, size in lead.items()}
+        chunk = {
+            name: samples[name][i * size : (i + 1) * size] if size else samples[name] for name, size in lead.items()
+        }
         try:
             outputs = session.run(feeds_for(art, chunk))
         except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"{RUNTIME_OF_FORMAT[art['format']]} cannot run {path.name} on the validation "
-                              f"inputs: {first}") from None
+            raise ExportError(
+                f"{RUNTIME_OF_FORMAT[art['format']]} cannot run {path.name} on the validation inputs: {first}"
+            ) from None
         for name, value in outputs.items():
             collected.setdefault(name, []).append(value)
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
-    return {name: convert_layout(np.concatenate(values), layouts.get(name, "ND"),
-                                 FROM_CHANNELS_LAST.get(layouts.get(name, "ND"), layouts.get(name, "ND")))
-            for name, values in collected.items()}
+    return {
+        name: convert_layout(
+            np.concatenate(values),
+            layouts.get(name, "ND"),
+            FROM_CHANNELS_LAST.get(layouts.get(name, "ND"), layouts.get(name, "ND")),
+        )
+        for name, values in collected.items()
+    }
 
 
 def random_input(rng: np.random.Generator, spec: InputSpec, count: int) -> np.ndarray:

@@ -1,4 +1,5 @@
 """How a figure reads in a table: formatted, or a marker when it was not measured."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ A run's figures come from its manifest (export, validate and profile results). O
 artifact on one device; a budget's limits become checks with the measured value, the limit and a
 status: pass, fail, or "not measured" (which fails, except for energy unless it is required).
 """
+
 from __future__ import annotations
 
 import json
@@ -67,15 +68,21 @@ def load_subjects(report: Path) -> list[Subject]:
     """Subjects of a run directory, its manifest.json, or a batch summary listing run directories."""
     path = _report_file(report)
     if not path.is_file():
-        raise InputFileError(f"{report} is neither a run directory nor a manifest.json or batch summary; "
-                             "pass the -o directory of 'edgepipe run' or 'edgepipe batch'")
+        raise InputFileError(
+            f"{report} is neither a run directory nor a manifest.json or batch summary; "
+            "pass the -o directory of 'edgepipe run' or 'edgepipe batch'"
+        )
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputFileError(f"{path} is not JSON ({exc}); pass a run directory or its manifest.json") from None
     if isinstance(data, dict) and isinstance(data.get("runs"), list):  # a batch manifest
-        return [s for run in data["runs"] if run.get("status") in ("done", "cached")
-                for s in load_subjects(path.parent / run["run_dir"])]
+        return [
+            s
+            for run in data["runs"]
+            if run.get("status") in ("done", "cached")
+            for s in load_subjects(path.parent / run["run_dir"])
+        ]
     if not isinstance(data, dict) or "stages" not in data or "job" not in data:
         raise InputFileError(f"{path} is not an edgepipe manifest (no 'stages'/'job'); pass a run directory")
     return manifest_subjects(data, path)
@@ -90,9 +97,20 @@ def batch_failures(report: Path) -> list[Check]:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         return []
-    return [Check("batch", f"{run['job']} @batch", "job finished", None, None, "", FAIL,
-                  run.get("error") or f"status {run['status']}")
-            for run in data["runs"] if run.get("status") not in ("done", "cached")]
+    return [
+        Check(
+            "batch",
+            f"{run['job']} @batch",
+            "job finished",
+            None,
+            None,
+            "",
+            FAIL,
+            run.get("error") or f"status {run['status']}",
+        )
+        for run in data["runs"]
+        if run.get("status") not in ("done", "cached")
+    ]
 
 
 def _report_file(report: Path) -> Path:
@@ -122,12 +140,24 @@ def manifest_subjects(manifest: dict, where: Path) -> list[Subject]:
         key = f"{art['format']}:{art['variant']}"
         ledger = validate.get("ledger", {}).get(key) or {}
         for device, r in by_device.get((art["format"], art["variant"])) or [("host", None)]:
-            subjects.append(Subject(
-                job["name"], job["model"], art["format"], art["variant"], device, sizes.get(art["path"]),
-                r["latency_ms"] if r else None, (r["memory"].get("peak_rss_mb") if r else None),
-                validate.get("metrics", {}).get(key, {}), validate.get("metrics", {}).get(f"{art['format']}:fp32", {}),
-                ledger.get("max_abs"), ledger.get("sqnr_db"), r["energy"] if r else None,
-                (r.get("paired") or {}) if r else {}))
+            subjects.append(
+                Subject(
+                    job["name"],
+                    job["model"],
+                    art["format"],
+                    art["variant"],
+                    device,
+                    sizes.get(art["path"]),
+                    r["latency_ms"] if r else None,
+                    (r["memory"].get("peak_rss_mb") if r else None),
+                    validate.get("metrics", {}).get(key, {}),
+                    validate.get("metrics", {}).get(f"{art['format']}:fp32", {}),
+                    ledger.get("max_abs"),
+                    ledger.get("sqnr_db"),
+                    r["energy"] if r else None,
+                    (r.get("paired") or {}) if r else {},
+                )
+            )
     return subjects
 
 
@@ -135,12 +165,18 @@ def apply_budgets(budgets: Budgets, subjects: list[Subject]) -> tuple[list[Check
     """Checks of every budget on every subject it selects, and warnings for budgets that select none."""
     checks, warnings = [], []
     for budget in budgets.budgets:
-        chosen = [s for s in subjects if budget.selects(s.model, s.format, s.variant, s.device)
-                  or budget.selects(s.job, s.format, s.variant, s.device)]
+        chosen = [
+            s
+            for s in subjects
+            if budget.selects(s.model, s.format, s.variant, s.device)
+            or budget.selects(s.job, s.format, s.variant, s.device)
+        ]
         if not chosen:
-            warnings.append(f"budget '{budget.name}' selects nothing (model {budget.model}, format {budget.format}, "
-                            f"variant {budget.variant}, device {budget.device}); the report has "
-                            + ", ".join(sorted({s.label for s in subjects})))
+            warnings.append(
+                f"budget '{budget.name}' selects nothing (model {budget.model}, format {budget.format}, "
+                f"variant {budget.variant}, device {budget.device}); the report has "
+                + ", ".join(sorted({s.label for s in subjects}))
+            )
         for subject in chosen:
             checks += budget_checks(budget, subject, subjects)
     return checks, warnings
@@ -148,6 +184,7 @@ def apply_budgets(budgets: Budgets, subjects: list[Subject]) -> tuple[list[Check
 
 def budget_checks(b: Budget, s: Subject, everyone: list[Subject]) -> list[Check]:
     """Every limit of one budget on one subject."""
+
     def upper(name: str, value, limit, unit: str, detail: str = "") -> Check:
         if value is None:
             return Check(b.name, s.label, name, None, limit, unit, NOT_MEASURED, detail or "no figure in the report")
@@ -165,17 +202,30 @@ def budget_checks(b: Budget, s: Subject, everyone: list[Subject]) -> list[Check]
         if isinstance(limit, Relative):
             checks.append(relative_check(b, s, pct, limit, everyone))
         else:
-            checks.append(upper(f"max_{pct}", (s.latency or {}).get(pct), limit, "ms",
-                                "" if s.latency else "not profiled on this device"))
+            checks.append(
+                upper(
+                    f"max_{pct}",
+                    (s.latency or {}).get(pct),
+                    limit,
+                    "ms",
+                    "" if s.latency else "not profiled on this device",
+                )
+            )
     if b.max_peak_memory_mb is not None:
         checks.append(upper("max_peak_memory", s.peak_memory_mb, b.max_peak_memory_mb, "MiB"))
     for metric, limit in b.min_metric.items():
         checks.append(lower(f"min_metric.{metric}", s.metrics.get(metric), limit, _metric_unit(metric)))
     for metric, limit in b.max_metric_drop.items():
         now, base = s.metrics.get(metric), s.fp32_metrics.get(metric)
-        checks.append(upper(f"max_metric_drop.{metric}", None if now is None or base is None else base - now, limit,
-                            _metric_unit(metric), f"vs {s.format}:fp32 ({base})" if base is not None else
-                            f"no {metric} for {s.format}:fp32"))
+        checks.append(
+            upper(
+                f"max_metric_drop.{metric}",
+                None if now is None or base is None else base - now,
+                limit,
+                _metric_unit(metric),
+                f"vs {s.format}:fp32 ({base})" if base is not None else f"no {metric} for {s.format}:fp32",
+            )
+        )
     if b.max_error is not None:
         checks.append(upper("max_error", s.max_error, b.max_error, "abs"))
     if b.min_sqnr_db is not None:
@@ -191,12 +241,28 @@ def energy_check(b: Budget, s: Subject) -> Check:
     limit = b.min_inferences_per_joule
     if energy.get("status") != "measured":
         status = FAIL if b.require_energy else NOT_MEASURED
-        return Check(b.name, s.label, "min_inferences_per_joule", None, limit, "inf/J", status,
-                     f"energy not measured: {energy.get('reason')}")
+        return Check(
+            b.name,
+            s.label,
+            "min_inferences_per_joule",
+            None,
+            limit,
+            "inf/J",
+            status,
+            f"energy not measured: {energy.get('reason')}",
+        )
     value = energy["inferences_per_joule"]
     ok = limit is None or value >= limit
-    return Check(b.name, s.label, "min_inferences_per_joule", value, limit, "inf/J", PASS if ok else FAIL,
-                 f"{energy['mj_per_inference']:.4g} mJ/inference from {energy['source']}")
+    return Check(
+        b.name,
+        s.label,
+        "min_inferences_per_joule",
+        value,
+        limit,
+        "inf/J",
+        PASS if ok else FAIL,
+        f"{energy['mj_per_inference']:.4g} mJ/inference from {energy['source']}",
+    )
 
 
 def relative_check(b: Budget, s: Subject, pct: str, limit: Relative, everyone: list[Subject]) -> Check:
@@ -210,18 +276,42 @@ def relative_check(b: Budget, s: Subject, pct: str, limit: Relative, everyone: l
     if paired and f"{pct}_ratio" in paired:
         ratio, (lo, hi) = paired[f"{pct}_ratio"], paired[f"{pct}_ratio_ci95"]
         status = FAIL if lo > limit.ratio else PASS
-        return Check(b.name, s.label, name, ratio, limit.ratio, "x", status,
-                     f"paired, interleaved in one process: 95 % CI {lo:.3f}-{hi:.3f}")
+        return Check(
+            b.name,
+            s.label,
+            name,
+            ratio,
+            limit.ratio,
+            "x",
+            status,
+            f"paired, interleaved in one process: 95 % CI {lo:.3f}-{hi:.3f}",
+        )
     ref = next((o for o in everyone if o.key == limit.of and o.device == s.device and o.job == s.job), None)
     if ref is None or not ref.latency or not s.latency:
         missing = limit.of if ref is None or not ref.latency else s.key
-        return Check(b.name, s.label, name, None, limit.ratio, "x", NOT_MEASURED,
-                     f"{missing} has no {pct} on {s.device} in this run")
+        return Check(
+            b.name,
+            s.label,
+            name,
+            None,
+            limit.ratio,
+            "x",
+            NOT_MEASURED,
+            f"{missing} has no {pct} on {s.device} in this run",
+        )
     ratio = s.latency[pct] / ref.latency[pct]
     ci_s, ci_r = (x.latency.get("ci95", {}).get(pct) for x in (s, ref))
     lo, hi = (ci_s[0] / ci_r[1], ci_s[1] / ci_r[0]) if ci_s and ci_r else (ratio, ratio)
-    return Check(b.name, s.label, name, ratio, limit.ratio, "x", FAIL if lo > limit.ratio else PASS,
-                 f"unpaired ({s.latency[pct]:.4g} / {ref.latency[pct]:.4g} ms), ratio bounds {lo:.3f}-{hi:.3f}")
+    return Check(
+        b.name,
+        s.label,
+        name,
+        ratio,
+        limit.ratio,
+        "x",
+        FAIL if lo > limit.ratio else PASS,
+        f"unpaired ({s.latency[pct]:.4g} / {ref.latency[pct]:.4g} ms), ratio bounds {lo:.3f}-{hi:.3f}",
+    )
 
 
 def baseline_checks(new: list[Subject], old: list[Subject], tol: Tolerances) -> tuple[list[Check], list[str]]:
@@ -234,20 +324,48 @@ def baseline_checks(new: list[Subject], old: list[Subject], tol: Tolerances) -> 
             continue
         if s.size_bytes is not None and o.size_bytes is not None:
             limit = o.size_bytes * (1 + tol.size)
-            checks.append(Check("baseline", s.label, "size vs baseline", s.size_bytes, limit, "bytes",
-                                PASS if s.size_bytes <= limit else FAIL, f"baseline {o.size_bytes} bytes"))
+            checks.append(
+                Check(
+                    "baseline",
+                    s.label,
+                    "size vs baseline",
+                    s.size_bytes,
+                    limit,
+                    "bytes",
+                    PASS if s.size_bytes <= limit else FAIL,
+                    f"baseline {o.size_bytes} bytes",
+                )
+            )
         if s.latency and o.latency:
             limit = o.latency["p90"] * (1 + tol.latency)
             lo, hi = s.latency.get("ci95", {}).get("p90") or (s.latency["p90"], s.latency["p90"])
-            checks.append(Check("baseline", s.label, "p90 vs baseline", s.latency["p90"], limit, "ms",
-                                FAIL if lo > limit else PASS,
-                                f"baseline p90 {o.latency['p90']:.4g} ms; new 95 % CI {lo:.4g}-{hi:.4g} ms"))
+            checks.append(
+                Check(
+                    "baseline",
+                    s.label,
+                    "p90 vs baseline",
+                    s.latency["p90"],
+                    limit,
+                    "ms",
+                    FAIL if lo > limit else PASS,
+                    f"baseline p90 {o.latency['p90']:.4g} ms; new 95 % CI {lo:.4g}-{hi:.4g} ms",
+                )
+            )
         for metric, old_value in o.metrics.items():
             if metric in s.metrics:
                 limit = old_value - tol.metric
-                checks.append(Check("baseline", s.label, f"{metric} vs baseline", s.metrics[metric], limit,
-                                    _metric_unit(metric), PASS if s.metrics[metric] >= limit else FAIL,
-                                    f"baseline {old_value:.6g}"))
+                checks.append(
+                    Check(
+                        "baseline",
+                        s.label,
+                        f"{metric} vs baseline",
+                        s.metrics[metric],
+                        limit,
+                        _metric_unit(metric),
+                        PASS if s.metrics[metric] >= limit else FAIL,
+                        f"baseline {old_value:.6g}",
+                    )
+                )
     warnings += [f"baseline has {' '.join(k[1:])} of job {k[0]}, which this report lacks" for k in before]
     return checks, warnings
 
@@ -257,8 +375,10 @@ def check_metrics_exist(budgets: Budgets, subjects: list[Subject]) -> None:
     have = {m for s in subjects for m in s.metrics}
     for b in budgets.budgets:
         for metric in {*b.min_metric, *b.max_metric_drop} - have:
-            raise ConfigError(f"budget '{b.name}': metric {metric!r} is not in this report (it has "
-                              f"{', '.join(sorted(have)) or 'no task metrics'})")
+            raise ConfigError(
+                f"budget '{b.name}': metric {metric!r} is not in this report (it has "
+                f"{', '.join(sorted(have)) or 'no task metrics'})"
+            )
 
 
 def _metric_unit(metric: str) -> str:

@@ -1,4 +1,5 @@
 """The gate's verdict as a terminal table, JUnit XML (one test case per check), Markdown and JSON."""
+
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
@@ -10,8 +11,17 @@ from rich.table import Table
 
 from models.errors import ConfigError
 from pipeline.budgets import Budgets, load_budgets
-from pipeline.gate import (FAIL, PASS, Check, Subject, apply_budgets, baseline_checks, batch_failures,
-                           check_metrics_exist, load_subjects)
+from pipeline.gate import (
+    FAIL,
+    PASS,
+    Check,
+    Subject,
+    apply_budgets,
+    baseline_checks,
+    batch_failures,
+    check_metrics_exist,
+    load_subjects,
+)
 from pipeline.store import write_atomic
 
 
@@ -27,14 +37,19 @@ class Verdict:
         return not any(c.status == FAIL for c in self.checks)
 
     def to_dict(self) -> dict:
-        return {"passed": self.passed, "failed": sum(c.status == FAIL for c in self.checks),
-                "checks": [c.to_dict() for c in self.checks], "warnings": self.warnings}
+        return {
+            "passed": self.passed,
+            "failed": sum(c.status == FAIL for c in self.checks),
+            "checks": [c.to_dict() for c in self.checks],
+            "warnings": self.warnings,
+        }
 
 
 def run_gate(report: Path, budgets: Path, baseline: Path | None = None, strict: bool = False) -> Verdict:
     """Apply a budgets file (and a baseline) to a report; bad budgets or reports raise with exit code 2."""
-    verdict = verdict_for(load_subjects(report), load_budgets(budgets),
-                          load_subjects(baseline) if baseline is not None else None, strict)
+    verdict = verdict_for(
+        load_subjects(report), load_budgets(budgets), load_subjects(baseline) if baseline is not None else None, strict
+    )
     return Verdict(batch_failures(report) + verdict.checks, verdict.warnings)
 
 
@@ -58,20 +73,29 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
         for c in (c for c in verdict.checks if c.budget == budget):
             style = {PASS: "green", FAIL: "bold red"}.get(c.status, "yellow")
             subject = c.subject if len(jobs) > 1 else c.subject.split(" ", 1)[1]
-            table.add_row(subject, c.check, _figure(c.value, c.unit), _figure(c.limit, c.unit),
-                          f"[{style}]{c.status}[/{style}]")
+            table.add_row(
+                subject, c.check, _figure(c.value, c.unit), _figure(c.limit, c.unit), f"[{style}]{c.status}[/{style}]"
+            )
         console.print(table)
     for warning in verdict.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
     failed = [c for c in verdict.checks if c.status == FAIL]
-    console.print(f"gate {'passed' if verdict.passed else 'FAILED'}: {len(verdict.checks)} checks, {len(failed)} failed")
+    console.print(
+        f"gate {'passed' if verdict.passed else 'FAILED'}: {len(verdict.checks)} checks, {len(failed)} failed"
+    )
 
 
 def junit_xml(verdict: Verdict) -> str:
     """JUnit XML: one test case per check; a failure's message carries the figures."""
     failures = sum(c.status == FAIL for c in verdict.checks)
-    suite = ET.Element("testsuite", name="edgepipe gate", tests=str(len(verdict.checks)), failures=str(failures),
-                       errors="0", skipped=str(sum(c.status not in (PASS, FAIL) for c in verdict.checks)))
+    suite = ET.Element(
+        "testsuite",
+        name="edgepipe gate",
+        tests=str(len(verdict.checks)),
+        failures=str(failures),
+        errors="0",
+        skipped=str(sum(c.status not in (PASS, FAIL) for c in verdict.checks)),
+    )
     for c in verdict.checks:
         case = ET.SubElement(suite, "testcase", classname=c.subject, name=f"{c.budget}: {c.check}")
         if c.status == FAIL:
@@ -86,13 +110,20 @@ def junit_xml(verdict: Verdict) -> str:
 def markdown(verdict: Verdict) -> str:
     """A summary for a CI job page: the verdict, the failures first, then every check."""
     failed = [c for c in verdict.checks if c.status == FAIL]
-    lines = [f"## edgepipe gate: {'passed' if verdict.passed else 'FAILED'}", "",
-             f"{len(verdict.checks)} checks, {len(failed)} failed.", ""]
+    lines = [
+        f"## edgepipe gate: {'passed' if verdict.passed else 'FAILED'}",
+        "",
+        f"{len(verdict.checks)} checks, {len(failed)} failed.",
+        "",
+    ]
     if failed:
         lines += ["### Failed", "", *[f"- {_sentence(c)}" for c in failed], ""]
     lines += ["| budget | artifact | check | value | limit | status |", "|---|---|---|---:|---:|---|"]
-    lines += [f"| {c.budget} | {c.subject} | {c.check} | {_figure(c.value, c.unit)} | {_figure(c.limit, c.unit)} | "
-              f"{c.status} |" for c in verdict.checks]
+    lines += [
+        f"| {c.budget} | {c.subject} | {c.check} | {_figure(c.value, c.unit)} | {_figure(c.limit, c.unit)} | "
+        f"{c.status} |"
+        for c in verdict.checks
+    ]
     lines += ["", *[f"> warning: {w}" for w in verdict.warnings]]
     return "\n".join(lines) + "\n"
 
@@ -107,8 +138,9 @@ def write_outputs(verdict: Verdict, junit: Path | None, summary: Path | None) ->
 
 def _sentence(c: Check) -> str:
     detail = f" ({c.detail})" if c.detail else ""
-    return (f"{c.subject}: {c.check} is {_figure(c.value, c.unit)}, limit {_figure(c.limit, c.unit)} "
-            f"[{c.budget}]{detail}")
+    return (
+        f"{c.subject}: {c.check} is {_figure(c.value, c.unit)}, limit {_figure(c.limit, c.unit)} [{c.budget}]{detail}"
+    )
 
 
 def _figure(value, unit: str) -> str:

@@ -1,4 +1,5 @@
 """PNG plots of a run: size and latency against the task metric, with the Pareto front marked."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,10 +16,13 @@ class Point:
 
 
 def pareto_front(points: list[Point]) -> list[Point]:
-    """The points no other point beats on both axes (no lower-or-equal cost with a higher-or-equal metric, one strictly)."""
+    """The points no other point beats on both axes (no lower-or-equal cost with a higher-or-equal
+    metric, one strictly)."""
+
     def beaten(p: Point) -> bool:
-        return any(q.cost <= p.cost and q.metric >= p.metric and (q.cost < p.cost or q.metric > p.metric)
-                   for q in points)
+        return any(
+            q.cost <= p.cost and q.metric >= p.metric and (q.cost < p.cost or q.metric > p.metric) for q in points
+        )
 
     return sorted((p for p in points if not beaten(p)), key=lambda p: p.cost)
 

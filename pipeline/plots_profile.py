@@ -4,6 +4,7 @@ With nothing measured to draw, each plot still writes a PNG that says "no measur
 (and, for throughput, why): a report keeps its figure slot and shows the absence instead of
 failing the run, as DESIGN.md asks of figures that could not be measured.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,10 @@ def _unavailable_lines(points: list[dict]) -> list[str]:
         if all(p.get("status") != "measured" for p in rows):
             reason = next((p["reason"] for p in rows if p.get("reason")), "no reason recorded")
             by_reason.setdefault(reason, []).append(batch)
-    return [f"batch {', '.join(map(str, batches))}: unavailable ({_clip(reason, 80)})"
-            for reason, batches in by_reason.items()]
+    return [
+        f"batch {', '.join(map(str, batches))}: unavailable ({_clip(reason, 80)})"
+        for reason, batches in by_reason.items()
+    ]
 
 
 def _clip(text: str, width: int) -> str:
@@ -65,8 +68,10 @@ def _clip(text: str, width: int) -> str:
 
 def latency_distribution_plot(series: dict[str, list[float]], path: Path) -> Path:
     """One box per label (latencies in ms) with p50 and p90 marked; log y when the spread is large."""
-    data = {label: values[np.isfinite(values)] for label, values in
-            ((label, np.asarray(v, dtype=np.float64).ravel()) for label, v in series.items())}
+    data = {
+        label: values[np.isfinite(values)]
+        for label, values in ((label, np.asarray(v, dtype=np.float64).ravel()) for label, v in series.items())
+    }
     data = {label: values for label, values in data.items() if values.size}
     figure, axes, plt = _figure()
     try:

@@ -1,4 +1,5 @@
 """`edgepipe profile FILE`: any model file, inputs made from its declared details or read from an .npz."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,9 +13,15 @@ from profilers.profile import profile_isolated
 from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
 
 
-def profile_file(path: Path, runtime: str | None, device: str, threads: int,
-                 timing: TimingSettings = TimingSettings(), options: RuntimeOptions = RuntimeOptions(),
-                 inputs: Path | None = None) -> dict:
+def profile_file(
+    path: Path,
+    runtime: str | None,
+    device: str,
+    threads: int,
+    timing: TimingSettings = TimingSettings(),
+    options: RuntimeOptions = RuntimeOptions(),
+    inputs: Path | None = None,
+) -> dict:
     """Check the file loads and runs its inputs (seeded, or from an .npz), then profile it in a child process."""
     if device != "host":
         raise ConfigError(f"--device {device!r}: only 'host' is supported in this version")
@@ -40,14 +47,17 @@ def _check_runs(session: Session, feeds: dict[str, np.ndarray], batch: int | Non
         lines = str(exc).strip().splitlines()
         first = (lines[0] if lines else type(exc).__name__)[:200]
         if batch is not None:
-            raise ConfigError(f"{session.path} does not run at batch {batch} ({first}); "
-                              "profile it at its own batch (omit --batch)") from None
+            raise ConfigError(
+                f"{session.path} does not run at batch {batch} ({first}); profile it at its own batch (omit --batch)"
+            ) from None
         raise ProfileError(f"{session.runtime} cannot run {session.path} on these inputs ({first})") from None
     # A batch baked into a reshape may still run, folding the batch away: that is no batch-N run.
     if batch is not None and batch > 1 and any(np.ndim(o) < 1 or np.shape(o)[0] != batch for o in outputs.values()):
         shapes = ", ".join(f"{name} {list(np.shape(o))}" for name, o in outputs.items())
-        raise ConfigError(f"{session.path} ran at batch {batch} but its outputs ({shapes}) do not follow the batch; "
-                          "the graph fixes its batch, so profile it at its own batch (omit --batch)")
+        raise ConfigError(
+            f"{session.path} ran at batch {batch} but its outputs ({shapes}) do not follow the batch; "
+            "the graph fixes its batch, so profile it at its own batch (omit --batch)"
+        )
 
 
 def runtime_options(profile_section) -> RuntimeOptions:

@@ -1,4 +1,5 @@
 """report.md: what was built, how well it agrees with PyTorch, and how fast it runs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,15 @@ def run_report(ctx: StageContext) -> dict:
         metric_name = get_model(ctx.job.job.model).primary_metric
     rows = variant_rows(ctx.store.manifest, ctx.results, metric_name)
     plots = write_plots(rows, metric_name, ctx.staging)
-    variants = ["## Variants side by side", "", *variants_table(rows, metric_name, ctx.job.profile.threads), "",
-                *[f"![{Path(p).stem}]({p})" for p in plots], "", *sensitivity_lines(ctx.results)]
+    variants = [
+        "## Variants side by side",
+        "",
+        *variants_table(rows, metric_name, ctx.job.profile.threads),
+        "",
+        *[f"![{Path(p).stem}]({p})" for p in plots],
+        "",
+        *sensitivity_lines(ctx.results),
+    ]
     text = render(ctx.job.job.name, ctx.store.manifest, ctx.results, variants)
     (ctx.staging / "report.md").write_text(text)
     return {"path": "report.md", "plots": plots}
@@ -34,48 +42,75 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
     lines = [f"# edgepipe run: {name}", "", f"Model `{manifest['job']['job']['model']}`.", ""]
     if "train" in results:
         t = results["train"]
-        lines += [f"Trained {t['train']['epochs_run']} epochs (best epoch {t['train']['best_epoch']}, "
-                  f"validation loss {t['train']['best_val_loss']:.4f}); {t['parameters']:,} parameters; "
-                  f"held-out {_fmt_metrics(t['metrics'])}.", ""]
+        lines += [
+            f"Trained {t['train']['epochs_run']} epochs (best epoch {t['train']['best_epoch']}, "
+            f"validation loss {t['train']['best_val_loss']:.4f}); {t['parameters']:,} parameters; "
+            f"held-out {_fmt_metrics(t['metrics'])}.",
+            "",
+        ]
     lines += compress_lines(results.get("compress", {}), sizes)
     validate = results.get("validate", {})
-    lines += ["## Artifacts and numerics", "",
-              f"Reference: `{validate.get('reference', '?')}`; float artifacts: max abs error at most "
-              f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude (fp16: "
-              f"{manifest['job']['validate']['fp16_rel_tolerance']:g}); quantized artifacts: output SQNR at least "
-              f"{manifest['job']['validate']['quantized_min_sqnr_db']:g} dB.", "",
-              "| artifact | format | variant | size (bytes) | metric | max abs err | cosine | SQNR (dB) | ok |",
-              "|---|---|---|---:|---|---:|---:|---:|---|"]
+    lines += [
+        "## Artifacts and numerics",
+        "",
+        f"Reference: `{validate.get('reference', '?')}`; float artifacts: max abs error at most "
+        f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude (fp16: "
+        f"{manifest['job']['validate']['fp16_rel_tolerance']:g}); quantized artifacts: output SQNR at least "
+        f"{manifest['job']['validate']['quantized_min_sqnr_db']:g} dB.",
+        "",
+        "| artifact | format | variant | size (bytes) | metric | max abs err | cosine | SQNR (dB) | ok |",
+        "|---|---|---|---:|---|---:|---:|---:|---|",
+    ]
     for art in results["export"]["artifacts"]:
         key = f"{art['format']}:{art['variant']}"
         led = validate.get("ledger", {}).get(key, {})
         lines.append(
             f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "
             f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {figure(led.get('max_abs'), '.2e')} | "
-            f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |")
-    lines += ["", "Per-hop, per-output figures: `ledger.json`.", "", "## Host latency", "",
-              "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s | peak RSS MB | energy |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+            f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |"
+        )
+    lines += [
+        "",
+        "Per-hop, per-output figures: `ledger.json`.",
+        "",
+        "## Host latency",
+        "",
+        "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s "
+        "| peak RSS MB | energy |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
     for r in results.get("profile", {}).get("results", []):
         lat = r["latency_ms"]
         energy = r["energy"]
-        energy_text = (f"{energy['mj_per_inference']:.4f} mJ/inf" if energy["status"] == "measured"
-                       else f"unavailable: {energy['reason']}")
+        energy_text = (
+            f"{energy['mj_per_inference']:.4f} mJ/inf"
+            if energy["status"] == "measured"
+            else f"unavailable: {energy['reason']}"
+        )
         lo, hi = lat["ci95"]["p90"]
         mark = " (builtin kernels)" if r.get("kernels_note") else ""
-        lines.append(f"| {r['runtime']} | `{r['artifact']}`{mark} | {lat['p50']:.4f} | {lat['p90']:.4f} ({lo:.4f}-{hi:.4f}) | "
-                     f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['cv']:.2f} | {lat['n']} | {r['throughput_ips']:.0f} | "
-                     f"{r['memory']['peak_rss_mb']:.0f} | {energy_text} |")
-    notes = [f"`{r['artifact']}`: {r['kernels_note']}; TFLite's built-in kernels ran it, so its latency is not "
-             "what XNNPACK would give." for r in results.get("profile", {}).get("results", []) if r.get("kernels_note")]
+        lines.append(
+            f"| {r['runtime']} | `{r['artifact']}`{mark} | {lat['p50']:.4f} | {lat['p90']:.4f} ({lo:.4f}-{hi:.4f}) | "
+            f"{lat['p99']:.4f} | {lat['mean']:.4f} | {lat['cv']:.2f} | {lat['n']} | {r['throughput_ips']:.0f} | "
+            f"{r['memory']['peak_rss_mb']:.0f} | {energy_text} |"
+        )
+    notes = [
+        f"`{r['artifact']}`: {r['kernels_note']}; TFLite's built-in kernels ran it, so its latency is not "
+        "what XNNPACK would give."
+        for r in results.get("profile", {}).get("results", [])
+        if r.get("kernels_note")
+    ]
     lines += ["", *notes] if notes else []
     if results.get("profile"):
         device = results["profile"]["results"][0]["device"]
-        lines += ["", f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
-                      f"{device['threads']} thread(s); percentiles by numpy's linear method, "
-                      f"confidence intervals by block bootstrap ({BOOTSTRAP_BLOCKS} stretches of the run, "
-                      f"{BOOTSTRAP_RESAMPLES} resamples); "
-                      "peak RSS of a child process that loaded and ran only that model."]
+        lines += [
+            "",
+            f"Host: {device['machine']}, {device['cpu_count']} logical CPUs, "
+            f"{device['threads']} thread(s); percentiles by numpy's linear method, "
+            f"confidence intervals by block bootstrap ({BOOTSTRAP_BLOCKS} stretches of the run, "
+            f"{BOOTSTRAP_RESAMPLES} resamples); "
+            "peak RSS of a child process that loaded and ran only that model.",
+        ]
     lines += ["", *profile_lines(results.get("profile", {})), *phone_lines(results.get("profile", {}))]
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
     lines += ["", *variants, "", "## Tool versions", "", versions, ""]

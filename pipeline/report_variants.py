@@ -1,4 +1,5 @@
 """The variant table of report.md (size, metric, numerics, latency side by side) and its trade-off plots."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,31 +46,43 @@ def variant_rows(manifest: dict, results: dict, metric_name: str | None) -> list
         base = fp32.get(art["format"])
         metric = validate.get("metrics", {}).get(key, {}).get(metric_name)
         lat, base_lat = latency.get((art["format"], art["variant"])), latency.get((art["format"], "fp32"))
-        rows.append(VariantRow(
-            art["format"], art["variant"], art["path"], sizes.get(art["path"], 0),
-            sizes.get(art["path"], 0) / sizes[base["path"]] if base and sizes.get(base["path"]) else None,
-            metric, metric - reference if metric is not None and reference is not None else None,
-            (validate.get("ledger", {}).get(key) or {}).get("sqnr_db"),
-            lat["p50"] if lat else None, lat["p90"] if lat else None,
-            base_lat["p50"] / lat["p50"] if lat and base_lat else None,
-        ))
+        rows.append(
+            VariantRow(
+                art["format"],
+                art["variant"],
+                art["path"],
+                sizes.get(art["path"], 0),
+                sizes.get(art["path"], 0) / sizes[base["path"]] if base and sizes.get(base["path"]) else None,
+                metric,
+                metric - reference if metric is not None and reference is not None else None,
+                (validate.get("ledger", {}).get(key) or {}).get("sqnr_db"),
+                lat["p50"] if lat else None,
+                lat["p90"] if lat else None,
+                base_lat["p50"] / lat["p50"] if lat and base_lat else None,
+            )
+        )
     return rows
 
 
 def variants_table(rows: list[VariantRow], metric_name: str | None, threads: int) -> list[str]:
     """Markdown lines: one row per artifact."""
     unit = " (points)" if metric_name in _FRACTIONS else ""
-    lines = [f"Latency: host, {threads} thread(s). Delta: against the PyTorch fp32 reference. "
-             "Size ratio and speed-up: against the fp32 artifact of the same format.", "",
-             f"| artifact | size (bytes) | size vs fp32 | {metric_name or 'metric'} | delta{unit} | SQNR (dB) | "
-             "p50 ms | p90 ms | speed-up vs fp32 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Latency: host, {threads} thread(s). Delta: against the PyTorch fp32 reference. "
+        "Size ratio and speed-up: against the fp32 artifact of the same format.",
+        "",
+        f"| artifact | size (bytes) | size vs fp32 | {metric_name or 'metric'} | delta{unit} | SQNR (dB) | "
+        "p50 ms | p90 ms | speed-up vs fp32 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     scale = 100.0 if metric_name in _FRACTIONS else 1.0
     for r in rows:
-        lines.append(f"| {r.label} | {r.size_bytes:,} | {figure(r.size_ratio, '.2f', 'x')} | {figure(r.metric, '.4f')} | "
-                     f"{figure(None if r.metric_delta is None else r.metric_delta * scale, '+.2f')} | "
-                     f"{figure(r.sqnr_db, '.1f')} | {figure(r.p50_ms, '.4f')} | {figure(r.p90_ms, '.4f')} | "
-                     f"{figure(r.speedup, '.2f', 'x')} |")
+        lines.append(
+            f"| {r.label} | {r.size_bytes:,} | {figure(r.size_ratio, '.2f', 'x')} | {figure(r.metric, '.4f')} | "
+            f"{figure(None if r.metric_delta is None else r.metric_delta * scale, '+.2f')} | "
+            f"{figure(r.sqnr_db, '.1f')} | {figure(r.p50_ms, '.4f')} | {figure(r.p90_ms, '.4f')} | "
+            f"{figure(r.speedup, '.2f', 'x')} |"
+        )
     return lines
 
 
@@ -78,12 +91,26 @@ def write_plots(rows: list[VariantRow], metric_name: str | None, out_dir: Path) 
     measured = [r for r in rows if r.metric is not None]
     if metric_name is None or len(measured) < 2:
         return []
-    written = [tradeoff_plot([Point(r.label, r.size_bytes / 1024, r.metric) for r in measured], "file size (KiB)",
-                             metric_name, "size vs metric", out_dir / "plots" / "size_vs_metric.png")]
+    written = [
+        tradeoff_plot(
+            [Point(r.label, r.size_bytes / 1024, r.metric) for r in measured],
+            "file size (KiB)",
+            metric_name,
+            "size vs metric",
+            out_dir / "plots" / "size_vs_metric.png",
+        )
+    ]
     timed = [r for r in measured if r.p50_ms is not None]
     if len(timed) >= 2:
-        written.append(tradeoff_plot([Point(r.label, r.p50_ms, r.metric) for r in timed], "host p50 latency (ms)",
-                                     metric_name, "latency vs metric", out_dir / "plots" / "latency_vs_metric.png"))
+        written.append(
+            tradeoff_plot(
+                [Point(r.label, r.p50_ms, r.metric) for r in timed],
+                "host p50 latency (ms)",
+                metric_name,
+                "latency vs metric",
+                out_dir / "plots" / "latency_vs_metric.png",
+            )
+        )
     return [str(p.relative_to(out_dir)) for p in written]
 
 
@@ -93,18 +120,27 @@ def sensitivity_lines(results: dict) -> list[str]:
     if mixed is None:
         return []
     ledger = results.get("validate", {}).get("ledger", {})
-    lines = ["## Per-layer int8 sensitivity", "",
-             "Each layer quantized to int8 alone, every other layer in float32: the model output's SQNR against "
-             "the float model on the calibration samples. Lowest first.", "",
-             "| rank | layer (TFLite tensor) | op | output shape | SQNR alone (dB) | kept in float |",
-             "|---:|---|---|---|---:|---|"]
+    lines = [
+        "## Per-layer int8 sensitivity",
+        "",
+        "Each layer quantized to int8 alone, every other layer in float32: the model output's SQNR against "
+        "the float model on the calibration samples. Lowest first.",
+        "",
+        "| rank | layer (TFLite tensor) | op | output shape | SQNR alone (dB) | kept in float |",
+        "|---:|---|---|---|---:|---|",
+    ]
     for rank, loss in enumerate(mixed["sensitivity"][:10], 1):
         name = loss["name"] if len(loss["name"]) <= 60 else loss["name"][:57] + "..."
-        lines.append(f"| {rank} | `{name}` | {loss['op']} | {'x'.join(map(str, loss['shape']))} | "
-                     f"{figure(loss['sqnr_db'], '.1f')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |")
+        lines.append(
+            f"| {rank} | `{name}` | {loss['op']} | {'x'.join(map(str, loss['shape']))} | "
+            f"{figure(loss['sqnr_db'], '.1f')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |"
+        )
     plain, kept = ledger.get("tflite:int8_float_io") or ledger.get("tflite:int8"), ledger.get("tflite:int8_mixed")
     if plain and kept:
-        lines += ["", f"Keeping {len(mixed['kept_float'])} layer(s) in float32 moves the output SQNR against PyTorch "
-                      f"from {plain['sqnr_db']:.1f} dB (all int8) to {kept['sqnr_db']:.1f} dB (int8_mixed); sizes, "
-                      "metrics and latency of both are in the table above."]
+        lines += [
+            "",
+            f"Keeping {len(mixed['kept_float'])} layer(s) in float32 moves the output SQNR against PyTorch "
+            f"from {plain['sqnr_db']:.1f} dB (all int8) to {kept['sqnr_db']:.1f} dB (int8_mixed); sizes, "
+            "metrics and latency of both are in the table above.",
+        ]
     return lines

@@ -1,4 +1,5 @@
 """The pipeline runner: a literal list of stages, each cached by the hash of its inputs and settings."""
+
 from __future__ import annotations
 
 import hashlib
@@ -49,24 +50,51 @@ def _baseline_sha(baseline: str | None) -> str | None:
 
 
 def _model_settings(job: JobConfig) -> dict:
-    return {"model": job.job.model, "seed": job.job.seed, "inputs": list(job.job.inputs),
-            "source_sha256": _sha_or_none(onnx_source(job)), "weights_sha256": _sha_or_none(job.job.weights)}
+    return {
+        "model": job.job.model,
+        "seed": job.job.seed,
+        "inputs": list(job.job.inputs),
+        "source_sha256": _sha_or_none(onnx_source(job)),
+        "weights_sha256": _sha_or_none(job.job.weights),
+    }
 
 
 TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
-COMPRESS = Stage("compress", run_compress, lambda j: {**_model_settings(j), **j.train.model_dump(),
-                                                     **j.compress.model_dump()}, ("train",))
-EXPORT = Stage("export", run_export, lambda j: {**_model_settings(j), **j.export.model_dump(),
-                                                 "calibration_data": fingerprint(j.export.calibration)},
-               ("train", "compress"))
-VALIDATE = Stage("validate", run_validate, lambda j: {**_model_settings(j), **j.validate_.model_dump(),
-                                                     "inputs_sha256": _sha_or_none(j.validate_.inputs),
-                                                     "eval_data": fingerprint(j.validate_.eval_data)}, ("export",))
+COMPRESS = Stage(
+    "compress",
+    run_compress,
+    lambda j: {**_model_settings(j), **j.train.model_dump(), **j.compress.model_dump()},
+    ("train",),
+)
+EXPORT = Stage(
+    "export",
+    run_export,
+    lambda j: {**_model_settings(j), **j.export.model_dump(), "calibration_data": fingerprint(j.export.calibration)},
+    ("train", "compress"),
+)
+VALIDATE = Stage(
+    "validate",
+    run_validate,
+    lambda j: {
+        **_model_settings(j),
+        **j.validate_.model_dump(),
+        "inputs_sha256": _sha_or_none(j.validate_.inputs),
+        "eval_data": fingerprint(j.validate_.eval_data),
+    },
+    ("export",),
+)
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
 REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
-GATE = Stage("gate", run_gate_stage, lambda j: {**j.gate.model_dump(), "budgets_sha256": _sha_or_none(j.gate.budgets),
-                                                "baseline_sha256": _baseline_sha(j.gate.baseline)},
-             ("validate", "profile"))
+GATE = Stage(
+    "gate",
+    run_gate_stage,
+    lambda j: {
+        **j.gate.model_dump(),
+        "budgets_sha256": _sha_or_none(j.gate.budgets),
+        "baseline_sha256": _baseline_sha(j.gate.baseline),
+    },
+    ("validate", "profile"),
+)
 
 # The pipeline, in order. An ONNX file or a user's factory has nothing to train.
 ZOO_PIPELINE = [TRAIN, COMPRESS, EXPORT, VALIDATE, PROFILE, REPORT]
@@ -105,7 +133,9 @@ def default_run_dir(job: JobConfig, root: Path = Path("runs")) -> Path:
 
 
 def run_job(
-    job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = None,
+    job: JobConfig,
+    run_dir: Path,
+    only: tuple[str, ...] | None = None,
     on_stage: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
     """Run (or reuse from the cache) each stage in order; the manifest records every step."""
@@ -152,8 +182,9 @@ def job_stages(job: JobConfig, only: tuple[str, ...] | None = None) -> list[Stag
     return [s for s in pipeline if only is None or s.name in only]
 
 
-def cached_run(job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = None,
-               versions: dict | None = None) -> RunResult | None:
+def cached_run(
+    job: JobConfig, run_dir: Path, only: tuple[str, ...] | None = None, versions: dict | None = None
+) -> RunResult | None:
     """The run's results when every stage is already in run_dir's cache, else None; runs nothing."""
     if not (run_dir / "manifest.json").is_file():
         return None
@@ -172,8 +203,10 @@ def check_source(job: JobConfig) -> None:
     """Fail on an unknown model, a broken factory or an unreadable file before anything is written."""
     source = onnx_source(job)
     if job.compress.active and source_kind(job) != "zoo":
-        raise ConfigError(f"[compress] needs a training split to fine-tune and distil on, and {job.job.model} has "
-                          "none (only zoo models do); remove the [compress] section")
+        raise ConfigError(
+            f"[compress] needs a training split to fine-tune and distil on, and {job.job.model} has "
+            "none (only zoo models do); remove the [compress] section"
+        )
     if source is not None and not source.is_file():
         raise InputFileError(f"ONNX file {source} not found; check the path")
     specs = _source_inputs(job)

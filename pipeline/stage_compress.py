@@ -1,4 +1,5 @@
 """Stage compress: distil the trained zoo model into a smaller student, prune and fine-tune it, then QAT."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, replace
@@ -32,18 +33,36 @@ def run_compress(ctx: StageContext) -> dict:
 
         teacher, module = module, _student(ctx)
         torch.manual_seed(ctx.job.job.seed)
-        result = distill(module, teacher, spec, data, replace(base, epochs=settings.distill_epochs or base.epochs),
-                         settings.temperature, settings.distill_alpha)
-        steps.append({"step": "distill", "student": settings.student or f"width {settings.student_width:g}",
-                      "temperature": settings.temperature, "alpha": settings.distill_alpha,
-                      "train": asdict(result), **_scored(spec, module, data)})
+        result = distill(
+            module,
+            teacher,
+            spec,
+            data,
+            replace(base, epochs=settings.distill_epochs or base.epochs),
+            settings.temperature,
+            settings.distill_alpha,
+        )
+        steps.append(
+            {
+                "step": "distill",
+                "student": settings.student or f"width {settings.student_width:g}",
+                "temperature": settings.temperature,
+                "alpha": settings.distill_alpha,
+                "train": asdict(result),
+                **_scored(spec, module, data),
+            }
+        )
     if settings.prune != "none":
         steps.append(_prune(module, spec, data, _finetune_settings(base, settings), settings))
     if settings.qat:
         from models.qat import quantization_aware_finetune
 
-        qat = replace(base, epochs=settings.qat_epochs, lr=settings.qat_lr or base.lr / 10,
-                      patience=min(base.patience, settings.qat_epochs))
+        qat = replace(
+            base,
+            epochs=settings.qat_epochs,
+            lr=settings.qat_lr or base.lr / 10,
+            patience=min(base.patience, settings.qat_epochs),
+        )
         result = quantization_aware_finetune(module, spec, data, qat)
         steps.append({"step": "qat", "train": asdict(result), **_scored(spec, module, data)})
     torch.save(module.state_dict(), ctx.staging / COMPRESSED)
@@ -61,19 +80,31 @@ def _prune(module: torch.nn.Module, spec, data, finetune: TrainSettings, setting
     else:
         removed = prune_channels(module, examples, settings.prune_amount)
         if not removed:
-            raise ConfigError(f"compress.prune = 'channels': {spec.name} has no channels that can be removed "
-                              "(every layer feeds the output or an op edgepipe cannot slice); try 'magnitude'")
+            raise ConfigError(
+                f"compress.prune = 'channels': {spec.name} has no channels that can be removed "
+                "(every layer feeds the output or an op edgepipe cannot slice); try 'magnitude'"
+            )
     result = train(module, data, finetune, spec.task, spec.input_names, spec.image_inputs) if finetune.epochs else None
     if settings.prune == "magnitude":
         finalize_magnitude(module)
-    return {"step": f"prune_{settings.prune}", "amount": settings.prune_amount, "before": before,
-            "channels": removed, "sparsity": sparsity(module),
-            "finetune": asdict(result) if result else None, **_scored(spec, module, data)}
+    return {
+        "step": f"prune_{settings.prune}",
+        "amount": settings.prune_amount,
+        "before": before,
+        "channels": removed,
+        "sparsity": sparsity(module),
+        "finetune": asdict(result) if result else None,
+        **_scored(spec, module, data),
+    }
 
 
 def _finetune_settings(base: TrainSettings, settings) -> TrainSettings:
-    return replace(base, epochs=settings.finetune_epochs, lr=settings.finetune_lr or base.lr,
-                   patience=min(base.patience, max(1, settings.finetune_epochs)))
+    return replace(
+        base,
+        epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr or base.lr,
+        patience=min(base.patience, max(1, settings.finetune_epochs)),
+    )
 
 
 def _scored(spec, module: torch.nn.Module, data) -> dict:

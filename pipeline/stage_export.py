@@ -1,4 +1,5 @@
 """Stage export: a torch module -> model.pt2 (torch.export) -> model.onnx -> model_<variant>.tflite."""
+
 from __future__ import annotations
 
 import shutil
@@ -38,22 +39,44 @@ def run_export(ctx: StageContext) -> dict:
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
     # One onnx2tf run writes every variant: converting once per variant would repeat the whole
     # ONNX -> TensorFlow translation for each.
-    results = export_tflite_variants(ctx.staging / "model.onnx", ctx.staging, ctx.job.export.variants, log_path,
-                                     specs, calibration, ctx.job.export.allow_flex, ctx.job.export.mixed_float_layers)
+    results = export_tflite_variants(
+        ctx.staging / "model.onnx",
+        ctx.staging,
+        ctx.job.export.variants,
+        log_path,
+        specs,
+        calibration,
+        ctx.job.export.allow_flex,
+        ctx.job.export.mixed_float_layers,
+    )
     for variant, result in results.items():
-        artifacts.append({**_record("tflite", variant, result.path.name, result.inputs),
-                          "outputs": [o.to_dict() for o in result.outputs], "custom_ops": list(result.custom_ops),
-                          "quantization": [q.to_dict() for q in result.quantization],
-                          "op_count": result.op_count, "op_histogram": dict(result.op_histogram),
-                          "size_split": result.size_split.to_dict(),
-                          "boundary": [fix.to_dict() for fix in result.boundary],
-                          **({"sensitivity": [loss.to_dict() for loss in result.sensitivity],
-                              "kept_float": list(result.kept_float)} if result.sensitivity else {})})
+        artifacts.append(
+            {
+                **_record("tflite", variant, result.path.name, result.inputs),
+                "outputs": [o.to_dict() for o in result.outputs],
+                "custom_ops": list(result.custom_ops),
+                "quantization": [q.to_dict() for q in result.quantization],
+                "op_count": result.op_count,
+                "op_histogram": dict(result.op_histogram),
+                "size_split": result.size_split.to_dict(),
+                "boundary": [fix.to_dict() for fix in result.boundary],
+                **(
+                    {
+                        "sensitivity": [loss.to_dict() for loss in result.sensitivity],
+                        "kept_float": list(result.kept_float),
+                    }
+                    if result.sensitivity
+                    else {}
+                ),
+            }
+        )
     for variant in ctx.job.export.onnx_variants:
-        quantized = quantize_onnx(ctx.staging / "model.onnx", ctx.staging / f"model_{variant}.onnx", variant, log_path,
-                                  calibration)
-        artifacts.append({**_record("onnx", variant, quantized.path.name, specs),
-                          "quantized_nodes": quantized.quantized_nodes})
+        quantized = quantize_onnx(
+            ctx.staging / "model.onnx", ctx.staging / f"model_{variant}.onnx", variant, log_path, calibration
+        )
+        artifacts.append(
+            {**_record("onnx", variant, quantized.path.name, specs), "quantized_nodes": quantized.quantized_nodes}
+        )
     return {"artifacts": artifacts, "rewrites": rewrites}
 
 
@@ -72,8 +95,10 @@ def source_module(ctx: StageContext) -> tuple:
     calibration = user_calibration(ctx.job, spec.inputs)
     if calibration is None:
         count = ctx.job.export.calibration_samples
-        calibration = {name: np.ascontiguousarray(values[:count])
-                       for name, values in spec.dataset(ctx.job.job.seed).x_train.items()}
+        calibration = {
+            name: np.ascontiguousarray(values[:count])
+            for name, values in spec.dataset(ctx.job.job.seed).x_train.items()
+        }
     return load_compressed(ctx), examples, spec.inputs, calibration
 
 
@@ -84,8 +109,9 @@ def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]
     export = job.export
     if not export.calibration:
         return None
-    return load_samples(export.calibration, specs, "calibration", export.images, MIN_CALIBRATION_SAMPLES,
-                        export.calibration_samples)
+    return load_samples(
+        export.calibration, specs, "calibration", export.images, MIN_CALIBRATION_SAMPLES, export.calibration_samples
+    )
 
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:
@@ -96,8 +122,7 @@ def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, .
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)
     torch.export.save(program, ctx.staging / "model.pt2")
-    export_onnx(program, examples, [s.name for s in specs], ctx.staging / "model.onnx", log_path,
-                ctx.job.export.opset)
+    export_onnx(program, examples, [s.name for s in specs], ctx.staging / "model.onnx", log_path, ctx.job.export.opset)
     return rewrites
 
 

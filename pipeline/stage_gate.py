@@ -1,4 +1,5 @@
 """Stage gate: the job's budgets applied to this run's own figures, as its last stage."""
+
 from __future__ import annotations
 
 from pathlib import Path

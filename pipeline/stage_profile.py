@@ -1,4 +1,5 @@
 """Stage profile: time every artifact on the host, then its per-op time and throughput, each in a child process."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,20 +38,25 @@ def run_profile(ctx: StageContext) -> dict:
         if runtime not in ctx.job.profile.runtimes:
             continue
         path, feeds = ctx.path(art["path"]), feeds_for(art, first)
-        result = profile_isolated(runtime, path, feeds, threads, timing_settings(ctx.job), log,
-                                  options=runtime_options(ctx.job.profile))
+        result = profile_isolated(
+            runtime, path, feeds, threads, timing_settings(ctx.job), log, options=runtime_options(ctx.job.profile)
+        )
         if settings.op_profile and runtime in OP_PROFILE_RUNTIMES:
             result["op_profile"] = op_profile_isolated(runtime, path, feeds, threads, settings.op_profile_runs, log)
         if settings.throughput_batches:
-            result["throughput"] = throughput_isolated(runtime, path, feeds, settings.throughput_batches,
-                                                       settings.throughput_seconds, log)
+            result["throughput"] = throughput_isolated(
+                runtime, path, feeds, settings.throughput_batches, settings.throughput_seconds, log
+            )
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
     _pair(ctx, results, first, log)
     phones = _on_phones(ctx) if settings.device != "host" else []
     plots = _plots(results, ctx.staging)
     write_json(ctx.staging / PROFILE, {"results": results, **({"device_results": phones} if phones else {})})
-    return {"results": [{k: v for k, v in r.items() if k != "samples_ns"} for r in results], "plots": plots,
-            **({"device_results": phones} if phones else {})}
+    return {
+        "results": [{k: v for k, v in r.items() if k != "samples_ns"} for r in results],
+        "plots": plots,
+        **({"device_results": phones} if phones else {}),
+    }
 
 
 def _check_pairs(ctx: StageContext) -> None:
@@ -58,8 +64,10 @@ def _check_pairs(ctx: StageContext) -> None:
     keys = [f"{a['format']}:{a['variant']}" for a in ctx.results["export"]["artifacts"]]
     for ref in ctx.job.profile.paired_with:
         if ref not in keys and ref != CALIBRATION:
-            raise ConfigError(f"[profile] paired_with {ref!r} is not an artifact of this run ({', '.join(keys)}) nor "
-                              f"'{CALIBRATION}' (a fixed yardstick model); name one as format:variant")
+            raise ConfigError(
+                f"[profile] paired_with {ref!r} is not an artifact of this run ({', '.join(keys)}) nor "
+                f"'{CALIBRATION}' (a fixed yardstick model); name one as format:variant"
+            )
 
 
 def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> None:
@@ -71,16 +79,22 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
 
     wanted = ctx.job.profile.paired_with
     artifacts = {f"{a['format']}:{a['variant']}": a for a in ctx.results["export"]["artifacts"]}
-    references = {ref: (RUNTIME_OF_FORMAT[a["format"]], ctx.path(a["path"]), feeds_for(a, first))
-                  for ref, a in artifacts.items() if ref in wanted}
+    references = {
+        ref: (RUNTIME_OF_FORMAT[a["format"]], ctx.path(a["path"]), feeds_for(a, first))
+        for ref, a in artifacts.items()
+        if ref in wanted
+    }
     with tempfile.TemporaryDirectory() as tmp:  # the yardstick is not an artifact of the run
         if CALIBRATION in wanted:
             references[CALIBRATION] = calibration_model(Path(tmp))
         for r in results:
             side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[f"{r['format']}:{r['variant']}"], first))
-            r["paired"] = {ref: paired_ratio_isolated(side, reference, ctx.job.profile.threads,
-                                                      options=runtime_options(ctx.job.profile), log_path=log)
-                           for ref, reference in references.items()}
+            r["paired"] = {
+                ref: paired_ratio_isolated(
+                    side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log
+                )
+                for ref, reference in references.items()
+            }
 
 
 def _on_phones(ctx: StageContext) -> list[dict]:
@@ -98,10 +112,15 @@ def _plots(results: list[dict], staging: Path) -> dict:
     if not results:
         return {}
     series = {f"{r['format']}:{r['variant']}": [ns / 1e6 for ns in r["samples_ns"]] for r in results}
-    plots = {"latency": str(latency_distribution_plot(series, staging / "plots" / "latency_distribution.png")
-                            .relative_to(staging))}
+    plots = {
+        "latency": str(
+            latency_distribution_plot(series, staging / "plots" / "latency_distribution.png").relative_to(staging)
+        )
+    }
     for r in (r for r in results if r.get("throughput")):
         name = Path(r["artifact"]).name.replace(".", "_")
-        path = throughput_plot(r["throughput"], f"{r['runtime']} {r['artifact']}", staging / "plots" / f"throughput_{name}.png")
+        path = throughput_plot(
+            r["throughput"], f"{r['runtime']} {r['artifact']}", staging / "plots" / f"throughput_{name}.png"
+        )
         plots[f"throughput:{r['format']}:{r['variant']}"] = str(path.relative_to(staging))
     return plots

@@ -1,4 +1,5 @@
 """Stage train: build a zoo model, train it, save its state dict as model.pt."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, fields
@@ -26,8 +27,12 @@ def run_train(ctx: StageContext) -> dict:
     settings = train_settings(ctx.job, spec)
     fitted = fit(spec, settings, ctx.job.train.threads)
     torch.save(fitted.module.state_dict(), ctx.staging / "model.pt")
-    return {"train": asdict(fitted.result), "settings": asdict(settings), "metrics": fitted.metrics,
-            "parameters": sum(p.numel() for p in fitted.module.parameters())}
+    return {
+        "train": asdict(fitted.result),
+        "settings": asdict(settings),
+        "metrics": fitted.metrics,
+        "parameters": sum(p.numel() for p in fitted.module.parameters()),
+    }
 
 
 def load_trained(ctx: StageContext) -> torch.nn.Module:

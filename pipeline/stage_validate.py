@@ -1,4 +1,5 @@
 """Stage validate: the numerics ledger of every hop and the task metric of every artifact."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -29,15 +30,24 @@ def run_validate(ctx: StageContext) -> dict:
         reference_name = "onnx:fp32"
         reference = outputs.pop(reference_name)
     limits = {key: limits_for(ctx.job.validate_, key) for key in outputs}
-    hops = [compare(f"{reference_name} -> {key}", reference_name, key, reference, out, *limits[key].numerics)
-            for key, out in outputs.items()]
+    hops = [
+        compare(f"{reference_name} -> {key}", reference_name, key, reference, out, *limits[key].numerics)
+        for key, out in outputs.items()
+    ]
     if "onnx:fp32" in outputs:
-        hops += [compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, *limits[key].numerics)
-                 for key, out in outputs.items() if key.startswith("tflite:")]
+        hops += [
+            compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, *limits[key].numerics)
+            for key, out in outputs.items()
+            if key.startswith("tflite:")
+        ]
     metrics = {key: metric(out) if metric else {} for key, out in {reference_name: reference, **outputs}.items()}
-    ledger = {"rel_tolerance": ctx.job.validate_.rel_tolerance, "samples": len(next(iter(samples.values()))),
-              "tolerances": {key: asdict(limit) for key, limit in limits.items()},
-              "hops": [h.to_dict() for h in hops], "metrics": metrics}
+    ledger = {
+        "rel_tolerance": ctx.job.validate_.rel_tolerance,
+        "samples": len(next(iter(samples.values()))),
+        "tolerances": {key: asdict(limit) for key, limit in limits.items()},
+        "hops": [h.to_dict() for h in hops],
+        "metrics": metrics,
+    }
     problems = _metric_drops(metrics, reference_name, limits)
     try:
         require_parity(hops)
@@ -47,8 +57,11 @@ def run_validate(ctx: StageContext) -> dict:
         write_json(ctx.store.run_dir / LEDGER, ledger)  # complete, but not recorded as done
         raise ParityError("; ".join(problems))
     write_json(ctx.staging / LEDGER, ledger)
-    return {"reference": reference_name, "metrics": metrics,
-            "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name}}
+    return {
+        "reference": reference_name,
+        "metrics": metrics,
+        "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name},
+    }
 
 
 def torch_reference(ctx: StageContext, samples: dict) -> dict:
@@ -69,7 +82,8 @@ def torch_reference(ctx: StageContext, samples: dict) -> dict:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one artifact must meet: a max abs error relative to the output's scale or an SQNR floor, and a metric drop."""
+    """What one artifact must meet: a max abs error relative to the output's scale or an SQNR floor,
+    and a metric drop."""
 
     rel_tolerance: float | None
     min_sqnr_db: float | None
@@ -107,8 +121,13 @@ def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits]) -> l
         for name, value in values.items():
             drop = metrics[reference][name] - value
             if key != reference and drop > limits[key].max_metric_drop:
-                hint = ("; a quantization-aware fine-tune may win it back ([compress] qat = true)"
-                        if limits[key].min_sqnr_db is not None else "")
-                problems.append(f"{key} {name} {value:.4f} is {drop:.4f} below {reference} "
-                                f"(allowed {limits[key].max_metric_drop}){hint}")
+                hint = (
+                    "; a quantization-aware fine-tune may win it back ([compress] qat = true)"
+                    if limits[key].min_sqnr_db is not None
+                    else ""
+                )
+                problems.append(
+                    f"{key} {name} {value:.4f} is {drop:.4f} below {reference} "
+                    f"(allowed {limits[key].max_metric_drop}){hint}"
+                )
     return problems

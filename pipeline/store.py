@@ -1,4 +1,5 @@
 """The run directory: atomic writes, sha256 per artifact, and the manifest that records them."""
+
 from __future__ import annotations
 
 import hashlib
@@ -117,8 +118,9 @@ class Store:
             dst = self.run_dir / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             os.replace(src, dst)
-            entries.append({"path": str(rel), "sha256": sha256_file(dst), "size_bytes": dst.stat().st_size,
-                            "stage": stage})
+            entries.append(
+                {"path": str(rel), "sha256": sha256_file(dst), "size_bytes": dst.stat().st_size, "stage": stage}
+            )
         shutil.rmtree(staging, ignore_errors=True)
         self.manifest["artifacts"].extend(entries)
         self.manifest["stages"][stage] = record

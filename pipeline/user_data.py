@@ -3,6 +3,7 @@
 Every source yields arrays in the model's own (ONNX / PyTorch) input layout, one array per
 input name, first axis the samples, checked against the model's inputs before any work.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,8 +44,9 @@ def fingerprint(source: str | None) -> str | None:
     return sha256_file(path) if path.is_file() else None
 
 
-def load_samples(source: str, specs: tuple[InputSpec, ...], what: str, images=None, minimum: int = 1,
-                 limit: int | None = None) -> dict[str, np.ndarray]:
+def load_samples(
+    source: str, specs: tuple[InputSpec, ...], what: str, images=None, minimum: int = 1, limit: int | None = None
+) -> dict[str, np.ndarray]:
     """Samples for every input, in the model's layout; a clear InputFileError for anything that does not fit."""
     if is_function_ref(source):
         arrays = _from_function(source, specs, what, pairs=False)[0]
@@ -55,25 +57,31 @@ def load_samples(source: str, specs: tuple[InputSpec, ...], what: str, images=No
         elif path.is_file():
             arrays = _from_npz(path, what)
         else:
-            raise InputFileError(f"{what} data {source} not found; give an .npz, a folder of images "
-                                 "or pkg.module:function")
+            raise InputFileError(
+                f"{what} data {source} not found; give an .npz, a folder of images or pkg.module:function"
+            )
     return _checked(arrays, specs, f"{what} data {source}", minimum, limit)
 
 
 def load_eval(source: str, specs: tuple[InputSpec, ...], images=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(inputs, labels) of a user's evaluation set: an .npz with a 'labels' array, or a function of (sample, label) pairs."""
+    """(inputs, labels) of a user's evaluation set: an .npz with a 'labels' array, or a function of
+    (sample, label) pairs."""
     what = "--eval-data"
     if is_function_ref(source):
         arrays, labels = _from_function(source, specs, what, pairs=True)
     else:
         path = Path(source)
         if not path.is_file():
-            raise InputFileError(f"{what} {source} not found; give an .npz with one array per input and "
-                                 f"{LABELS!r}, or pkg.module:function returning (sample, label) pairs")
+            raise InputFileError(
+                f"{what} {source} not found; give an .npz with one array per input and "
+                f"{LABELS!r}, or pkg.module:function returning (sample, label) pairs"
+            )
         arrays = _from_npz(path, what)
         if LABELS not in arrays:
-            raise InputFileError(f"{what} {source} has no {LABELS!r} array (has {', '.join(arrays)}); "
-                                 f"add the labels as {LABELS!r}, first axis the samples")
+            raise InputFileError(
+                f"{what} {source} has no {LABELS!r} array (has {', '.join(arrays)}); "
+                f"add the labels as {LABELS!r}, first axis the samples"
+            )
         labels = arrays.pop(LABELS)
     inputs = _checked(arrays, specs, f"{what} {source}", 1, None)
     count = len(next(iter(inputs.values())))
@@ -99,12 +107,15 @@ def _from_npz(path: Path, what: str) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             return {name: data[name] for name in data.files}
     except (OSError, ValueError, EOFError) as exc:
-        raise InputFileError(f"{what} data {path} is not a readable .npz ({str(exc)[:160]}); "
-                             "save it with numpy.savez(path, input_name=array, ...)") from None
+        raise InputFileError(
+            f"{what} data {path} is not a readable .npz ({str(exc)[:160]}); "
+            "save it with numpy.savez(path, input_name=array, ...)"
+        ) from None
 
 
 def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: bool):
-    """Call the function; each item is a sample (dict by input name, tuple in input order, or an array) or (sample, label)."""
+    """Call the function; each item is a sample (dict by input name, tuple in input order, or an
+    array) or (sample, label)."""
     module_name, attr = ref.split(":")
     function = getattr(import_user_module(module_name, ref, InputFileError), attr, None)
     if not callable(function):
@@ -122,11 +133,14 @@ def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: boo
                 raise InputFileError(f"{what} {ref}: item {i} is not a (sample, label) pair")
             item, label = item
             labels.append(np.asarray(label))
-        sample = item if isinstance(item, dict) else dict(zip(names, item if isinstance(item, (tuple, list)) else (item,)))
+        sample = (
+            item if isinstance(item, dict) else dict(zip(names, item if isinstance(item, (tuple, list)) else (item,)))
+        )
         unknown = sorted(set(sample) - set(names))
         if unknown:
-            raise InputFileError(f"{what} {ref}: item {i} names input(s) {', '.join(unknown)}; "
-                                 f"the model takes {', '.join(names)}")
+            raise InputFileError(
+                f"{what} {ref}: item {i} names input(s) {', '.join(unknown)}; the model takes {', '.join(names)}"
+            )
         for name in names:
             if name not in sample:
                 raise InputFileError(f"{what} {ref}: item {i} has no value for input {name!r}")
@@ -140,8 +154,10 @@ def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: boo
         values = [v[None] if v.shape == tuple(spec_of[name].shape[1:]) else v for v in values]
         shapes = {v.shape for v in values}
         if len(shapes) != 1:
-            raise InputFileError(f"{what} {ref}: input {name!r} has samples of shapes {sorted(shapes)[:3]}; "
-                                 "give every sample the same shape")
+            raise InputFileError(
+                f"{what} {ref}: input {name!r} has samples of shapes {sorted(shapes)[:3]}; "
+                "give every sample the same shape"
+            )
         arrays[name] = np.concatenate(values)
     return arrays, (np.concatenate([np.atleast_1d(lb) for lb in labels]) if pairs else None)
 
@@ -152,21 +168,30 @@ def _from_images(folder: Path, specs: tuple[InputSpec, ...], what: str, settings
 
     images = [s for s in specs if len(s.shape) == 4 and s.dtype.startswith("float")]
     if len(specs) != 1 or not images:
-        raise InputFileError(f"{what} data {folder} is a folder of images, but the model's inputs are "
-                             f"{', '.join(f'{s.name} {s.shape}' for s in specs)}; a folder feeds one float "
-                             "image input (N, C, H, W) or (N, H, W, C); give an .npz instead")
+        raise InputFileError(
+            f"{what} data {folder} is a folder of images, but the model's inputs are "
+            f"{', '.join(f'{s.name} {s.shape}' for s in specs)}; a folder feeds one float "
+            "image input (N, C, H, W) or (N, H, W, C); give an .npz instead"
+        )
     spec = images[0]
-    layout = settings.layout if settings and settings.layout != "auto" else (
-        spec.layout if spec.layout in ("NCHW", "NHWC") else "NCHW")
+    layout = (
+        settings.layout
+        if settings and settings.layout != "auto"
+        else (spec.layout if spec.layout in ("NCHW", "NHWC") else "NCHW")
+    )
     channels = spec.shape[1] if layout == "NCHW" else spec.shape[3]
     height, width = (spec.shape[2], spec.shape[3]) if layout == "NCHW" else (spec.shape[1], spec.shape[2])
     if channels not in (1, 3):
-        raise InputFileError(f"{what} data {folder}: input {spec.name!r} {spec.shape} read as {layout} has "
-                             f"{channels} channels; images give 1 or 3 (set the image layout if it is the other one)")
+        raise InputFileError(
+            f"{what} data {folder}: input {spec.name!r} {spec.shape} read as {layout} has "
+            f"{channels} channels; images give 1 or 3 (set the image layout if it is the other one)"
+        )
     mean = np.asarray(settings.mean if settings else (0.0,) * channels, np.float32)
     std = np.asarray(settings.std if settings else (1.0,) * channels, np.float32)
     if mean.size not in (1, channels) or std.size not in (1, channels):
-        raise ConfigError(f"{what} image mean/std have {mean.size}/{std.size} values; the input has {channels} channels")
+        raise ConfigError(
+            f"{what} image mean/std have {mean.size}/{std.size} values; the input has {channels} channels"
+        )
     files = _images(folder)
     if not files:
         raise InputFileError(f"{what} data {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -177,28 +202,34 @@ def _from_images(folder: Path, specs: tuple[InputSpec, ...], what: str, settings
                 image = image.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
                 pixels = np.asarray(image, np.float32).reshape(height, width, channels)
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise InputFileError(f"{what} data: image {file} cannot be read ({str(exc)[:120]}); "
-                                 "remove or replace it") from None
+            raise InputFileError(
+                f"{what} data: image {file} cannot be read ({str(exc)[:120]}); remove or replace it"
+            ) from None
         scale = settings.pixel_scale if settings else 255.0
         samples.append((pixels / scale - mean) / std)
     batch = np.stack(samples)  # N, H, W, C
     return {spec.name: np.ascontiguousarray(batch.transpose(0, 3, 1, 2) if layout == "NCHW" else batch)}
 
 
-def _checked(arrays: dict[str, np.ndarray], specs: tuple[InputSpec, ...], where: str, minimum: int,
-             limit: int | None) -> dict[str, np.ndarray]:
+def _checked(
+    arrays: dict[str, np.ndarray], specs: tuple[InputSpec, ...], where: str, minimum: int, limit: int | None
+) -> dict[str, np.ndarray]:
     """Every input present, shaped and typed as the model takes it, with at least `minimum` samples."""
     names = [s.name for s in specs]
     missing = [n for n in names if n not in arrays]
     if missing:
-        raise InputFileError(f"{where} has no array for input(s) {', '.join(map(repr, missing))} (has "
-                             f"{', '.join(map(repr, arrays)) or 'none'}); name each array after a model input")
+        raise InputFileError(
+            f"{where} has no array for input(s) {', '.join(map(repr, missing))} (has "
+            f"{', '.join(map(repr, arrays)) or 'none'}); name each array after a model input"
+        )
     out = {}
     for spec in specs:
         value = np.asarray(arrays[spec.name])
         if value.shape[1:] != tuple(spec.shape[1:]):
-            raise InputFileError(f"{where}: input {spec.name!r} has samples of shape {value.shape[1:]}, the model "
-                                 f"takes {tuple(spec.shape[1:])} (first axis: the samples)")
+            raise InputFileError(
+                f"{where}: input {spec.name!r} has samples of shape {value.shape[1:]}, the model "
+                f"takes {tuple(spec.shape[1:])} (first axis: the samples)"
+            )
         expected_float = np.dtype(spec.dtype).kind == "f"
         if (value.dtype.kind == "f") != expected_float or value.dtype.kind not in "fiub":
             raise InputFileError(f"{where}: input {spec.name!r} is {value.dtype}, the model takes {spec.dtype}")
@@ -208,8 +239,10 @@ def _checked(arrays: dict[str, np.ndarray], specs: tuple[InputSpec, ...], where:
         raise InputFileError(f"{where}: inputs hold different sample counts {sorted(counts)}; give each the same")
     count = counts.pop()
     if count < minimum:
-        raise InputFileError(f"{where} holds {count} sample(s); calibration needs at least {minimum} "
-                             "for activation ranges that hold beyond a handful of inputs")
+        raise InputFileError(
+            f"{where} holds {count} sample(s); calibration needs at least {minimum} "
+            "for activation ranges that hold beyond a handful of inputs"
+        )
     return out
 
 

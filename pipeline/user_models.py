@@ -1,4 +1,5 @@
 """User models: `pkg.module:factory` references, their example inputs and optional weights."""
+
 from __future__ import annotations
 
 import copy
@@ -64,8 +65,9 @@ def load_user_model(ref: str, input_texts: tuple[str, ...], weights: str | None,
 
 
 @functools.lru_cache(maxsize=1)
-def _built(module, ref: str, input_texts: tuple[str, ...], weights: str | None, _weights_stamp: int | None,
-           seed: int) -> UserModel:
+def _built(
+    module, ref: str, input_texts: tuple[str, ...], weights: str | None, _weights_stamp: int | None, seed: int
+) -> UserModel:
     factory = _factory(module, ref)
     torch.manual_seed(seed)
     try:
@@ -74,8 +76,10 @@ def _built(module, ref: str, input_texts: tuple[str, ...], weights: str | None, 
         raise ModelNotFoundError(f"factory {ref} raised {type(exc).__name__}: {exc}") from None
     module, examples = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not isinstance(module, torch.nn.Module):
-        raise ModelNotFoundError(f"factory {ref} returned {type(module).__name__}; it must return an nn.Module "
-                                 "or a tuple (module, example_inputs)")
+        raise ModelNotFoundError(
+            f"factory {ref} returned {type(module).__name__}; it must return an nn.Module "
+            "or a tuple (module, example_inputs)"
+        )
     if weights:
         module.load_state_dict(load_weights(Path(weights)))
     module.eval()
@@ -88,9 +92,15 @@ def _built(module, ref: str, input_texts: tuple[str, ...], weights: str | None, 
     examples = (examples,) if isinstance(examples, torch.Tensor) else tuple(examples)
     if len(examples) > len(names):
         names += [f"input_{i}" for i in range(len(names), len(examples))]
-    specs = tuple(InputSpec(n, tuple(e.shape), str(e.dtype).removeprefix("torch."),
-                            _LAYOUT_BY_RANK.get(e.dim(), "N" + "D" * (e.dim() - 1)))
-                  for n, e in zip(names, examples))
+    specs = tuple(
+        InputSpec(
+            n,
+            tuple(e.shape),
+            str(e.dtype).removeprefix("torch."),
+            _LAYOUT_BY_RANK.get(e.dim(), "N" + "D" * (e.dim() - 1)),
+        )
+        for n, e in zip(names, examples)
+    )
     return UserModel(module, examples, specs)
 
 
@@ -120,8 +130,9 @@ def import_user_module(module_name: str, ref: str, error: type[Exception] = Mode
     try:
         return importlib.import_module(module_name)
     except ImportError as exc:
-        raise error(f"cannot import {module_name!r} for {ref}: {exc}; is the package installed "
-                    "or on PYTHONPATH?") from None
+        raise error(
+            f"cannot import {module_name!r} for {ref}: {exc}; is the package installed or on PYTHONPATH?"
+        ) from None
 
 
 def _factory(module, ref: str):

@@ -5,6 +5,7 @@
 on a 16x128 input (about 2 MFLOP), run by ONNX Runtime. `matmul_chain` also builds the models
 whose cost tests and benchmarks need to set exactly (the work grows linearly with the depth).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,13 +26,22 @@ def matmul_chain(path: Path, depth: int, shape: tuple[int, ...], seed: int = 0) 
     nodes, weights, previous = [], [], "x"
     for i in range(depth):
         # scaled by 1/sqrt(width) so activations stay O(1) along the chain instead of overflowing
-        weights.append(numpy_helper.from_array(
-            (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}"))
+        weights.append(
+            numpy_helper.from_array((rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32), f"w{i}")
+        )
         out = "y" if i == depth - 1 else f"r{i}"
-        nodes += [helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]), helper.make_node("Relu", [f"m{i}"], [out])]
+        nodes += [
+            helper.make_node("MatMul", [previous, f"w{i}"], [f"m{i}"]),
+            helper.make_node("Relu", [f"m{i}"], [out]),
+        ]
         previous = out
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))], weights)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+        weights,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9  # what onnxruntime 1.23 reads
     onnx.save(model, str(path))

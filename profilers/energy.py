@@ -1,4 +1,5 @@
 """Host energy from Linux powercap RAPL package counters, or the reason it is unavailable."""
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,10 @@ def package_domains(root: Path = POWERCAP) -> tuple[list[RaplDomain], str]:
             max_range = int((zone / "max_energy_range_uj").read_text())
             (zone / "energy_uj").read_text()
         except PermissionError:
-            return [], (f"RAPL counter {zone / 'energy_uj'} is not readable; run as root or "
-                        f"'sudo chmod o+r {root}/intel-rapl:*/energy_uj'")
+            return [], (
+                f"RAPL counter {zone / 'energy_uj'} is not readable; run as root or "
+                f"'sudo chmod o+r {root}/intel-rapl:*/energy_uj'"
+            )
         except OSError as exc:
             return [], f"RAPL zone {zone} unreadable: {exc}"
         if name.startswith("package"):
@@ -69,11 +72,14 @@ def energy_result(total_uj: int, wall_ns: int, inferences: int, idle_w: float, s
     active_j = max(total_uj / 1e6 - idle_w * seconds, 0.0)
     per_inference_j = active_j / inferences
     return {
-        "status": "measured", "source": source,
+        "status": "measured",
+        "source": source,
         "mj_per_inference": per_inference_j * 1e3,
         "inferences_per_joule": (1 / per_inference_j) if per_inference_j > 0 else None,
-        "avg_power_w": avg_power, "idle_power_w": idle_w,
-        "window_s": seconds, "samples": inferences,
+        "avg_power_w": avg_power,
+        "idle_power_w": idle_w,
+        "window_s": seconds,
+        "samples": inferences,
     }
 
 

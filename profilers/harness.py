@@ -1,4 +1,5 @@
 """The timing loop: warm-up by count and seconds, then a bounded measured phase."""
+
 from __future__ import annotations
 
 import time

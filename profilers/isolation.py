@@ -1,4 +1,5 @@
 """Run one measurement in a fresh spawned process, so no runtime state or memory peak leaks between them."""
+
 from __future__ import annotations
 
 import multiprocessing

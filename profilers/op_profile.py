@@ -1,4 +1,5 @@
 """Per-op time profiles (count, total ms and share by op type) from ONNX Runtime's and LiteRT's own profilers."""
+
 from __future__ import annotations
 
 import contextlib
@@ -61,8 +62,9 @@ def profile_ops(runtime: str, path: Path, feeds: dict[str, np.ndarray], threads:
     return _summarise(runtime, source, runs, events, walls_ns, path)
 
 
-def _summarise(runtime: str, source: str, runs: int, events: list[tuple[str, float]], walls_ns: list[int],
-               path: Path) -> OpProfile:
+def _summarise(
+    runtime: str, source: str, runs: int, events: list[tuple[str, float]], walls_ns: list[int], path: Path
+) -> OpProfile:
     """Per-inference totals by op type from (op type, microseconds) events of all measured runs."""
     by_type: dict[str, list[float]] = defaultdict(list)
     for op_type, micros in events:
@@ -70,14 +72,19 @@ def _summarise(runtime: str, source: str, runs: int, events: list[tuple[str, flo
     uneven = sorted(t for t, times in by_type.items() if len(times) % runs)
     if uneven:
         # Fixed feeds run the same ops every time: a remainder means the profiler lost events.
-        raise ProfileError(f"{path}: the {runtime} profiler recorded an uneven number of {uneven[0]} events over "
-                           f"{runs} runs, so its per-op times cannot be trusted")
+        raise ProfileError(
+            f"{path}: the {runtime} profiler recorded an uneven number of {uneven[0]} events over "
+            f"{runs} runs, so its per-op times cannot be trusted"
+        )
     op_total_us = sum(sum(times) for times in by_type.values())
     if op_total_us <= 0:
-        raise ProfileError(f"{path}: the {runtime} profiler recorded no op time (every op is below its "
-                           "1 microsecond resolution, or the model has no ops)")
-    ops = (OpTime(t, len(times) // runs, sum(times) / runs / 1e3, sum(times) / op_total_us)
-           for t, times in by_type.items())
+        raise ProfileError(
+            f"{path}: the {runtime} profiler recorded no op time (every op is below its "
+            "1 microsecond resolution, or the model has no ops)"
+        )
+    ops = (
+        OpTime(t, len(times) // runs, sum(times) / runs / 1e3, sum(times) / op_total_us) for t, times in by_type.items()
+    )
     ops = tuple(sorted(ops, key=lambda op: (-op.total_ms, op.op_type)))
     return OpProfile(runtime, source, runs, ops, op_total_us / runs / 1e3, float(np.mean(walls_ns)) / 1e6)
 
@@ -85,8 +92,9 @@ def _summarise(runtime: str, source: str, runs: int, events: list[tuple[str, flo
 # --- ONNX Runtime ----------------------------------------------------------------------------------
 
 
-def _profile_onnxruntime(path: Path, feeds: dict[str, np.ndarray], threads: int,
-                         runs: int) -> tuple[str, list[tuple[str, float]], list[int]]:
+def _profile_onnxruntime(
+    path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int
+) -> tuple[str, list[tuple[str, float]], list[int]]:
     """Kernel events of ONNX Runtime's JSON profile, written to a private directory and read back."""
     import onnxruntime as ort
 
@@ -126,8 +134,11 @@ def _ort_kernel_events(events: list[dict], runs: int, path: Path) -> list[tuple[
     if len(starts) != WARMUP_RUNS + runs:
         raise ProfileError(f"{path}: the ONNX Runtime profile holds {len(starts)} runs, expected {WARMUP_RUNS + runs}")
     first = starts[WARMUP_RUNS]
-    return [(e["args"]["op_name"], float(e["dur"])) for e in events
-            if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first]
+    return [
+        (e["args"]["op_name"], float(e["dur"]))
+        for e in events
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time") and e["ts"] >= first
+    ]
 
 
 # --- TFLite through LiteRT's C API -------------------------------------------------------------------
@@ -137,55 +148,93 @@ def _ort_kernel_events(events: list[dict], runs: int, path: Path) -> list[tuple[
 # (the source of ai-edge-litert 2.1.0; these headers are unchanged in v2.1.1 and differ from
 # v2.1.2 on). A wrong layout crashes the process, so other versions are refused, not guessed.
 _LITERT_VERIFIED = ("2.1.0", "2.1.1")
-_LITERT_SOURCE = ("LiteRT profiler events (libLiteRt.so C API, LiteRT v2.1.0 headers): XNNPACK operator "
-                  "timings for ops the CPU accelerator delegates, TFLite kernel events for the rest")
+_LITERT_SOURCE = (
+    "LiteRT profiler events (libLiteRt.so C API, LiteRT v2.1.0 headers): XNNPACK operator "
+    "timings for ops the CPU accelerator delegates, TFLite kernel events for the rest"
+)
 _EVENT_BUFFER = 2048  # events the CompiledModel's profiler holds (compiled_model.cc); later ones are dropped
 # LiteRtProfilerEventType: OPERATOR_INVOKE_EVENT (a TFLite kernel), DELEGATE_PROFILED_OPERATOR_INVOKE_EVENT (an op in
 # a delegate that profiles per operator, XNNPACK, whose node then records no event of its own). Not
 # DELEGATE_OPERATOR_INVOKE_EVENT (1 << 2): it nests in a node event that is already counted.
 _OP_EVENTS = (1 << 1, 1 << 3)
 _HW_ACCELERATOR_CPU, _LOCK_WRITE = 1, 1  # kLiteRtHwAcceleratorCpu, kLiteRtTensorBufferLockModeWrite
-_NUMPY_DTYPE = {1: "float32", 2: "int32", 3: "uint8", 4: "int64", 6: "bool", 7: "int16", 9: "int8",
-                10: "float16", 11: "float64"}  # LiteRtElementType -> numpy
+_NUMPY_DTYPE = {
+    1: "float32",
+    2: "int32",
+    3: "uint8",
+    4: "int64",
+    6: "bool",
+    7: "int16",
+    9: "int8",
+    10: "float16",
+    11: "float64",
+}  # LiteRtElementType -> numpy
 
 
 class _ProfiledEventData(ctypes.Structure):
-    _fields_ = [("tag", ctypes.c_char_p), ("event_type", ctypes.c_int), ("start_timestamp_us", ctypes.c_uint64),
-                ("elapsed_time_us", ctypes.c_uint64), ("begin_mem_usage", ctypes.c_size_t * 3),  # LiteRtMemoryUsage
-                ("end_mem_usage", ctypes.c_size_t * 3), ("event_metadata1", ctypes.c_uint64),
-                ("event_metadata2", ctypes.c_uint64), ("event_source", ctypes.c_int)]
+    _fields_ = [
+        ("tag", ctypes.c_char_p),
+        ("event_type", ctypes.c_int),
+        ("start_timestamp_us", ctypes.c_uint64),
+        ("elapsed_time_us", ctypes.c_uint64),
+        ("begin_mem_usage", ctypes.c_size_t * 3),  # LiteRtMemoryUsage
+        ("end_mem_usage", ctypes.c_size_t * 3),
+        ("event_metadata1", ctypes.c_uint64),
+        ("event_metadata2", ctypes.c_uint64),
+        ("event_source", ctypes.c_int),
+    ]
 
 
 class _RankedTensorType(ctypes.Structure):
     # LiteRtLayout's `unsigned int rank : 7; bool has_strides : 1;` share one 32-bit word.
-    _fields_ = [("element_type", ctypes.c_int), ("rank_bits", ctypes.c_uint32),
-                ("dimensions", ctypes.c_int32 * 8), ("strides", ctypes.c_uint32 * 8)]
+    _fields_ = [
+        ("element_type", ctypes.c_int),
+        ("rank_bits", ctypes.c_uint32),
+        ("dimensions", ctypes.c_int32 * 8),
+        ("strides", ctypes.c_uint32 * 8),
+    ]
 
 
 _H, _I, _Z, _S = ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t, ctypes.c_char_p
 _OUT, _ZP, _SP = ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_char_p)
 _C_API: dict[str, tuple] = {  # name: (restype, argtypes)
-    "LiteRtGetStatusString": (_S, [_I]), "LiteRtCreateEnvironment": (_I, [_I, _H, _OUT]),
-    "LiteRtDestroyEnvironment": (None, [_H]), "LiteRtCreateModelFromFile": (_I, [_S, _OUT]),
-    "LiteRtDestroyModel": (None, [_H]), "LiteRtGetModelSignature": (_I, [_H, _Z, _OUT]),
-    "LiteRtGetNumSignatureInputs": (_I, [_H, _ZP]), "LiteRtGetNumSignatureOutputs": (_I, [_H, _ZP]),
-    "LiteRtGetSignatureInputName": (_I, [_H, _Z, _SP]), "LiteRtGetSignatureOutputName": (_I, [_H, _Z, _SP]),
+    "LiteRtGetStatusString": (_S, [_I]),
+    "LiteRtCreateEnvironment": (_I, [_I, _H, _OUT]),
+    "LiteRtDestroyEnvironment": (None, [_H]),
+    "LiteRtCreateModelFromFile": (_I, [_S, _OUT]),
+    "LiteRtDestroyModel": (None, [_H]),
+    "LiteRtGetModelSignature": (_I, [_H, _Z, _OUT]),
+    "LiteRtGetNumSignatureInputs": (_I, [_H, _ZP]),
+    "LiteRtGetNumSignatureOutputs": (_I, [_H, _ZP]),
+    "LiteRtGetSignatureInputName": (_I, [_H, _Z, _SP]),
+    "LiteRtGetSignatureOutputName": (_I, [_H, _Z, _SP]),
     "LiteRtGetSignatureInputTensorByIndex": (_I, [_H, _Z, _OUT]),
     "LiteRtGetSignatureOutputTensorByIndex": (_I, [_H, _Z, _OUT]),
-    "LiteRtGetRankedTensorType": (_I, [_H, ctypes.POINTER(_RankedTensorType)]), "LiteRtCreateOptions": (_I, [_OUT]),
-    "LiteRtDestroyOptions": (None, [_H]), "LiteRtSetOptionsHardwareAccelerators": (_I, [_H, _I]),
-    "LiteRtAddOpaqueOptions": (_I, [_H, _H]), "LiteRtDestroyOpaqueOptions": (None, [_H]),
-    "LiteRtCreateRuntimeOptions": (_I, [_OUT]), "LiteRtFindRuntimeOptions": (_I, [_H, _OUT]),
-    "LiteRtSetRuntimeOptionsEnableProfiling": (_I, [_H, ctypes.c_bool]), "LiteRtCreateCpuOptions": (_I, [_OUT]),
-    "LiteRtFindCpuOptions": (_I, [_H, _OUT]), "LiteRtSetCpuOptionsNumThread": (_I, [_H, _I]),
-    "LiteRtCreateCompiledModel": (_I, [_H, _H, _H, _OUT]), "LiteRtDestroyCompiledModel": (None, [_H]),
+    "LiteRtGetRankedTensorType": (_I, [_H, ctypes.POINTER(_RankedTensorType)]),
+    "LiteRtCreateOptions": (_I, [_OUT]),
+    "LiteRtDestroyOptions": (None, [_H]),
+    "LiteRtSetOptionsHardwareAccelerators": (_I, [_H, _I]),
+    "LiteRtAddOpaqueOptions": (_I, [_H, _H]),
+    "LiteRtDestroyOpaqueOptions": (None, [_H]),
+    "LiteRtCreateRuntimeOptions": (_I, [_OUT]),
+    "LiteRtFindRuntimeOptions": (_I, [_H, _OUT]),
+    "LiteRtSetRuntimeOptionsEnableProfiling": (_I, [_H, ctypes.c_bool]),
+    "LiteRtCreateCpuOptions": (_I, [_OUT]),
+    "LiteRtFindCpuOptions": (_I, [_H, _OUT]),
+    "LiteRtSetCpuOptionsNumThread": (_I, [_H, _I]),
+    "LiteRtCreateCompiledModel": (_I, [_H, _H, _H, _OUT]),
+    "LiteRtDestroyCompiledModel": (None, [_H]),
     "LiteRtGetCompiledModelInputBufferRequirements": (_I, [_H, _Z, _Z, _OUT]),
     "LiteRtGetCompiledModelOutputBufferRequirements": (_I, [_H, _Z, _Z, _OUT]),
     "LiteRtCreateManagedTensorBufferFromRequirements": (_I, [_H, ctypes.POINTER(_RankedTensorType), _H, _OUT]),
-    "LiteRtDestroyTensorBuffer": (None, [_H]), "LiteRtGetTensorBufferPackedSize": (_I, [_H, _ZP]),
-    "LiteRtLockTensorBuffer": (_I, [_H, _OUT, _I]), "LiteRtUnlockTensorBuffer": (_I, [_H]),
-    "LiteRtRunCompiledModel": (_I, [_H, _Z, _Z, _H, _Z, _H]), "LiteRtCompiledModelGetProfiler": (_I, [_H, _OUT]),
-    "LiteRtStartProfiler": (_I, [_H]), "LiteRtStopProfiler": (_I, [_H]),
+    "LiteRtDestroyTensorBuffer": (None, [_H]),
+    "LiteRtGetTensorBufferPackedSize": (_I, [_H, _ZP]),
+    "LiteRtLockTensorBuffer": (_I, [_H, _OUT, _I]),
+    "LiteRtUnlockTensorBuffer": (_I, [_H]),
+    "LiteRtRunCompiledModel": (_I, [_H, _Z, _Z, _H, _Z, _H]),
+    "LiteRtCompiledModelGetProfiler": (_I, [_H, _OUT]),
+    "LiteRtStartProfiler": (_I, [_H]),
+    "LiteRtStopProfiler": (_I, [_H]),
     "LiteRtGetNumProfilerEvents": (_I, [_H, ctypes.POINTER(_I)]),
     "LiteRtGetProfilerEvents": (_I, [_H, _I, ctypes.POINTER(_ProfiledEventData)]),
 }
@@ -204,8 +253,10 @@ def _litert_api() -> _Api:
 
     version = metadata.version("ai-edge-litert")
     if version not in _LITERT_VERIFIED:
-        raise ProfileError(f"per-op profiling of TFLite files needs ai-edge-litert {' or '.join(_LITERT_VERIFIED)} "
-                           f"(whose LiteRT C API layouts were verified), found {version}")
+        raise ProfileError(
+            f"per-op profiling of TFLite files needs ai-edge-litert {' or '.join(_LITERT_VERIFIED)} "
+            f"(whose LiteRT C API layouts were verified), found {version}"
+        )
     library = Path(ai_edge_litert.__file__).parent / "libLiteRt.so"
     try:
         lib = ctypes.CDLL(str(library))
@@ -232,8 +283,9 @@ def _new(api: _Api, name: str, *args) -> ctypes.c_void_p:
     return handle
 
 
-def _profile_tflite(path: Path, feeds: dict[str, np.ndarray], threads: int,
-                    runs: int) -> tuple[str, list[tuple[str, float]], list[int]]:
+def _profile_tflite(
+    path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int
+) -> tuple[str, list[tuple[str, float]], list[int]]:
     """Op events of LiteRT's CompiledModel profiler on the CPU accelerator (XNNPACK, as a phone runs it)."""
     api = _litert_api()
     with contextlib.ExitStack() as stack:  # releases every handle, last made first
@@ -256,9 +308,10 @@ def _profile_tflite(path: Path, feeds: dict[str, np.ndarray], threads: int,
                 try:
                     run()
                 except _LiteRtCallFailed as exc:
-                    raise ProfileError(f"{path}: LiteRT's compiled model could not run it on the CPU accelerator "
-                                       f"({_first_error(log(), exc)}) and has no fallback to TFLite's own kernels"
-                                       ) from None
+                    raise ProfileError(
+                        f"{path}: LiteRT's compiled model could not run it on the CPU accelerator "
+                        f"({_first_error(log(), exc)}) and has no fallback to TFLite's own kernels"
+                    ) from None
             profiler = _new(api, "LiteRtCompiledModelGetProfiler", compiled)
             if not profiler.value:
                 raise ProfileError(f"{path}: LiteRT's compiled model has no profiler although profiling was enabled")
@@ -287,8 +340,9 @@ def _compile(api: _Api, stack: contextlib.ExitStack, path: Path, threads: int) -
             compiled = _new(api, "LiteRtCreateCompiledModel", env, model, options)
         except _LiteRtCallFailed as exc:
             # LiteRT's CPU path always applies XNNPACK; a graph it refuses cannot be compiled here.
-            raise ProfileError(f"{path}: LiteRT could not compile the model for its CPU accelerator "
-                               f"({_first_error(log(), exc)})") from None
+            raise ProfileError(
+                f"{path}: LiteRT could not compile the model for its CPU accelerator ({_first_error(log(), exc)})"
+            ) from None
     stack.callback(api["LiteRtDestroyCompiledModel"], compiled)
     return env, model, compiled
 
@@ -304,8 +358,14 @@ def _add_options(api: _Api, options: ctypes.c_void_p, kind: str, setter: str, va
         raise
 
 
-def _buffers(api: _Api, stack: contextlib.ExitStack, env: ctypes.c_void_p, compiled: ctypes.c_void_p,
-             signature: ctypes.c_void_p, role: str) -> dict[str, tuple[ctypes.c_void_p, _RankedTensorType]]:
+def _buffers(
+    api: _Api,
+    stack: contextlib.ExitStack,
+    env: ctypes.c_void_p,
+    compiled: ctypes.c_void_p,
+    signature: ctypes.c_void_p,
+    role: str,
+) -> dict[str, tuple[ctypes.c_void_p, _RankedTensorType]]:
     """Name -> (buffer the compiled model accepts, tensor type) for each signature Input or Output."""
     count, found = ctypes.c_size_t(), {}
     _call(api, f"LiteRtGetNumSignature{role}s", signature, ctypes.byref(count))
@@ -315,8 +375,9 @@ def _buffers(api: _Api, stack: contextlib.ExitStack, env: ctypes.c_void_p, compi
         tensor = _new(api, f"LiteRtGetSignature{role}TensorByIndex", signature, i)
         _call(api, "LiteRtGetRankedTensorType", tensor, ctypes.byref(tensor_type))
         requirements = _new(api, f"LiteRtGetCompiledModel{role}BufferRequirements", compiled, 0, i)
-        buffer = _new(api, "LiteRtCreateManagedTensorBufferFromRequirements", env, ctypes.byref(tensor_type),
-                      requirements)
+        buffer = _new(
+            api, "LiteRtCreateManagedTensorBufferFromRequirements", env, ctypes.byref(tensor_type), requirements
+        )
         stack.callback(api["LiteRtDestroyTensorBuffer"], buffer)
         found[name.value.decode()] = (buffer, tensor_type)
     return found
@@ -329,15 +390,18 @@ def _fill(api: _Api, buffer: ctypes.c_void_p, tensor_type: _RankedTensorType, fe
     size, address, data = ctypes.c_size_t(), ctypes.c_void_p(), np.ascontiguousarray(feed)
     _call(api, "LiteRtGetTensorBufferPackedSize", buffer, ctypes.byref(size))
     if feed.dtype.name != dtype or feed.shape != shape or size.value != data.nbytes:  # the size guards the memmove
-        raise ProfileError(f"{what} takes {dtype} {list(shape)} ({size.value} bytes), "
-                           f"the feed is {feed.dtype.name} {list(feed.shape)} ({data.nbytes} bytes)")
+        raise ProfileError(
+            f"{what} takes {dtype} {list(shape)} ({size.value} bytes), "
+            f"the feed is {feed.dtype.name} {list(feed.shape)} ({data.nbytes} bytes)"
+        )
     _call(api, "LiteRtLockTensorBuffer", buffer, ctypes.byref(address), _LOCK_WRITE)
     ctypes.memmove(address, data.ctypes.data, data.nbytes)
     _call(api, "LiteRtUnlockTensorBuffer", buffer)
 
 
-def _measure(api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None], runs: int,
-             path: Path) -> tuple[list[tuple[str, float]], list[int]]:
+def _measure(
+    api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None], runs: int, path: Path
+) -> tuple[list[tuple[str, float]], list[int]]:
     """Warm up unprofiled, then profile `runs` runs in batches that fit the profiler's event buffer."""
     for _ in range(WARMUP_RUNS):
         run()
@@ -351,8 +415,9 @@ def _measure(api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None], runs
     return events, walls
 
 
-def _profiled_batch(api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None], runs: int,
-                    path: Path) -> tuple[list[tuple[str, float]], list[int], int]:
+def _profiled_batch(
+    api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None], runs: int, path: Path
+) -> tuple[list[tuple[str, float]], list[int], int]:
     """(op events, wall ns per run, number of events of any kind) of `runs` profiled runs."""
     _call(api, "LiteRtStartProfiler", profiler)  # also empties the buffer
     walls, clock = [], time.perf_counter_ns
@@ -364,13 +429,18 @@ def _profiled_batch(api: _Api, profiler: ctypes.c_void_p, run: Callable[[], None
     count = ctypes.c_int()
     _call(api, "LiteRtGetNumProfilerEvents", profiler, ctypes.byref(count))
     if count.value >= _EVENT_BUFFER:
-        raise ProfileError(f"{path}: one inference makes more events than LiteRT's profiler keeps ({_EVENT_BUFFER}); "
-                           "it drops the rest, so per-op times would be incomplete")
+        raise ProfileError(
+            f"{path}: one inference makes more events than LiteRT's profiler keeps ({_EVENT_BUFFER}); "
+            "it drops the rest, so per-op times would be incomplete"
+        )
     events = (_ProfiledEventData * max(count.value, 1))()  # LiteRtGetProfilerEvents refuses an empty array
     _call(api, "LiteRtGetProfilerEvents", profiler, max(count.value, 1), events)
     # Tags point into the profiler's buffer, so they are copied before the next batch reuses it.
-    ops = [(e.tag.decode(errors="replace"), float(e.elapsed_time_us))
-           for e in events[: count.value] if e.event_type in _OP_EVENTS]
+    ops = [
+        (e.tag.decode(errors="replace"), float(e.elapsed_time_us))
+        for e in events[: count.value]
+        if e.event_type in _OP_EVENTS
+    ]
     return ops, walls, count.value
 
 

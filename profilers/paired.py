@@ -5,6 +5,7 @@ host the same model's p50 moved from 10.6 us in one process to 16 us in the next
 of independent p90s flaps. Interleaving short blocks of both in one process makes every block
 pair see the same state; the blocks, not the single calls, are the independent units.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,9 +27,11 @@ RESAMPLES = 1000
 MIN_CALLS_PER_BLOCK = 5
 MIN_WARMUP_CALLS = 10
 ORDER = "ABBA"
-METHOD = ("interleaved in one process, blocks in ABBA order (target first in even blocks, reference first "
-          "in odd ones), one untimed call before each run of a block; 95 % percentile bootstrap over blocks "
-          f"({RESAMPLES} resamples of block indices with replacement, samples of the chosen blocks pooled per side)")
+METHOD = (
+    "interleaved in one process, blocks in ABBA order (target first in even blocks, reference first "
+    "in odd ones), one untimed call before each run of a block; 95 % percentile bootstrap over blocks "
+    f"({RESAMPLES} resamples of block indices with replacement, samples of the chosen blocks pooled per side)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,14 @@ class PairedRatio:
 
 
 def paired_ratio(
-    target: Side, reference: Side, threads: int = 1, blocks: int = 30, block_seconds: float = 0.05,
-    warmup_seconds: float = 0.5, seed: int = 0, options: RuntimeOptions = RuntimeOptions(),
+    target: Side,
+    reference: Side,
+    threads: int = 1,
+    blocks: int = 30,
+    block_seconds: float = 0.05,
+    warmup_seconds: float = 0.5,
+    seed: int = 0,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> PairedRatio:
     """Time target and reference interleaved in this process; their latency ratios with 95 % CIs."""
     if blocks < 2:
@@ -89,28 +98,57 @@ def paired_ratio(
     block_ratios = block_t / block_r
     ci50, ci90 = _bootstrap_ci(t_ms, r_ms, seed)
     return PairedRatio(
-        target=str(target[1]), reference=str(reference[1]), target_runtime=target[0],
-        reference_runtime=reference[0], threads=threads,
-        p50_ratio=float(t50 / r50), p90_ratio=float(t90 / r90),
+        target=str(target[1]),
+        reference=str(reference[1]),
+        target_runtime=target[0],
+        reference_runtime=reference[0],
+        threads=threads,
+        p50_ratio=float(t50 / r50),
+        p90_ratio=float(t90 / r90),
         block_median_p50_ratio=float(np.median(block_ratios[0])),
         block_median_p90_ratio=float(np.median(block_ratios[1])),
-        p50_ratio_ci95=ci50, p90_ratio_ci95=ci90,
-        target_p50_ms=float(t50), target_p90_ms=float(t90), reference_p50_ms=float(r50), reference_p90_ms=float(r90),
+        p50_ratio_ci95=ci50,
+        p90_ratio_ci95=ci90,
+        target_p50_ms=float(t50),
+        target_p90_ms=float(t90),
+        reference_p50_ms=float(r50),
+        reference_p90_ms=float(r90),
         block_p50_ratios=tuple(float(x) for x in block_ratios[0]),
         block_p90_ratios=tuple(float(x) for x in block_ratios[1]),
-        n=int(t_ms.size), blocks=blocks, calls_per_block=calls, seconds=wall_ns / 1e9, seed=seed,
+        n=int(t_ms.size),
+        blocks=blocks,
+        calls_per_block=calls,
+        seconds=wall_ns / 1e9,
+        seed=seed,
     )
 
 
 def paired_ratio_isolated(
-    target: Side, reference: Side, threads: int = 1, blocks: int = 30, block_seconds: float = 0.05,
-    warmup_seconds: float = 0.5, seed: int = 0, options: RuntimeOptions = RuntimeOptions(),
+    target: Side,
+    reference: Side,
+    threads: int = 1,
+    blocks: int = 30,
+    block_seconds: float = 0.05,
+    warmup_seconds: float = 0.5,
+    seed: int = 0,
+    options: RuntimeOptions = RuntimeOptions(),
     log_path: Path | None = None,
 ) -> dict:
     """paired_ratio in a fresh spawned child, like every other profile; its to_dict() form."""
     crashed = f"a runtime crashed while timing {target[1]} against {reference[1]}"
-    result = in_child(crashed, paired_ratio, target, reference, threads, blocks, block_seconds, warmup_seconds,
-                      seed, options, log_path=log_path)
+    result = in_child(
+        crashed,
+        paired_ratio,
+        target,
+        reference,
+        threads,
+        blocks,
+        block_seconds,
+        warmup_seconds,
+        seed,
+        options,
+        log_path=log_path,
+    )
     return result.to_dict()
 
 
@@ -135,11 +173,12 @@ def _warm(invoke: Callable[[], object], seconds: float) -> float:
         invoke()
         durations.append(clock() - t0)
     # the first calls pack weights and grow arenas; they would make the blocks too short
-    return float(np.median(durations[len(durations) // 2:]))
+    return float(np.median(durations[len(durations) // 2 :]))
 
 
-def _interleave(invoke_t: Callable[[], object], invoke_r: Callable[[], object], blocks: int,
-                calls: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _interleave(
+    invoke_t: Callable[[], object], invoke_r: Callable[[], object], blocks: int, calls: int
+) -> tuple[np.ndarray, np.ndarray, int]:
     """(target ns, reference ns) each shaped (blocks, calls), and the wall ns of the whole phase.
 
     ABBA order: a fixed AB order puts the target at the same place in every block, so a drift
@@ -153,7 +192,7 @@ def _interleave(invoke_t: Callable[[], object], invoke_r: Callable[[], object], 
     invokes = {"t": invoke_t, "r": invoke_r}
     start = clock()
     for block in range(blocks):
-        for side in (("t", "r") if block % 2 == 0 else ("r", "t")):
+        for side in ("t", "r") if block % 2 == 0 else ("r", "t"):
             invoke, row = invokes[side], samples[side][block]
             invoke()
             for i in range(calls):
@@ -176,5 +215,6 @@ def _bootstrap_ci(t_ms: np.ndarray, r_ms: np.ndarray, seed: int) -> tuple[tuple[
     sides = [ranked_stretches(side.ravel(), blocks) for side in (t_ms, r_ms)]  # a block's calls are one stretch
     (lo50, hi50), (lo90, hi90) = (
         np.percentile(pooled_percentile(*sides[0], weights, p) / pooled_percentile(*sides[1], weights, p), [2.5, 97.5])
-        for p in (50, 90))
+        for p in (50, 90)
+    )
     return (float(lo50), float(hi50)), (float(lo90), float(hi90))

@@ -1,4 +1,5 @@
 """Profile one model file with one runtime, in a fresh child process per call."""
+
 from __future__ import annotations
 
 import platform
@@ -18,20 +19,41 @@ from profilers.stats import latency_stats
 
 
 def profile_isolated(
-    runtime: str, path: Path, feeds: dict[str, np.ndarray], threads: int, timing: TimingSettings,
-    log_path: Path | None = None, powercap_root: Path = energy.POWERCAP, options: RuntimeOptions = RuntimeOptions(),
+    runtime: str,
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    timing: TimingSettings,
+    log_path: Path | None = None,
+    powercap_root: Path = energy.POWERCAP,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> dict:
     """Run profile_in_process in a spawned child, so memory figures belong to this model alone.
 
     The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
     """
-    return in_child(f"{runtime} crashed while profiling {path}", profile_in_process, runtime, path, feeds, threads,
-                    timing, powercap_root, options, log_path=log_path)
+    return in_child(
+        f"{runtime} crashed while profiling {path}",
+        profile_in_process,
+        runtime,
+        path,
+        feeds,
+        threads,
+        timing,
+        powercap_root,
+        options,
+        log_path=log_path,
+    )
 
 
 def profile_in_process(
-    runtime: str, path: Path, feeds: dict[str, np.ndarray], threads: int, timing: TimingSettings,
-    powercap_root: Path = energy.POWERCAP, options: RuntimeOptions = RuntimeOptions(),
+    runtime: str,
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    threads: int,
+    timing: TimingSettings,
+    powercap_root: Path = energy.POWERCAP,
+    options: RuntimeOptions = RuntimeOptions(),
 ) -> dict:
     """Load, warm up and time one model; the DESIGN.md profile keys plus load and first-run times."""
     process = psutil.Process()
@@ -52,9 +74,15 @@ def profile_in_process(
     # throughput_ips counts invocations; with a batch of N each one carries N samples
     batch = next((int(np.shape(v)[0]) for v in feeds.values() if np.ndim(v)), 1)
     energy_figures = (
-        energy.energy_result(energy.consumed_uj(domains, before, after), wall_ns, len(samples), idle_w,
-                             "rapl:" + ",".join(d.name for d in domains))
-        if domains else energy.unavailable(reason)
+        energy.energy_result(
+            energy.consumed_uj(domains, before, after),
+            wall_ns,
+            len(samples),
+            idle_w,
+            "rapl:" + ",".join(d.name for d in domains),
+        )
+        if domains
+        else energy.unavailable(reason)
     )
     return {
         "artifact": str(path),
@@ -103,7 +131,11 @@ def peak_rss_bytes() -> int:
 def host_facts(threads: int) -> dict:
     """What the host is, so results from different machines can be told apart."""
     return {
-        "kind": "host", "machine": platform.machine(), "processor": platform.processor() or None,
-        "system": platform.system(), "cpu_count": psutil.cpu_count(logical=True), "threads": threads,
+        "kind": "host",
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "system": platform.system(),
+        "cpu_count": psutil.cpu_count(logical=True),
+        "threads": threads,
         "python": platform.python_version(),
     }

@@ -1,4 +1,5 @@
 """One session protocol over PyTorch, ONNX Runtime and TFLite; RUNTIMES maps names to openers."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -11,8 +12,12 @@ from models.errors import ConfigError, InputFileError, ProfileError
 from models.specs import InputSpec
 
 # ORT's graph optimisation levels by the names a job file or the CLI uses.
-ORT_OPTIMIZATION = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
-                    "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+ORT_OPTIMIZATION = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 @dataclass(frozen=True)
@@ -25,9 +30,11 @@ class RuntimeOptions:
 
     def __post_init__(self) -> None:
         if self.ort_optimization not in ORT_OPTIMIZATION:
-            raise ConfigError(f"ONNX Runtime optimization level (--ort-optimization / ort_optimization) "
-                              f"{self.ort_optimization!r} is unknown; "
-                              f"choose one of {', '.join(ORT_OPTIMIZATION)}")
+            raise ConfigError(
+                f"ONNX Runtime optimization level (--ort-optimization / ort_optimization) "
+                f"{self.ort_optimization!r} is unknown; "
+                f"choose one of {', '.join(ORT_OPTIMIZATION)}"
+            )
         if self.batch is not None and self.batch < 1:
             raise ConfigError(f"batch {self.batch} is not a positive size; give a batch of 1 or more")
 
@@ -84,12 +91,19 @@ def open_tflite(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeO
         return interpreter.invoke
 
     def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        bind({name: _to_tensor(value, in_details[name]) if name in in_details else value
-              for name, value in feeds.items()})()
+        bind(
+            {
+                name: _to_tensor(value, in_details[name]) if name in in_details else value
+                for name, value in feeds.items()
+            }
+        )()
         return {name: _from_tensor(interpreter.get_tensor(d["index"]), d) for name, d in out_details.items()}
 
-    quantization = {name: (float(d["quantization"][0]), int(d["quantization"][1]))
-                    for name, d in in_details.items() if _quantized(d)}
+    quantization = {
+        name: (float(d["quantization"][0]), int(d["quantization"][1]))
+        for name, d in in_details.items()
+        if _quantized(d)
+    }
     return Session("tflite", path, inputs, tuple(out_details), run, bind, kernels, note, loader[2], quantization)
 
 
@@ -106,9 +120,11 @@ def _tflite_library() -> tuple[type, type, str]:
 
         return Interpreter, OpResolverType, f"tflite_runtime {_version('tflite-runtime')}"
     except ImportError:
-        raise ProfileError("no TFLite interpreter: neither ai_edge_litert nor tflite_runtime can be imported; "
-                           "install one ('pip install ai-edge-litert', or 'pip install tflite-runtime' "
-                           "on a board without wheels for it)") from None
+        raise ProfileError(
+            "no TFLite interpreter: neither ai_edge_litert nor tflite_runtime can be imported; "
+            "install one ('pip install ai-edge-litert', or 'pip install tflite-runtime' "
+            "on a board without wheels for it)"
+        ) from None
 
 
 def _version(distribution: str) -> str:
@@ -145,8 +161,10 @@ def _resize_batch(interpreter, path: Path, batch: int) -> None:
     except (ValueError, RuntimeError) as exc:
         if "XNNPACK" in str(exc):
             raise  # the delegate refused the resized graph: open_tflite falls back to builtin kernels
-        raise ConfigError(f"{path} cannot take batch {batch} ({_first_line(exc)}); "
-                          "profile it at its own batch size or export it with a dynamic batch") from None
+        raise ConfigError(
+            f"{path} cannot take batch {batch} ({_first_line(exc)}); "
+            "profile it at its own batch size or export it with a dynamic batch"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:
@@ -218,8 +236,16 @@ def open_onnxruntime(path: Path, threads: int = 1, options: RuntimeOptions = Run
     def bind(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
         return lambda: session.run(None, feeds)
 
-    return Session("onnxruntime", path, inputs, names, run, bind, f"cpu, optimization {options.ort_optimization}",
-                   library=f"onnxruntime {ort.__version__}")
+    return Session(
+        "onnxruntime",
+        path,
+        inputs,
+        names,
+        run,
+        bind,
+        f"cpu, optimization {options.ort_optimization}",
+        library=f"onnxruntime {ort.__version__}",
+    )
 
 
 def _with_batch(spec: InputSpec, batch: int, path: Path) -> InputSpec:
@@ -227,8 +253,10 @@ def _with_batch(spec: InputSpec, batch: int, path: Path) -> InputSpec:
     if not spec.shape:
         raise ConfigError(f"{path}: input {spec.name!r} is a scalar with no batch dimension to set to {batch}")
     if spec.shape[0] not in (-1, batch):
-        raise ConfigError(f"{path}: input {spec.name!r} has a fixed batch of {spec.shape[0]} (shape {list(spec.shape)}), "
-                          f"so it cannot run at batch {batch}; export the model with a dynamic first dimension")
+        raise ConfigError(
+            f"{path}: input {spec.name!r} has a fixed batch of {spec.shape[0]} (shape {list(spec.shape)}), "
+            f"so it cannot run at batch {batch}; export the model with a dynamic first dimension"
+        )
     return InputSpec(spec.name, (batch, *spec.shape[1:]), spec.dtype, spec.layout)
 
 
@@ -246,8 +274,12 @@ def open_torch(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOp
     module = program.module()
     placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
     inputs = tuple(
-        InputSpec(name, tuple(s if isinstance(s, int) else -1 for s in placeholders[name].meta["val"].shape),
-                  str(placeholders[name].meta["val"].dtype).removeprefix("torch."), "ND")
+        InputSpec(
+            name,
+            tuple(s if isinstance(s, int) else -1 for s in placeholders[name].meta["val"].shape),
+            str(placeholders[name].meta["val"].dtype).removeprefix("torch."),
+            "ND",
+        )
         for name in program.graph_signature.user_inputs
     )
     n_out = len(program.graph_signature.user_outputs)
@@ -285,14 +317,18 @@ def _open_torchscript(path: Path, options: RuntimeOptions) -> Session:
     import torch
 
     if options.batch is not None:
-        raise ConfigError(f"--batch: {path} is TorchScript, which records no input shapes; "
-                          "give arrays of the batch you want with --inputs")
+        raise ConfigError(
+            f"--batch: {path} is TorchScript, which records no input shapes; "
+            "give arrays of the batch you want with --inputs"
+        )
     try:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # zip, pickle and TorchScript errors all mean "not a TorchScript module"
-        raise InputFileError(f"{path} is not a TorchScript module ({_first_line(exc)[:160]}); save one with "
-                             "torch.jit.save, or a program with torch.export.save (.pt2): a state dict holds "
-                             "no code to run") from None
+        raise InputFileError(
+            f"{path} is not a TorchScript module ({_first_line(exc)[:160]}); save one with "
+            "torch.jit.save, or a program with torch.export.save (.pt2): a state dict holds "
+            "no code to run"
+        ) from None
     names = tuple(a.name for a in module.forward.schema.arguments[1:])  # [0] is self
     inputs = tuple(InputSpec(name, (), "float32", "ND") for name in names)
 
@@ -309,8 +345,9 @@ def _open_torchscript(path: Path, options: RuntimeOptions) -> Session:
         tensors = [torch.from_numpy(np.asarray(feeds[n])) for n in names]
         return lambda: call(tensors)
 
-    return Session("torch", path, inputs, (), run, bind, "torchscript", library=f"torch {torch.__version__}",
-                   shapes_declared=False)
+    return Session(
+        "torch", path, inputs, (), run, bind, "torchscript", library=f"torch {torch.__version__}", shapes_declared=False
+    )
 
 
 def _check_torch_batch(run: Callable, inputs: tuple[InputSpec, ...], batch: int, path: Path) -> None:
@@ -320,8 +357,10 @@ def _check_torch_batch(run: Callable, inputs: tuple[InputSpec, ...], batch: int,
     try:
         run({s.name: np.zeros(s.shape, s.dtype) for s in inputs})
     except Exception as exc:  # guards raise AssertionError, kernels RuntimeError, and so on
-        raise ConfigError(f"{path} does not run at batch {batch} ({_first_line(exc)}); "
-                          "export the program with a dynamic batch dimension or profile it at its own batch") from None
+        raise ConfigError(
+            f"{path} does not run at batch {batch} ({_first_line(exc)}); "
+            "export the program with a dynamic batch dimension or profile it at its own batch"
+        ) from None
 
 
 def _ort_dtype(type_name: str) -> str:
@@ -338,5 +377,11 @@ RUNTIMES: dict[str, Callable[..., Session]] = {
 }
 
 # Which runtime a file is for, by its suffix.
-RUNTIME_FOR_SUFFIX = {".tflite": "tflite", ".onnx": "onnxruntime", ".pt2": "torch", ".pt": "torch", ".ts": "torch",
-                      ".torchscript": "torch"}
+RUNTIME_FOR_SUFFIX = {
+    ".tflite": "tflite",
+    ".onnx": "onnxruntime",
+    ".pt2": "torch",
+    ".pt": "torch",
+    ".ts": "torch",
+    ".torchscript": "torch",
+}

@@ -1,4 +1,5 @@
 """Latency statistics from raw per-run samples."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,8 +22,14 @@ def latency_stats(samples_ns: np.ndarray, seed: int = 0) -> dict:
     q1, q3 = np.percentile(ms, [25, 75], method=PERCENTILE_METHOD)
     fence = q3 + 1.5 * (q3 - q1)
     return {
-        "p50": float(p50), "p90": float(p90), "p99": float(p99),
-        "mean": mean, "std": std, "min": float(ms.min()), "max": float(ms.max()), "n": int(len(ms)),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": mean,
+        "std": std,
+        "min": float(ms.min()),
+        "max": float(ms.max()),
+        "n": int(len(ms)),
         "cv": std / mean if mean > 0 else None,
         "ci95": bootstrap_ci(ms, (50, 90), seed),
         "outliers": {"count": int((ms > fence).sum()), "method": "above Q3 + 1.5 IQR (Tukey)"},
@@ -30,8 +37,13 @@ def latency_stats(samples_ns: np.ndarray, seed: int = 0) -> dict:
     }
 
 
-def bootstrap_ci(values: np.ndarray, percentiles: tuple[float, ...], seed: int = 0,
-                 resamples: int = BOOTSTRAP_RESAMPLES, blocks: int = BOOTSTRAP_BLOCKS) -> dict[str, list[float]]:
+def bootstrap_ci(
+    values: np.ndarray,
+    percentiles: tuple[float, ...],
+    seed: int = 0,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    blocks: int = BOOTSTRAP_BLOCKS,
+) -> dict[str, list[float]]:
     """Block-bootstrap 95 % confidence interval of each requested percentile; values in time order.
 
     Consecutive calls share the machine's state (a clock step, a busy neighbour), so single calls

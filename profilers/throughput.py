@@ -1,4 +1,5 @@
 """Offline-mode throughput: samples per second over batch sizes and thread counts, per runtime."""
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,12 @@ Prepare = Callable[[Path, dict[str, np.ndarray], int, int], tuple[Callable[[], o
 
 
 def throughput_sweep(
-    runtime: str, path: Path, feeds: dict[str, np.ndarray], batches: tuple[int, ...] = DEFAULT_BATCHES,
-    threads: tuple[int, ...] | None = None, seconds: float = 1.0,
+    runtime: str,
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    batches: tuple[int, ...] = DEFAULT_BATCHES,
+    threads: tuple[int, ...] | None = None,
+    seconds: float = 1.0,
 ) -> list[ThroughputPoint]:
     """Time every batch x threads point in this process (threads-major, in the order given).
 
@@ -65,15 +70,29 @@ def throughput_sweep(
 
 
 def sweep_isolated(
-    runtime: str, path: Path, feeds: dict[str, np.ndarray], batches: tuple[int, ...] = DEFAULT_BATCHES,
-    threads: tuple[int, ...] | None = None, seconds: float = 1.0, log_path: Path | None = None,
+    runtime: str,
+    path: Path,
+    feeds: dict[str, np.ndarray],
+    batches: tuple[int, ...] = DEFAULT_BATCHES,
+    threads: tuple[int, ...] | None = None,
+    seconds: float = 1.0,
+    log_path: Path | None = None,
 ) -> list[ThroughputPoint]:
     """throughput_sweep in a spawned child, so no runtime state leaks between sweeps.
 
     The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
     """
-    return in_child(f"{runtime} crashed while sweeping throughput of {path}", throughput_sweep, runtime, path, feeds,
-                    batches, threads, seconds, log_path=log_path)
+    return in_child(
+        f"{runtime} crashed while sweeping throughput of {path}",
+        throughput_sweep,
+        runtime,
+        path,
+        feeds,
+        batches,
+        threads,
+        seconds,
+        log_path=log_path,
+    )
 
 
 def _default_threads() -> tuple[int, ...]:
@@ -91,8 +110,13 @@ def _checked(values: tuple[int, ...], what: str) -> tuple[int, ...]:
 def _settings(seconds: float) -> TimingSettings:
     # A large batch may take long per call: a handful of runs plus the wall-clock floor is
     # enough for a rate, and the ceiling only guards against a pathologically slow point.
-    return TimingSettings(warmup_runs=3, warmup_seconds=min(0.2, seconds / 4), min_runs=5,
-                          min_seconds=seconds, max_seconds=max(4 * seconds, seconds + 10))
+    return TimingSettings(
+        warmup_runs=3,
+        warmup_seconds=min(0.2, seconds / 4),
+        min_runs=5,
+        min_seconds=seconds,
+        max_seconds=max(4 * seconds, seconds + 10),
+    )
 
 
 @contextlib.contextmanager
@@ -110,8 +134,9 @@ def _torch_threads_kept(runtime: str) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _point(runtime: str, path: Path, feeds: dict[str, np.ndarray], batch: int, threads: int,
-           settings: TimingSettings) -> ThroughputPoint:
+def _point(
+    runtime: str, path: Path, feeds: dict[str, np.ndarray], batch: int, threads: int, settings: TimingSettings
+) -> ThroughputPoint:
     """Prepare, check and time one point."""
     batched = {name: np.concatenate([value] * batch, axis=0) if batch > 1 else value for name, value in feeds.items()}
     try:
@@ -137,8 +162,9 @@ def _prepare_tflite(path, feeds, batch, threads):
     interpreter, inputs, outputs = _tflite_interpreter(path, threads)
     missing = set(inputs) - set(feeds)
     if missing:
-        raise ValueError(f"{path}: no feed for input(s) {', '.join(sorted(missing))}; "
-                         f"the file takes {', '.join(inputs)}")
+        raise ValueError(
+            f"{path}: no feed for input(s) {', '.join(sorted(missing))}; the file takes {', '.join(inputs)}"
+        )
     try:
         if batch > 1:
             for detail in inputs.values():
@@ -171,8 +197,11 @@ def _tflite_interpreter(path: Path, threads: int):
     try:
         runner = interpreter.get_signature_runner()
     except ValueError:  # no signature in the file: tensor names are the only names it has
-        return (interpreter, {d["name"]: d for d in interpreter.get_input_details()},
-                {d["name"]: d for d in interpreter.get_output_details()})
+        return (
+            interpreter,
+            {d["name"]: d for d in interpreter.get_input_details()},
+            {d["name"]: d for d in interpreter.get_output_details()},
+        )
     inputs, outputs = runner.get_input_details(), runner.get_output_details()
     del runner  # a live signature runner holds views of the interpreter's buffers and blocks invoke()
     return interpreter, inputs, outputs

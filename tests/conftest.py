@@ -1,4 +1,5 @@
 """Shared helpers: run the real edgepipe CLI in a subprocess, as a user would."""
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ throughput_seconds = 0.1
 def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run `python -m pipeline ARGS` and capture its output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+    )
 
 
 def quick_job(tmp: Path, name: str = "quick", extra: str = "") -> Path:
@@ -48,8 +50,13 @@ def default_run(tmp_path_factory) -> dict:
     job = quick_job(tmp)
     first = edgepipe("run", str(job), "-o", str(tmp / "out"))
     second = edgepipe("run", str(job), "-o", str(tmp / "out"))
-    return {"dir": tmp / "out", "job": job, "first": first, "second": second,
-            "manifest": json.loads((tmp / "out" / "manifest.json").read_text()) if first.returncode == 0 else None}
+    return {
+        "dir": tmp / "out",
+        "job": job,
+        "first": first,
+        "second": second,
+        "manifest": json.loads((tmp / "out" / "manifest.json").read_text()) if first.returncode == 0 else None,
+    }
 
 
 @pytest.fixture(scope="session")

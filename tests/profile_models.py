@@ -1,4 +1,6 @@
-"""Tiny real models for the profiling tests: a torch CNN as .pt2, ONNX and fp32/int8 TFLite, and hand-built ONNX graphs."""
+"""Tiny real models for the profiling tests: a torch CNN as .pt2, ONNX and fp32/int8 TFLite, and
+hand-built ONNX graphs."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +18,15 @@ def small_cnn(work: Path) -> dict[str, Path]:
     from models.specs import InputSpec
 
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
-                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+    module = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
+    ).eval()
     example = (torch.zeros(1, 1, 8, 8),)
     program = torch.export.export(module, example)
     torch.export.save(program, str(work / "model.pt2"))
@@ -36,9 +45,12 @@ def onnx_graph(path: Path, x_shape: list, dtype: str = "float32") -> Path:
     elem = {"float32": TensorProto.FLOAT, "int64": TensorProto.INT64}[dtype]
     two = helper.make_tensor("two", elem, [], [2])
     graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "two"], ["y"])], "g",
-        [helper.make_tensor_value_info("x", elem, x_shape)], [helper.make_tensor_value_info("y", elem, x_shape)],
-        initializer=[two])
+        [helper.make_node("Relu", ["x"], ["r"]), helper.make_node("Mul", ["r", "two"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", elem, x_shape)],
+        [helper.make_tensor_value_info("y", elem, x_shape)],
+        initializer=[two],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     onnx.save(model, str(path))

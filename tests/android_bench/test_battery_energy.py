@@ -1,4 +1,5 @@
 """Battery energy: vendor units and signs, trapezoid integration, baseline, uncertainty and refusals."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,8 +9,9 @@ from android_bench.battery_energy import Sample, battery_energy, integrate, norm
 IDLE, WINDOW = (0.0, 2.0), (3.0, 6.0)
 
 
-def scripted(unit: float = 1000, sign: int = 1, volts: float = 3.9e6, hz: float = 20, load_ma: float = 400,
-             idle_ma: float = 150) -> list[Sample]:
+def scripted(
+    unit: float = 1000, sign: int = 1, volts: float = 3.9e6, hz: float = 20, load_ma: float = 400, idle_ma: float = 150
+) -> list[Sample]:
     """A gauge sampled at hz: idle_ma throughout, plus load_ma inside WINDOW, with an alternating 1 mA ripple."""
     samples, n = [], int(8 * hz)
     for i in range(n + 1):
@@ -44,7 +46,9 @@ def test_integrate_interpolates_at_the_edges():
 
 def test_uncertainty_grows_with_a_noisy_baseline():
     quiet = battery_energy(scripted(), IDLE, WINDOW, 1000)
-    noisy_samples = [Sample(s.t, s.current + (300_000 if i % 3 == 0 else 0), s.voltage) for i, s in enumerate(scripted())]
+    noisy_samples = [
+        Sample(s.t, s.current + (300_000 if i % 3 == 0 else 0), s.voltage) for i, s in enumerate(scripted())
+    ]
     noisy = battery_energy(noisy_samples, IDLE, WINDOW, 1000)
     assert noisy["uncertainty_pct"] > 2 * quiet["uncertainty_pct"] > 0
 

@@ -1,4 +1,5 @@
 """benchmark_model output parsing, against real outputs (shared fixtures) and our own per-format fixtures."""
+
 from __future__ import annotations
 
 import json
@@ -14,16 +15,40 @@ from models.errors import DeviceError, EdgepipeError
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "benchmark_model"
 OWN = Path(__file__).resolve().parent / "fixtures"
 SHARED_NAMES = [
-    "bm_06_metatflite_riscv_sci_opprof.txt", "bm_07_tfsoc_x86_native_peakmem_opprof.txt",
-    "bm_08_tfsoc_zedboard_old_format_opprof.txt", "bm_09_tfsoc_zedboard_old_format_noprof.txt",
-    "bm_10_ti_am57x_tflite112_oldest_format.txt", "bm_11_ti_am62x_cpu_info_pctl.txt",
+    "bm_06_metatflite_riscv_sci_opprof.txt",
+    "bm_07_tfsoc_x86_native_peakmem_opprof.txt",
+    "bm_08_tfsoc_zedboard_old_format_opprof.txt",
+    "bm_09_tfsoc_zedboard_old_format_noprof.txt",
+    "bm_10_ti_am57x_tflite112_oldest_format.txt",
+    "bm_11_ti_am62x_cpu_info_pctl.txt",
     "bm_12_ti_am62x_xnnpack_info_pctl.txt",
 ]
 STAT_KEYS = {"count", "first_us", "curr_us", "min_us", "max_us", "avg_us", "std_us", "p5_us", "median_us", "p95_us"}
-STABLE_KEYS = {"init_us", "first_inference_us", "warmup_avg_us", "inference_avg_us", "warmup", "inference",
-               "model_size_mb", "memory_mb", "num_threads", "delegated_nodes", "total_nodes", "op_profile"}
-RUN_ORDER_KEYS = {"node_type", "start_ms", "first_ms", "avg_ms", "percent", "cdf_percent", "mem_kb",
-                  "times_called", "name"}
+STABLE_KEYS = {
+    "init_us",
+    "first_inference_us",
+    "warmup_avg_us",
+    "inference_avg_us",
+    "warmup",
+    "inference",
+    "model_size_mb",
+    "memory_mb",
+    "num_threads",
+    "delegated_nodes",
+    "total_nodes",
+    "op_profile",
+}
+RUN_ORDER_KEYS = {
+    "node_type",
+    "start_ms",
+    "first_ms",
+    "avg_ms",
+    "percent",
+    "cdf_percent",
+    "mem_kb",
+    "times_called",
+    "name",
+}
 BY_TYPE_KEYS = {"node_type", "count", "avg_ms", "avg_percent", "cdf_percent", "mem_kb", "times_called"}
 
 
@@ -41,8 +66,18 @@ def own(name: str) -> dict:
 
 def stat(count, first, curr, lo, hi, avg, std, p5=None, median=None, p95=None) -> dict:
     """The expected to_dict() of one stat line."""
-    return {"count": count, "first_us": first, "curr_us": curr, "min_us": lo, "max_us": hi, "avg_us": avg,
-            "std_us": std, "p5_us": p5, "median_us": median, "p95_us": p95}
+    return {
+        "count": count,
+        "first_us": first,
+        "curr_us": curr,
+        "min_us": lo,
+        "max_us": hi,
+        "avg_us": avg,
+        "std_us": std,
+        "p5_us": p5,
+        "median_us": median,
+        "p95_us": p95,
+    }
 
 
 def all_same(count, value) -> dict:
@@ -64,6 +99,7 @@ def assert_no_delegation(d: dict) -> None:
 
 # ---- the shared real outputs -----------------------------------------------------------------------------
 
+
 def test_shared_fixtures_are_all_read():
     if not SHARED.is_dir():
         pytest.skip(f"shared benchmark_model fixtures not at {SHARED}")
@@ -84,22 +120,59 @@ def test_bm06_riscv_scientific_notation_and_op_profile():
     prof = d["op_profile"]
     assert len(prof["run_order"]) == 31 and prof["nodes_executed"] == 31
     assert prof["run_order"][0] == {
-        "node_type": "CONV_2D", "start_ms": 0.066, "first_ms": 87.754, "avg_ms": 60.957, "percent": 2.066,
-        "cdf_percent": 2.066, "mem_kb": 0.0, "times_called": 1, "name": "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0"}
+        "node_type": "CONV_2D",
+        "start_ms": 0.066,
+        "first_ms": 87.754,
+        "avg_ms": 60.957,
+        "percent": 2.066,
+        "cdf_percent": 2.066,
+        "mem_kb": 0.0,
+        "times_called": 1,
+        "name": "[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0",
+    }
     assert prof["run_order"][-1] == {
-        "node_type": "SOFTMAX", "start_ms": 2950.011, "first_ms": 0.230, "avg_ms": 0.233, "percent": 0.008,
-        "cdf_percent": 100.0, "mem_kb": 0.0, "times_called": 1, "name": "[MobilenetV1/Predictions/Reshape_1]:30"}
+        "node_type": "SOFTMAX",
+        "start_ms": 2950.011,
+        "first_ms": 0.230,
+        "avg_ms": 0.233,
+        "percent": 0.008,
+        "cdf_percent": 100.0,
+        "mem_kb": 0.0,
+        "times_called": 1,
+        "name": "[MobilenetV1/Predictions/Reshape_1]:30",
+    }
     assert [r["node_type"] for r in prof["summary_by_node_type"]] == [
-        "CONV_2D", "DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "SOFTMAX", "SQUEEZE"]
-    assert prof["summary_by_node_type"][0] == {"node_type": "CONV_2D", "count": 15, "avg_ms": 2651.853,
-                                               "avg_percent": 89.897, "cdf_percent": 89.897, "mem_kb": 0.0,
-                                               "times_called": 15}
+        "CONV_2D",
+        "DEPTHWISE_CONV_2D",
+        "AVERAGE_POOL_2D",
+        "SOFTMAX",
+        "SQUEEZE",
+    ]
+    assert prof["summary_by_node_type"][0] == {
+        "node_type": "CONV_2D",
+        "count": 15,
+        "avg_ms": 2651.853,
+        "avg_percent": 89.897,
+        "cdf_percent": 89.897,
+        "mem_kb": 0.0,
+        "times_called": 15,
+    }
     # The profiler's own timings line, and the init profile's "count=1 curr=1356", are not run stats.
     assert prof["timings"] == stat(50, 2989660.0, 2912978.0, 2727203.0, 3189476.0, 2949900.0, 109770.0)
     init = d["init_op_profile"]
-    assert init["run_order"] == [{"node_type": "AllocateTensors", "start_ms": 0.0, "first_ms": 1.356, "avg_ms": 1.356,
-                                  "percent": 100.0, "cdf_percent": 100.0, "mem_kb": 0.0, "times_called": 1,
-                                  "name": "AllocateTensors/0"}]
+    assert init["run_order"] == [
+        {
+            "node_type": "AllocateTensors",
+            "start_ms": 0.0,
+            "first_ms": 1.356,
+            "avg_ms": 1.356,
+            "percent": 100.0,
+            "cdf_percent": 100.0,
+            "mem_kb": 0.0,
+            "times_called": 1,
+            "name": "AllocateTensors/0",
+        }
+    ]
     assert init["timings"] == all_same(1, 1356.0)
 
 
@@ -115,12 +188,23 @@ def test_bm07_x86_peak_memory_line_and_multi_run_warmup():
     prof = d["op_profile"]
     assert len(prof["run_order"]) == 31
     assert prof["run_order"][1] == {
-        "node_type": "DEPTHWISE_CONV_2D", "start_ms": 0.571, "first_ms": 0.579, "avg_ms": 0.609, "percent": 7.018,
-        "cdf_percent": 13.602, "mem_kb": 0.0, "times_called": 1,
-        "name": "[MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6]:1"}
+        "node_type": "DEPTHWISE_CONV_2D",
+        "start_ms": 0.571,
+        "first_ms": 0.579,
+        "avg_ms": 0.609,
+        "percent": 7.018,
+        "cdf_percent": 13.602,
+        "mem_kb": 0.0,
+        "times_called": 1,
+        "name": "[MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6]:1",
+    }
     assert [(r["node_type"], r["count"], r["avg_ms"]) for r in prof["summary_by_node_type"]] == [
-        ("CONV_2D", 15, 6.141), ("DEPTHWISE_CONV_2D", 13, 2.505), ("AVERAGE_POOL_2D", 1, 0.006),
-        ("SOFTMAX", 1, 0.002), ("SQUEEZE", 1, 0.0)]
+        ("CONV_2D", 15, 6.141),
+        ("DEPTHWISE_CONV_2D", 13, 2.505),
+        ("AVERAGE_POOL_2D", 1, 0.006),
+        ("SOFTMAX", 1, 0.002),
+        ("SQUEEZE", 1, 0.0),
+    ]
     assert prof["timings"]["avg_us"] == 8672.96
     assert d["init_op_profile"]["run_order"][0]["avg_ms"] == 0.030
 
@@ -137,8 +221,16 @@ def test_bm08_old_summary_line_and_tables_without_heading():
     prof = d["op_profile"]
     assert len(prof["run_order"]) == 31 and prof["nodes_executed"] == 31
     assert prof["run_order"][29] == {
-        "node_type": "RESHAPE", "start_ms": 394.092, "first_ms": 0.006, "avg_ms": 0.006, "percent": 0.001,
-        "cdf_percent": 99.981, "mem_kb": 0.0, "times_called": 1, "name": "[MobilenetV1/Logits/SpatialSqueeze]"}
+        "node_type": "RESHAPE",
+        "start_ms": 394.092,
+        "first_ms": 0.006,
+        "avg_ms": 0.006,
+        "percent": 0.001,
+        "cdf_percent": 99.981,
+        "mem_kb": 0.0,
+        "times_called": 1,
+        "name": "[MobilenetV1/Logits/SpatialSqueeze]",
+    }
     assert prof["summary_by_node_type"][1]["avg_ms"] == 71.644
     assert prof["timings"]["avg_us"] == 394059.0
     assert d["init_op_profile"] is None
@@ -169,8 +261,9 @@ def test_bm11_percentiles_without_thread_line():
     d = shared("bm_11_ti_am62x_cpu_info_pctl.txt")
     assert_timings(d, 5579.0, 1357602.0, 1357600.0, 1240270.0)
     assert d["warmup"] == all_same(1, 1357602.0)  # printed as count=1 curr= p5= median= p95=
-    assert d["inference"] == stat(50, 1249964.0, 1240143.0, 1238588.0, 1252566.0, 1240270.0, 2565.0,
-                                  1238753.0, 1239807.0, 1247415.0)
+    assert d["inference"] == stat(
+        50, 1249964.0, 1240143.0, 1238588.0, 1252566.0, 1240270.0, 2565.0, 1238753.0, 1239807.0, 1247415.0
+    )
     assert d["memory_mb"] == {"init": 6.36328, "overall": 109.832, "peak": None} and d["model_size_mb"] == 67.3128
     assert d["num_threads"] is None  # --num_threads=4 was passed, but the run never printed it
     assert d["op_profile"] is None
@@ -181,8 +274,9 @@ def test_bm12_xnnpack_applied_without_node_counts():
     d = shared("bm_12_ti_am62x_xnnpack_info_pctl.txt")
     assert_timings(d, 614333.0, 905463.0, 905463.0, 899641.0)
     assert d["warmup"] == all_same(1, 905463.0)
-    assert d["inference"] == stat(50, 900416.0, 898333.0, 898007.0, 906121.0, 899641.0, 1549.0,
-                                  898333.0, 899281.0, 904305.0)
+    assert d["inference"] == stat(
+        50, 900416.0, 898333.0, 898007.0, 906121.0, 899641.0, 1549.0, 898333.0, 899281.0, 904305.0
+    )
     assert d["memory_mb"] == {"init": 146.363, "overall": 150.141, "peak": None}
     assert d["init_session_ms"] == 614.333
     # "Explicitly applied XNNPACK delegate, and the model graph will be partially executed ..." names the
@@ -193,6 +287,7 @@ def test_bm12_xnnpack_applied_without_node_counts():
 
 
 # ---- our fixtures, one per format the shared ones lack ----------------------------------------------------
+
 
 def test_modern_info_prefixed_with_percentiles_memory_and_xnnpack():
     d = own("modern_xnnpack_percentiles.txt")
@@ -208,19 +303,45 @@ def test_modern_info_prefixed_with_percentiles_memory_and_xnnpack():
     prof = d["op_profile"]
     # Newer builds dropped the [start] column; the "Delegate internal:" tables are XNNPACK's ops, not nodes.
     assert prof["run_order"] == [
-        {"node_type": "TfLiteXNNPackDelegate", "start_ms": None, "first_ms": 1.534, "avg_ms": 1.512,
-         "percent": 99.605, "cdf_percent": 99.605, "mem_kb": 0.0, "times_called": 1,
-         "name": "[StatefulPartitionedCall:0]:11"},
-        {"node_type": "ARG_MAX", "start_ms": None, "first_ms": 0.007, "avg_ms": 0.006, "percent": 0.395,
-         "cdf_percent": 100.0, "mem_kb": 0.0, "times_called": 1, "name": "[StatefulPartitionedCall:1]:10"}]
-    assert prof["summary_by_node_type"][1] == {"node_type": "ARG_MAX", "count": 1, "avg_ms": 0.006,
-                                               "avg_percent": 0.395, "cdf_percent": 100.0, "mem_kb": 0.0,
-                                               "times_called": 1}
+        {
+            "node_type": "TfLiteXNNPackDelegate",
+            "start_ms": None,
+            "first_ms": 1.534,
+            "avg_ms": 1.512,
+            "percent": 99.605,
+            "cdf_percent": 99.605,
+            "mem_kb": 0.0,
+            "times_called": 1,
+            "name": "[StatefulPartitionedCall:0]:11",
+        },
+        {
+            "node_type": "ARG_MAX",
+            "start_ms": None,
+            "first_ms": 0.007,
+            "avg_ms": 0.006,
+            "percent": 0.395,
+            "cdf_percent": 100.0,
+            "mem_kb": 0.0,
+            "times_called": 1,
+            "name": "[StatefulPartitionedCall:1]:10",
+        },
+    ]
+    assert prof["summary_by_node_type"][1] == {
+        "node_type": "ARG_MAX",
+        "count": 1,
+        "avg_ms": 0.006,
+        "avg_percent": 0.395,
+        "cdf_percent": 100.0,
+        "mem_kb": 0.0,
+        "times_called": 1,
+    }
     assert prof["nodes_executed"] == 2
     assert prof["timings"] == stat(643, 1541.0, 1497.0, 1452.0, 2187.0, 1518.2, 47.0)
     init = d["init_op_profile"]
     assert [(r["node_type"], r["mem_kb"], r["times_called"]) for r in init["run_order"]] == [
-        ("ModifyGraphWithDelegate", 1186.816, 1), ("AllocateTensors", 0.0, 2)]
+        ("ModifyGraphWithDelegate", 1186.816, 1),
+        ("AllocateTensors", 0.0, 2),
+    ]
     assert init["summary_by_node_type"][1]["avg_ms"] == 0.206
     assert init["timings"] == all_same(1, 3608.0)
 
@@ -238,7 +359,8 @@ def test_logcat_threadtime_capture_with_crlf():
     prof = d["op_profile"]
     assert [(r["node_type"], r["first_ms"], r["avg_ms"], r["percent"], r["name"]) for r in prof["run_order"]] == [
         ("TfLiteXNNPackDelegate", 2.398, 2.301, 99.610, "[StatefulPartitionedCall:0]:11"),
-        ("ARG_MAX", 0.011, 0.009, 0.390, "[StatefulPartitionedCall:1]:10")]
+        ("ARG_MAX", 0.011, 0.009, 0.390, "[StatefulPartitionedCall:1]:10"),
+    ]
     assert prof["timings"]["avg_us"] == 2310.4
     assert d["init_op_profile"]["run_order"][0]["first_ms"] == 5.862
     assert d["init_op_profile"]["timings"] == all_same(1, 6186.0)
@@ -288,46 +410,66 @@ SUMMARY = "Inference timings in us: Init: 1, First inference: 2, Warmup (avg): 2
 
 
 def test_all_same_with_count_above_one_fills_every_field():
-    d = parse_benchmark_output(f"{RUN.format(n=5)}\ncount=5 curr=100(all same)\n\n"
-                               f"{RUN.format(n=5)}\ncount=5 curr=90(all same)\n").to_dict()
+    d = parse_benchmark_output(
+        f"{RUN.format(n=5)}\ncount=5 curr=100(all same)\n\n{RUN.format(n=5)}\ncount=5 curr=90(all same)\n"
+    ).to_dict()
     assert d["warmup"] == all_same(5, 100.0) and d["inference"] == all_same(5, 90.0)
     # No summary line: the averages and the first inference are the stat lines' own figures, init is unknown.
     assert_timings(d, None, 100.0, 100.0, 90.0)
 
 
 def test_without_summary_line_inference_comes_from_the_measured_stat_line():
-    text = f"{RUN.format(n=1)}\ncount=3 first=1200 curr=1000 min=1000 max=1200 avg=1066.67 std=94\n" \
-           f"{RUN.format(n=50)}\ncount=50 first=2.1e+03 curr=2000 min=1900 max=2100 avg=2.00012e+03 std=40\n"
+    text = (
+        f"{RUN.format(n=1)}\ncount=3 first=1200 curr=1000 min=1000 max=1200 avg=1066.67 std=94\n"
+        f"{RUN.format(n=50)}\ncount=50 first=2.1e+03 curr=2000 min=1900 max=2100 avg=2.00012e+03 std=40\n"
+    )
     d = parse_benchmark_output(text).to_dict()
     assert_timings(d, None, 1200.0, 1066.67, 2000.12)
     assert d["inference"]["first_us"] == 2100.0
 
 
 def test_only_stat_lines_after_running_benchmark_count():
-    text = "\n".join([
-        "Timings (microseconds): count=1 curr=1356",  # an init-profile line, stray before the run
-        "count=1 curr=1356",  # the same figures without their label, as a lossy capture can leave them
-        RUN.format(n=1), "count=1 curr=500", "Timings (microseconds): count=9 curr=9(all same)",
-        "count=9 curr=9(all same)",
-        RUN.format(n=50), "count=50 first=410 curr=400 min=390 max=430 avg=401 std=8",
-        "Inference timings in us: Init: 99, First inference: 500, Warmup (avg): 500, Inference (avg): 401"])
+    text = "\n".join(
+        [
+            "Timings (microseconds): count=1 curr=1356",  # an init-profile line, stray before the run
+            "count=1 curr=1356",  # the same figures without their label, as a lossy capture can leave them
+            RUN.format(n=1),
+            "count=1 curr=500",
+            "Timings (microseconds): count=9 curr=9(all same)",
+            "count=9 curr=9(all same)",
+            RUN.format(n=50),
+            "count=50 first=410 curr=400 min=390 max=430 avg=401 std=8",
+            "Inference timings in us: Init: 99, First inference: 500, Warmup (avg): 500, Inference (avg): 401",
+        ]
+    )
     d = parse_benchmark_output(text).to_dict()
     assert d["warmup"] == all_same(1, 500.0) and d["inference"]["avg_us"] == 401.0
 
 
 def test_bare_stat_lines_without_running_lines_stop_at_the_profile():
-    text = "count=1 curr=500\ncount=50 first=410 curr=400 min=390 max=430 avg=401 std=8\n" \
-           "============================== Run Order ==============================\n"
+    text = (
+        "count=1 curr=500\ncount=50 first=410 curr=400 min=390 max=430 avg=401 std=8\n"
+        "============================== Run Order ==============================\n"
+    )
     d = parse_benchmark_output(text).to_dict()
     assert d["warmup"] == all_same(1, 500.0) and d["inference"]["count"] == 50
 
 
 def test_logcat_brief_prefix_and_peak_footprint_preferred_over_delta():
-    text = "\r\n".join("I/tflite  ( 4242): " + line for line in [
-        "Num threads: [-1]", "#threads used for CPU inference: [8]",
-        RUN.format(n=1), "count=1 curr=7", "", RUN.format(n=50), "count=60 first=6 curr=5 min=5 max=6 avg=5.4 std=0",
-        "Memory footprint delta from the start of the tool (MB): init=1.5 overall=2.5",
-        "Peak memory footprint (MB): init=3.5 overall=4.5"])
+    text = "\r\n".join(
+        "I/tflite  ( 4242): " + line
+        for line in [
+            "Num threads: [-1]",
+            "#threads used for CPU inference: [8]",
+            RUN.format(n=1),
+            "count=1 curr=7",
+            "",
+            RUN.format(n=50),
+            "count=60 first=6 curr=5 min=5 max=6 avg=5.4 std=0",
+            "Memory footprint delta from the start of the tool (MB): init=1.5 overall=2.5",
+            "Peak memory footprint (MB): init=3.5 overall=4.5",
+        ]
+    )
     d = parse_benchmark_output(text).to_dict()
     assert d["inference"]["avg_us"] == 5.4 and d["warmup"] == all_same(1, 7.0)
     assert d["memory_mb"] == {"init": 3.5, "overall": 4.5, "peak": None} and d["memory_source"] == "peak_footprint"
@@ -341,11 +483,15 @@ def test_thread_count_falls_back_to_the_cpu_inference_line():
 
 
 def test_delegation_lines_per_subgraph_are_summed():
-    text = "\n".join([
-        "VERBOSE: Replacing 30 out of 31 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 2 "
-        "partitions for subgraph 0.",
-        "VERBOSE: Replacing 4 out of 4 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 1 "
-        "partitions for subgraph 1.", SUMMARY])
+    text = "\n".join(
+        [
+            "VERBOSE: Replacing 30 out of 31 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 2 "
+            "partitions for subgraph 0.",
+            "VERBOSE: Replacing 4 out of 4 node(s) with delegate (TfLiteXNNPackDelegate) node, yielding 1 "
+            "partitions for subgraph 1.",
+            SUMMARY,
+        ]
+    )
     d = parse_benchmark_output(text).to_dict()
     assert (d["delegated_nodes"], d["total_nodes"], d["delegates"]) == (34, 35, ["TfLiteXNNPackDelegate"])
     assert d["partially_delegated"] is True
@@ -357,27 +503,37 @@ def test_old_replacing_line_without_total_leaves_total_unknown():
     assert (d["delegated_nodes"], d["total_nodes"], d["partially_delegated"]) == (31, None, None)
 
 
-@pytest.mark.parametrize("line", [
-    "28 operations will run on the GPU, and the remaining 3 operations will run on the CPU.",
-    "First 28 operations will run on the GPU, and the remaining 3 on the CPU.",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "28 operations will run on the GPU, and the remaining 3 operations will run on the CPU.",
+        "First 28 operations will run on the GPU, and the remaining 3 on the CPU.",
+    ],
+)
 def test_gpu_split_line_alone_gives_the_counts(line):
     d = parse_benchmark_output(f"INFO: Created 1 GPU delegate kernels.\n{line}\n{SUMMARY}\n").to_dict()
     assert (d["delegated_nodes"], d["total_nodes"], d["delegates"], d["partially_delegated"]) == (28, 31, ["GPU"], True)
 
 
 def test_empty_stat_prints_count_zero_and_nan_is_none():
-    text = f"{RUN.format(n=0)}\ncount=0\n{RUN.format(n=0)}\ncount=0\n" \
-           "Inference timings in us: Init: 812, First inference: 0, Warmup (avg): nan, Inference (avg): -nan\n"
+    text = (
+        f"{RUN.format(n=0)}\ncount=0\n{RUN.format(n=0)}\ncount=0\n"
+        "Inference timings in us: Init: 812, First inference: 0, Warmup (avg): nan, Inference (avg): -nan\n"
+    )
     d = parse_benchmark_output(text).to_dict()
     assert d["inference"] == stat(0, None, None, None, None, None, None)
     assert_timings(d, 812.0, 0.0, None, None)
 
 
-@pytest.mark.parametrize("text", [
-    "", "\n\n", "INFO: STARTING!\nINFO: Graph: [m.tflite]\n",
-    f"{RUN.format(n=1)}\ncount=1 curr=5\nERROR: Node number 3 (CONV_2D) failed to invoke.\n",  # died in warm-up
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "\n\n",
+        "INFO: STARTING!\nINFO: Graph: [m.tflite]\n",
+        f"{RUN.format(n=1)}\ncount=1 curr=5\nERROR: Node number 3 (CONV_2D) failed to invoke.\n",  # died in warm-up
+    ],
+)
 def test_output_without_measured_timings_is_a_device_error(text):
     with pytest.raises(DeviceError, match="printed no timings"):
         parse_benchmark_output(text)
@@ -400,3 +556,54 @@ def test_to_dict_keys_are_stable_and_json_ready():
     assert json.loads(json.dumps(d)) == d
     empty = BenchmarkOutput().to_dict()
     assert STABLE_KEYS <= set(empty) and all(empty[k] is None for k in STABLE_KEYS - {"memory_mb"})
+
+
+# ---- every logcat format, generated from the same tool output ---------------------------------------------
+
+
+def _logcat(
+    lines: list[str], fmt: str, when: str = "11-29 12:00:01.123", ids: tuple = ("", 4242, 4250), tag: str = "tflite"
+) -> str:
+    """benchmark_model's lines as `adb logcat -v FMT` prints them (AOSP logprint.cpp's layouts)."""
+    uid, pid, tid = ids
+    owner = f"{uid} " if uid else ""
+    out = []
+    for line in lines:
+        if fmt == "brief":
+            out.append(f"I/{tag:<8}({pid:>5}): {line}")
+        elif fmt == "process":
+            out.append(f"I({pid:>5}) {line}  ({tag})")
+        elif fmt == "tag":
+            out.append(f"I/{tag:<8}: {line}")
+        elif fmt == "time":
+            out.append(f"{when} I/{tag:<8}({pid:>5}): {line}")
+        elif fmt == "threadtime":
+            out.append(f"{when} {owner}{pid:>5} {tid:>5} I {tag:<8}: {line}")
+        elif fmt == "long":
+            out += [f"[ {when} {owner}{pid:>5}:{tid:>5} I/{tag:<8} ]", line, ""]
+    return "\r\n".join(out)
+
+
+LOGCAT_FORMATS = ["brief", "process", "tag", "time", "threadtime", "long"]
+
+
+@pytest.mark.parametrize("fmt", LOGCAT_FORMATS)
+@pytest.mark.parametrize(
+    "variant",
+    [
+        {},  # logcat's defaults
+        {"when": "2026-11-29 12:00:01.123456 +0000", "ids": ("u0_a123", 31337, 7), "tag": "tflite_benchmark"},
+        {"when": "1796279095.323", "ids": ("1000", 12, 123456)},  # epoch seconds, a numeric uid, unpadded ids
+    ],
+)
+def test_every_logcat_format_parses_as_the_plain_output(fmt, variant):
+    plain = (OWN / "modern_xnnpack_percentiles.txt").read_text().splitlines()
+    expected = parse_benchmark_output("\n".join(plain)).to_dict()
+    assert expected["inference"] is not None and expected["op_profile"] is not None  # a full output, tables too
+    assert parse_benchmark_output(_logcat(plain, fmt, **variant)).to_dict() == expected
+
+
+def test_the_package_exports_the_parser():
+    import android_bench
+
+    assert android_bench.parse_benchmark_output is parse_benchmark_output

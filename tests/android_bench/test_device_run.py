@@ -1,4 +1,5 @@
 """The device session's trace: stamped lines, blocks, the measured window; and the binary checks."""
+
 from __future__ import annotations
 
 import subprocess
@@ -20,10 +21,20 @@ def trace_of(lines: list[str]) -> Trace:
 
 
 def test_session_output_is_filed_by_kind():
-    trace = trace_of(["@@ idle_start 100.00", "100.50|INFO: Running benchmark for at least 1 iterations",
-                      "100.60|INFO: count=1 curr=5000", "100.60|INFO: Running benchmark for at least 50 iterations",
-                      "102.70|INFO: count=1000 first=1 curr=1 min=1 max=1 avg=2000 std=1", "102.71|@@exit 0",
-                      "@@ run_end 102.72", "@@block samples", "100.00 150000 3900000", "@@end"])
+    trace = trace_of(
+        [
+            "@@ idle_start 100.00",
+            "100.50|INFO: Running benchmark for at least 1 iterations",
+            "100.60|INFO: count=1 curr=5000",
+            "100.60|INFO: Running benchmark for at least 50 iterations",
+            "102.70|INFO: count=1000 first=1 curr=1 min=1 max=1 avg=2000 std=1",
+            "102.71|@@exit 0",
+            "@@ run_end 102.72",
+            "@@block samples",
+            "100.00 150000 3900000",
+            "@@end",
+        ]
+    )
     assert trace.stamps == {"idle_start": 100.0, "exit": 102.71, "run_end": 102.72, "end": 102.72}
     assert trace.exit_code == 0 and trace.blocks == {"samples": ["100.00 150000 3900000"]}
     assert trace.output.splitlines()[0] == "INFO: Running benchmark for at least 1 iterations"
@@ -32,9 +43,15 @@ def test_session_output_is_filed_by_kind():
 
 
 def test_buffered_output_falls_back_to_the_tools_own_run_time():
-    trace = trace_of(["103.00|INFO: Running benchmark for at least 1 iterations", "103.00|INFO: count=1 curr=5000",
-                      "103.00|INFO: Running benchmark for at least 50 iterations",
-                      "103.00|INFO: count=1000 first=1 curr=1 min=1 max=1 avg=2000 std=1", "103.05|@@exit 0"])
+    trace = trace_of(
+        [
+            "103.00|INFO: Running benchmark for at least 1 iterations",
+            "103.00|INFO: count=1 curr=5000",
+            "103.00|INFO: Running benchmark for at least 50 iterations",
+            "103.00|INFO: count=1000 first=1 curr=1 min=1 max=1 avg=2000 std=1",
+            "103.05|@@exit 0",
+        ]
+    )
     window, how = measured_window(trace, BENCH)
     assert window == pytest.approx((101.05, 103.05)) and "buffered" in how
 
@@ -53,8 +70,7 @@ def test_binary_checks(tmp_path):
 
 def test_samples_bracket_the_baseline_and_the_run_even_from_a_slow_sampler(tmp_path):
     # a sampler whose first reading comes late and which reads only every 0.3 s
-    sampler = ('sleep 0.4; while [ ! -e stop ]; do read up _ < /proc/uptime; echo "$up 150000 3900000"; '
-               "sleep 0.3; done")
+    sampler = 'sleep 0.4; while [ ! -e stop ]; do read up _ < /proc/uptime; echo "$up 150000 3900000"; sleep 0.3; done'
     command = "echo 'Running benchmark'; echo 'count=1 avg=1'; echo 'Running benchmark'; echo 'count=5 avg=1'"
     script = session_script(str(tmp_path), command, 0.1, sampler, rails=False, tail_s=0.05)
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)

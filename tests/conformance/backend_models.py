@@ -5,6 +5,7 @@ outputs are compared with the reference outputs stored next to the model (comput
 the PyTorch suites, by ONNX's reference implementation for the node suite). `--mode raw_onnx2tf` runs plain
 onnx2tf instead (tests/conformance/raw_onnx2tf.py) through the same comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,17 +38,34 @@ TIMEOUT_S = 240.0  # per model; the slowest PyTorch-suite model takes about 115 
 # Node models the default test run checks (the whole node suite is opt-in): the two whose
 # boundary shapes edgepipe restores, and a spread of ops that pass and fail for known reasons.
 NODE_SAMPLE = (
-    "test_clip", "test_concat_2d_axis_negative_2",
+    "test_clip",
+    "test_concat_2d_axis_negative_2",
     # 12 that edgepipe passed and raw onnx2tf failed on 2026-12-02, drawn at random (seed 0) from the quick ones
-    "test_mvn_expanded", "test_greater", "test_maxpool_2d_pads", "test_gridsample_bilinear_align_corners_0_additional_1",
-    "test_argmax_keepdims_random", "test_div_bcast", "test_layer_normalization_3d_axis_negative_3_epsilon_expanded",
-    "test_layer_normalization_3d_axis1_epsilon_expanded", "test_greater_equal_expanded", "test_maxpool_2d_same_upper",
-    "test_mvn", "test_elu",
+    "test_mvn_expanded",
+    "test_greater",
+    "test_maxpool_2d_pads",
+    "test_gridsample_bilinear_align_corners_0_additional_1",
+    "test_argmax_keepdims_random",
+    "test_div_bcast",
+    "test_layer_normalization_3d_axis_negative_3_epsilon_expanded",
+    "test_layer_normalization_3d_axis1_epsilon_expanded",
+    "test_greater_equal_expanded",
+    "test_maxpool_2d_same_upper",
+    "test_mvn",
+    "test_elu",
     # 12 that both passed
-    "test_hardsigmoid_example", "test_gemm_alpha", "test_layer_normalization_3d_axis_negative_1_epsilon_expanded",
-    "test_concat_3d_axis_negative_2", "test_layer_normalization_2d_axis0_expanded", "test_clip_default_inbounds_expanded",
-    "test_gather_elements_0", "test_max_int64", "test_argmin_no_keepdims_random",
-    "test_layer_normalization_4d_axis_negative_2_expanded", "test_mean_two_inputs", "test_elu_example",
+    "test_hardsigmoid_example",
+    "test_gemm_alpha",
+    "test_layer_normalization_3d_axis_negative_1_epsilon_expanded",
+    "test_concat_3d_axis_negative_2",
+    "test_layer_normalization_2d_axis0_expanded",
+    "test_clip_default_inbounds_expanded",
+    "test_gather_elements_0",
+    "test_max_int64",
+    "test_argmin_no_keepdims_random",
+    "test_layer_normalization_4d_axis_negative_2_expanded",
+    "test_mean_two_inputs",
+    "test_elu_example",
 )
 
 
@@ -99,8 +117,12 @@ class ModelResult:
 
 def discover(suites: tuple[str, ...] = PYTORCH_SUITES, root: Path = DATA_ROOT) -> list[BackendModel]:
     """Every model directory of the given suites, sorted by suite then name."""
-    return [BackendModel(d.name, suite, d) for suite in suites
-            for d in sorted((root / suite).iterdir()) if (d / "model.onnx").is_file()]
+    return [
+        BackendModel(d.name, suite, d)
+        for suite in suites
+        for d in sorted((root / suite).iterdir())
+        if (d / "model.onnx").is_file()
+    ]
 
 
 def node_sample() -> list[BackendModel]:
@@ -182,8 +204,10 @@ def compare_outputs(reference: dict[str, np.ndarray], got: dict[str, np.ndarray]
             continue
         worst = max(worst or 0.0, error)
         if error > tolerance(ref):
-            problems.append(f"output {name!r} max abs err {error:.3g} > {tolerance(ref):.3g}"
-                            + (" even read as channels-last" if as_nhwc else ""))
+            problems.append(
+                f"output {name!r} max abs err {error:.3g} > {tolerance(ref):.3g}"
+                + (" even read as channels-last" if as_nhwc else "")
+            )
         elif as_nhwc:
             permuted.append(name)
     if problems:
@@ -253,16 +277,27 @@ def run_model(model: BackendModel, work_dir: Path, reference: Reference | None =
         passed, reason, group, check = _run(model, work_dir, reference)
     except Exception as exc:  # one broken model must not stop the suite
         passed, reason, group, check = False, one_line(exc, work_dir), classify(exc), None
-    return ModelResult(model.name, model.suite, passed, reason, check.max_abs_error if check else None,
-                       time.perf_counter() - start, group, check.verdict if check else "not run",
-                       boundary_fixes(work_dir / "run" / "logs" / "convert.log"))
+    return ModelResult(
+        model.name,
+        model.suite,
+        passed,
+        reason,
+        check.max_abs_error if check else None,
+        time.perf_counter() - start,
+        group,
+        check.verdict if check else "not run",
+        boundary_fixes(work_dir / "run" / "logs" / "convert.log"),
+    )
 
 
 def boundary_fixes(log_path: Path) -> tuple[str, ...]:
     """What exporters.boundary logged it did at the file's inputs and outputs."""
     lines = log_path.read_text(errors="replace").splitlines() if log_path.is_file() else []
-    return tuple(line.removeprefix(LOG_PREFIX) for line in lines
-                 if line.startswith(LOG_PREFIX) and line[len(LOG_PREFIX):].startswith(("input ", "output ")))
+    return tuple(
+        line.removeprefix(LOG_PREFIX)
+        for line in lines
+        if line.startswith(LOG_PREFIX) and line[len(LOG_PREFIX) :].startswith(("input ", "output "))
+    )
 
 
 def _run(model: BackendModel, work_dir: Path, reference: Reference | None) -> tuple[bool, str, str, Check | None]:
@@ -307,9 +342,14 @@ def check_verdict(check: Check) -> tuple[bool, str, str]:
     return True, "", ""
 
 
-def run_all(work_dir: Path, models: list[BackendModel] | None = None,
-            progress: Callable[[ModelResult], None] | None = None, workers: int = 1, mode: str = "edgepipe",
-            timeout_s: float = TIMEOUT_S) -> list[ModelResult]:
+def run_all(
+    work_dir: Path,
+    models: list[BackendModel] | None = None,
+    progress: Callable[[ModelResult], None] | None = None,
+    workers: int = 1,
+    mode: str = "edgepipe",
+    timeout_s: float = TIMEOUT_S,
+) -> list[ModelResult]:
     """Run every model in its own sub-directory of work_dir on `workers` warm spawned processes.
 
     Results are numerics, not timings, so models may share the machine; each worker imports
@@ -334,8 +374,11 @@ def _stopped(args: tuple, reason: str, seconds: float) -> ModelResult:
 
 def pass_counts(results: list[ModelResult]) -> dict[str, int]:
     """Passing models per suite present in results, and in total."""
-    counts = {suite: sum(r.passed for r in results if r.suite == suite) for suite in SUITES
-              if any(r.suite == suite for r in results)}
+    counts = {
+        suite: sum(r.passed for r in results if r.suite == suite)
+        for suite in SUITES
+        if any(r.suite == suite for r in results)
+    }
     return {**counts, "total": sum(counts.values())}
 
 

@@ -3,6 +3,7 @@
 Each worker imports the heavy modules once, then serves items one at a time over a pipe; a worker
 that runs past the timeout or dies is killed and replaced, and its item gets `failed(item, why)`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -66,8 +67,15 @@ def _receive(worker: _Worker, timeout_s: float) -> tuple[str, Any]:
     return "failed", f"timed out after {timeout_s:.0f} s" if worker.ready else "worker did not warm up"
 
 
-def run_isolated(fn: Callable, args: list[tuple], failed: Callable[[tuple, str, float], Any], timeout_s: float,
-                 workers: int = 1, warm: tuple[str, ...] = (), progress: Callable[[Any], None] | None = None) -> list:
+def run_isolated(
+    fn: Callable,
+    args: list[tuple],
+    failed: Callable[[tuple, str, float], Any],
+    timeout_s: float,
+    workers: int = 1,
+    warm: tuple[str, ...] = (),
+    progress: Callable[[Any], None] | None = None,
+) -> list:
     """fn(*a) for each a in args, in order of args; failed(a, reason, seconds) stands in for a timeout or a crash."""
     results: dict[int, Any] = {}
     pending = list(range(len(args)))
@@ -87,8 +95,9 @@ def run_isolated(fn: Callable, args: list[tuple], failed: Callable[[tuple, str, 
                 elif state in ("result", "failed"):
                     if w.item is None:  # died or hung while importing: nothing to blame it on
                         raise RuntimeError(f"conformance worker: {value}")
-                    results[w.item] = value if state == "result" else failed(args[w.item], value,
-                                                                             time.perf_counter() - w.since)
+                    results[w.item] = (
+                        value if state == "result" else failed(args[w.item], value, time.perf_counter() - w.since)
+                    )
                     if progress:
                         progress(results[w.item])
                     w.item = None

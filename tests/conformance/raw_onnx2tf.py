@@ -5,6 +5,7 @@ the ONNX inputs by signature name (by order where the names differ) and fed in t
 transposed channels-first -> channels-last where that is the shape the file takes; outputs read as
 the file gives them. The outputs then go through the same check as edgepipe's.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -39,8 +40,16 @@ def run_raw_model(model: bm.BackendModel, work_dir: Path) -> bm.ModelResult:
         passed, reason, group, check = _run(model, work_dir)
     except Exception as exc:  # one broken model must not stop the suite
         passed, reason, group, check = False, bm.one_line(exc, work_dir, model.path), type(exc).__name__, None
-    return bm.ModelResult(model.name, model.suite, passed, reason, check.max_abs_error if check else None,
-                          time.perf_counter() - start, group, check.verdict if check else "not run")
+    return bm.ModelResult(
+        model.name,
+        model.suite,
+        passed,
+        reason,
+        check.max_abs_error if check else None,
+        time.perf_counter() - start,
+        group,
+        check.verdict if check else "not run",
+    )
 
 
 def _run(model: bm.BackendModel, work_dir: Path) -> tuple[bool, str, str, bm.Check | None]:
@@ -84,8 +93,9 @@ def convert(onnx_path: Path, work_dir: Path) -> Path:
         with output_to_log(work_dir / "convert.log"), contextlib.chdir(work_dir), _venv_on_path():
             import onnx2tf
 
-            onnx2tf.convert(input_onnx_file_path=str(private), output_folder_path=str(work_dir / "saved_model"),
-                            non_verbose=True)
+            onnx2tf.convert(
+                input_onnx_file_path=str(private), output_folder_path=str(work_dir / "saved_model"), non_verbose=True
+            )
     finally:
         (work_dir / SAMPLE_FILE).unlink()  # 4 MB per model
     return work_dir / "saved_model" / "model_float32.tflite"
@@ -130,12 +140,16 @@ def _matched(interpreter, input_names: list[str], output_names: list[str]) -> tu
         if set(names) <= set(by_name):
             return {n: by_name[n] for n in names}
         if len(in_order) != len(names):
-            raise FeedError(f"the file has {len(in_order)} {kind}(s), the ONNX model {len(names)}",
-                            f"{kind} count differs from the ONNX model's")
+            raise FeedError(
+                f"the file has {len(in_order)} {kind}(s), the ONNX model {len(names)}",
+                f"{kind} count differs from the ONNX model's",
+            )
         return dict(zip(names, in_order))
 
-    return (match(input_names, sig_in, interpreter.get_input_details(), "input"),
-            match(output_names, sig_out, interpreter.get_output_details(), "output"))
+    return (
+        match(input_names, sig_in, interpreter.get_input_details(), "input"),
+        match(output_names, sig_out, interpreter.get_output_details(), "output"),
+    )
 
 
 def _feed(name: str, value: np.ndarray, detail: dict) -> np.ndarray:
@@ -146,8 +160,9 @@ def _feed(name: str, value: np.ndarray, detail: dict) -> np.ndarray:
     for candidate in (value, moved):
         if candidate is not None and _fits(candidate.shape, shape, dynamic):
             return np.ascontiguousarray(candidate).astype(detail["dtype"])
-    raise FeedError(f"input {name!r} has shape {shape} in the file, the ONNX model {value.shape}, "
-                    "neither as is nor channels-last")
+    raise FeedError(
+        f"input {name!r} has shape {shape} in the file, the ONNX model {value.shape}, neither as is nor channels-last"
+    )
 
 
 def _fits(value_shape: tuple[int, ...], shape: tuple[int, ...], dynamic: tuple[int, ...]) -> bool:

@@ -3,6 +3,7 @@
 The PyTorch suites and a fixed sample of node models run in every test run; the whole node suite,
 beside raw onnx2tf, runs with EDGEPIPE_NODE_SUITE=1 (about an hour on one core).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,9 @@ def test_pass_count_does_not_drop(suite_results):
     assert len(suite_results) == sum(EXPECTED_MODELS[s] for s in bm.PYTORCH_SUITES)
     counts, expected = bm.pass_counts(suite_results), _expected()["edgepipe"]
     for suite in bm.PYTORCH_SUITES:
-        assert counts[suite] >= expected[suite], (f"{suite}: {counts[suite]} pass, recorded {expected[suite]}; "
-                                                  f"failing:\n{_failing(suite_results)}")
+        assert counts[suite] >= expected[suite], (
+            f"{suite}: {counts[suite]} pass, recorded {expected[suite]}; failing:\n{_failing(suite_results)}"
+        )
 
 
 def test_node_sample_does_not_drop(tmp_path):
@@ -139,12 +141,15 @@ def test_a_hung_or_crashing_model_fails_alone():
 
 def test_doc_lists_every_model():
     def result(name: str, suite: str, passed: bool) -> bm.ModelResult:
-        return bm.ModelResult(name, suite, passed, "" if passed else "ExportError: x", None, 1.0,
-                              "" if passed else "onnx2tf error")
+        return bm.ModelResult(
+            name, suite, passed, "" if passed else "ExportError: x", None, 1.0, "" if passed else "onnx2tf error"
+        )
 
     names = [("test_Conv2d", "pytorch-converted"), ("test_operator_mm", "pytorch-operator"), (RESTORED, "node")]
-    runs = {"edgepipe": [result(n, s, True) for n, s in names],
-            "raw_onnx2tf": [result(n, s, n == "test_Conv2d") for n, s in names]}
+    runs = {
+        "edgepipe": [result(n, s, True) for n, s in names],
+        "raw_onnx2tf": [result(n, s, n == "test_Conv2d") for n, s in names],
+    }
     text = render_markdown(runs, {"edgepipe": 1.0, "raw_onnx2tf": 2.0}, 1, 60.0)
     assert all(f"| {name} |" in text for name, _ in names)
     assert "1e-4 * max(1, max |reference|)" in text

@@ -1,4 +1,5 @@
 """Import a user-factory module written by a test, outside the CLI."""
+
 import importlib.util
 
 

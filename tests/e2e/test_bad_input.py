@@ -1,10 +1,11 @@
 """Every bad input gets one clear line on stderr, exit code 2 and nothing half-written."""
+
 from tests.conftest import edgepipe, quick_job
 
 
 def _one_line_error(result, *fragments):
     assert result.returncode == 2, (result.returncode, result.stderr)
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("edgepipe: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], (fragment, lines[0])
@@ -98,8 +99,11 @@ def test_unsupported_onnx_op_names_op_and_node(tmp_path):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
     node = helper.make_node("MyCustomOp", ["x"], ["y"], name="custom_node_7", domain="com.example")
-    model = helper.make_model(helper.make_graph([node], "g", [x], [y]), ir_version=8,
-                              opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    model = helper.make_model(
+        helper.make_graph([node], "g", [x], [y]),
+        ir_version=8,
+        opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)],
+    )
     onnx.save(model, tmp_path / "custom.onnx")
     result = edgepipe("export", str(tmp_path / "custom.onnx"), "-o", str(tmp_path / "out"))
     assert result.returncode in (1, 2), result.stderr

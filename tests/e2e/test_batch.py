@@ -1,4 +1,5 @@
 """`edgepipe batch`: failures stay with their job, a killed batch resumes without redoing work, caches answer reruns."""
+
 from __future__ import annotations
 
 import csv
@@ -17,7 +18,7 @@ import pytest
 from profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
 
-FACTORIES = '''
+FACTORIES = """
 import os, time
 import torch
 
@@ -29,13 +30,15 @@ def crashes():
 
 def small():
     return torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU())
-'''
+"""
 
 
 def batch_file(tmp: Path, models: list[str], extra: str = "", batch: str = "timeout_s = 300") -> Path:
     path = tmp / "jobs.toml"
-    path.write_text(f"[batch]\n{batch}\n[matrix]\nmodels = {json.dumps(models)}\nvariants = [\"fp32\"]\n"
-                    "[defaults]\nprofile = {runtimes = []}\n" + extra)
+    path.write_text(
+        f'[batch]\n{batch}\n[matrix]\nmodels = {json.dumps(models)}\nvariants = ["fp32"]\n'
+        "[defaults]\nprofile = {runtimes = []}\n" + extra
+    )
     return path
 
 
@@ -66,12 +69,20 @@ def test_failures_stay_with_their_job_and_workers_are_replaced(tmp_path):
     garbage = tmp_path / "models" / "broken.onnx"
     good = onnx_models(tmp_path, 2)
     garbage.write_bytes(b"not an onnx file")
-    jobs = batch_file(tmp_path, [*good, str(garbage), "userpkg:hangs", "userpkg:crashes", "userpkg:small"],
-                      '[[entry]]\nmodel = "userpkg:*"\ninputs = ["1x4"]\n',
-                      batch="timeout_s = 30\nrecycle_after = 2")
+    jobs = batch_file(
+        tmp_path,
+        [*good, str(garbage), "userpkg:hangs", "userpkg:crashes", "userpkg:small"],
+        '[[entry]]\nmodel = "userpkg:*"\ninputs = ["1x4"]\n',
+        batch="timeout_s = 30\nrecycle_after = 2",
+    )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(tmp_path / "out"),
-                           "--workers", "2"], capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(tmp_path / "out"), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     runs = {r["job"]: r for r in json.loads((tmp_path / "out" / "batch.json").read_text())["runs"]}
     assert [runs[f"m{i}"]["status"] for i in range(2)] == ["done", "done"] and runs["userpkg_small"]["status"] == "done"
@@ -91,14 +102,20 @@ def test_failures_stay_with_their_job_and_workers_are_replaced(tmp_path):
     checks = json.loads(gate.stdout)["checks"]
     assert gate.returncode == 1 and sum(c["check"] == "max_size" and c["status"] == "pass" for c in checks) == 3
     assert {c["subject"] for c in checks if c["status"] == "fail"} == {
-        "broken @batch", "userpkg_hangs @batch", "userpkg_crashes @batch"}
+        "broken @batch",
+        "userpkg_hangs @batch",
+        "userpkg_crashes @batch",
+    }
 
 
 def test_sigkill_mid_batch_then_rerun_redoes_nothing_completed(tmp_path):
     models = onnx_models(tmp_path, 5)
     jobs, out = batch_file(tmp_path, models), tmp_path / "out"
-    batch = subprocess.Popen([sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(out), "--workers", "1"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    batch = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(out), "--workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         state = json.loads((out / "batch.json").read_text()) if (out / "batch.json").is_file() else {}
@@ -113,8 +130,9 @@ def test_sigkill_mid_batch_then_rerun_redoes_nothing_completed(tmp_path):
     state = json.loads((out / "batch.json").read_text())
     finished = {r["job"]: r["run_dir"] for r in state["runs"] if r["status"] == "done"}
     assert 2 <= len(finished) < 5
-    before = {job: json.loads((out / run_dir / "manifest.json").read_text())["stages"]
-              for job, run_dir in finished.items()}
+    before = {
+        job: json.loads((out / run_dir / "manifest.json").read_text())["stages"] for job, run_dir in finished.items()
+    }
     rerun = edgepipe("batch", str(jobs), "-o", str(out), "--workers", "1")
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     runs = {r["job"]: r for r in json.loads((out / "batch.json").read_text())["runs"]}
@@ -134,13 +152,16 @@ def test_warm_cache_starts_no_worker_and_force_redoes_everything(tmp_path):
     assert forced.returncode == 0 and json.loads(forced.stdout)["counts"]["done"] == 2
 
 
-@pytest.mark.parametrize("text, words", [
-    ('[matrix]\nmodels = ["nothing/*.onnx"]\n', "matches no .onnx file"),
-    ('[matrix]\nmodels = ["cnn_digits"]\nopset = 17\n', "an axis must be a non-empty list"),
-    ('[batch]\nworkers = 2\n[matrix]\nmodels = ["cnn_digits"]\n', "unknown key 'workers'"),
-    ('[matrix]\nmodels = ["cnn_digits"]\n[[entry]]\nmodel = "mlp*"\nexport = {opset = 17}\n', "matches no model"),
-    ('[matrix]\nmodels = ["cnn_digits"]\n[defaults]\nexport = {variants = ["fp64"]}\n', "export.variants"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ('[matrix]\nmodels = ["nothing/*.onnx"]\n', "matches no .onnx file"),
+        ('[matrix]\nmodels = ["cnn_digits"]\nopset = 17\n', "an axis must be a non-empty list"),
+        ('[batch]\nworkers = 2\n[matrix]\nmodels = ["cnn_digits"]\n', "unknown key 'workers'"),
+        ('[matrix]\nmodels = ["cnn_digits"]\n[[entry]]\nmodel = "mlp*"\nexport = {opset = 17}\n', "matches no model"),
+        ('[matrix]\nmodels = ["cnn_digits"]\n[defaults]\nexport = {variants = ["fp64"]}\n', "export.variants"),
+    ],
+)
 def test_bad_batch_files_get_one_line_and_exit_2(tmp_path, text, words):
     path = tmp_path / "jobs.toml"
     path.write_text(text)

@@ -1,4 +1,5 @@
 """`edgepipe run` with a [compress] section: channel pruning, magnitude pruning and distillation, end to end."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,12 @@ from tests.conftest import edgepipe, quick_job
 # Edits of the default job's [compress] lines.
 PRUNE = {'prune = "none"': 'prune = "channels"', "finetune_epochs = 20": "finetune_epochs = 4"}
 MAGNITUDE = {'prune = "none"': 'prune = "magnitude"', "finetune_epochs = 20": "finetune_epochs = 2"}
-DISTILL = {"distill = false": "distill = true", "# distill_epochs = 40": "distill_epochs = 6",
-           "qat = false": "qat = true", "qat_epochs = 10": "qat_epochs = 2"}
+DISTILL = {
+    "distill = false": "distill = true",
+    "# distill_epochs = 40": "distill_epochs = 6",
+    "qat = false": "qat = true",
+    "qat_epochs = 10": "qat_epochs = 2",
+}
 
 
 def _job(tmp, name: str, edits: dict[str, str]):

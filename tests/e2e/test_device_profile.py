@@ -1,4 +1,5 @@
 """`edgepipe devices` and `edgepipe profile --device` through the real adb client and server, against fake phones."""
+
 from __future__ import annotations
 
 import json
@@ -36,13 +37,17 @@ def phones(adb_host, tmp_path):
             phone = FakePhone(tmp_path / f"phone{len(started)}", spec)
             started.append(phone)
             stack.callback(phone.close)
-            device = FakeAdbDevice(phone, banner={"ro.product.name": "panther", "ro.product.model": "Pixel_7",
-                                                  "ro.product.device": "panther"}, mode=mode).start()
+            device = FakeAdbDevice(
+                phone,
+                banner={"ro.product.name": "panther", "ro.product.model": "Pixel_7", "ro.product.device": "panther"},
+                mode=mode,
+            ).start()
             stack.callback(device.close)
             phone.device = device
             serial = adb_host.connect(device.port, state=mode)
             stack.callback(adb_host.run, "disconnect", serial)
             return serial, phone
+
         yield start
 
 
@@ -57,14 +62,16 @@ def edgepipe_adb(adb_host, *args: str, path: str | None = None) -> subprocess.Co
     env = {**adb_host.env(), "PYTHONUNBUFFERED": "1"}
     if path is not None:
         env["PATH"] = path
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def profile(adb_host, model: Path, device: str, *extra: str) -> subprocess.CompletedProcess:
     binary = standin_binary(model.parent)
-    return edgepipe_adb(adb_host, "profile", str(model), "--device", device, "--benchmark-binary", str(binary),
-                        "--json", *extra)
+    return edgepipe_adb(
+        adb_host, "profile", str(model), "--device", device, "--benchmark-binary", str(binary), "--json", *extra
+    )
 
 
 def truth_mj(phone: FakePhone) -> float:
@@ -80,10 +87,17 @@ def test_devices_lists_facts_and_says_what_to_do_with_an_unauthorized_phone(adb_
     rows = {r["serial"]: r for r in json.loads(done.stdout)["devices"]}
     phone = rows[good]
     assert (phone["state"], phone["model"], phone["manufacturer"]) == ("device", "Pixel 7", "Google")
-    assert (phone["android_version"], phone["api_level"], phone["abi"], phone["soc"]) == ("14", 34, "arm64-v8a",
-                                                                                          "Google GS201")
-    assert [(c["cpus"], c["max_mhz"]) for c in phone["clusters"]] == [([0, 1, 2, 3], 1803.0), ([4, 5], 2348.0),
-                                                                       ([6, 7], 2850.0)]
+    assert (phone["android_version"], phone["api_level"], phone["abi"], phone["soc"]) == (
+        "14",
+        34,
+        "arm64-v8a",
+        "Google GS201",
+    )
+    assert [(c["cpus"], c["max_mhz"]) for c in phone["clusters"]] == [
+        ([0, 1, 2, 3], 1803.0),
+        ([4, 5], 2348.0),
+        ([6, 7], 2850.0),
+    ]
     assert phone["governors"] == ["schedutil"] and phone["cpu_cores"] == 8
     assert phone["battery"]["level"] == 83 and phone["battery"]["status"] == "discharging"
     assert phone["battery"]["charging"] is False and phone["temperatures_c"]["cpu-0-0-0"] == pytest.approx(31, abs=1)
@@ -179,15 +193,17 @@ def test_missing_binary_and_missing_adb_each_get_one_line(adb_host, phones, mode
 def test_a_job_with_device_profiles_its_tflite_artifacts_on_the_phone(adb_host, phones, cnn_files, tmp_path):
     serial, phone = phones()
     job = tmp_path / "job.toml"
-    job.write_text(f'[job]\nname = "phone"\nmodel = "{cnn_files["onnx"]}"\n[export]\nvariants = ["fp32"]\n'
-                   f'[profile]\nruntimes = ["tflite"]\ndevice = "{serial}"\n'
-                   f'benchmark_binary = "{standin_binary(tmp_path)}"\nwarmup_seconds = 0.1\nmin_runs = 50\n'
-                   "min_seconds = 2.0\nop_profile = false\nthroughput_batches = []\n")
+    job.write_text(
+        f'[job]\nname = "phone"\nmodel = "{cnn_files["onnx"]}"\n[export]\nvariants = ["fp32"]\n'
+        f'[profile]\nruntimes = ["tflite"]\ndevice = "{serial}"\n'
+        f'benchmark_binary = "{standin_binary(tmp_path)}"\nwarmup_seconds = 0.1\nmin_runs = 50\n'
+        "min_seconds = 2.0\nop_profile = false\nthroughput_batches = []\n"
+    )
     done = edgepipe_adb(adb_host, "run", str(job), "-o", str(tmp_path / "out"), "--json")
     assert done.returncode == 0, done.stderr
     profile = json.loads((tmp_path / "out" / "profile.json").read_text())
-    host, = profile["results"]
-    on_phone, = profile["device_results"]
+    (host,) = profile["results"]
+    (on_phone,) = profile["device_results"]
     assert host["device"]["kind"] == "host" and on_phone["device"]["kind"] == "android"
     assert on_phone["serial"] == serial and (on_phone["format"], on_phone["variant"]) == ("tflite", "fp32")
     assert on_phone["energy"]["mj_per_inference"] == pytest.approx(truth_mj(phone), rel=0.05)

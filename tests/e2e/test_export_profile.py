@@ -1,4 +1,5 @@
 """`edgepipe export` and `edgepipe profile` with --json, as DESIGN.md shapes them."""
+
 import json
 
 from tests.conftest import edgepipe

@@ -1,4 +1,5 @@
 """`edgepipe gate` on a real run: exit codes, JUnit, Markdown, JSON, and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -28,18 +29,37 @@ def budgets(tmp_path, text: str):
 
 def test_a_budget_met_passes_and_one_byte_short_fails_once(run_dir, tmp_path):
     size = tflite_size(run_dir)
-    common = ('format = "tflite"\nvariant = "fp32"\nmin_metric = {accuracy = 0.9}\nmax_metric_drop = {accuracy = 0}\n'
-              'max_error = 1e-3\nmax_p90 = {ratio = 1.0, of = "tflite:fp32"}\n')
-    met = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, f'[[budget]]\nmax_size = "{size} B"\n'
-                                                                            + common)), "--json")
+    common = (
+        'format = "tflite"\nvariant = "fp32"\nmin_metric = {accuracy = 0.9}\nmax_metric_drop = {accuracy = 0}\n'
+        'max_error = 1e-3\nmax_p90 = {ratio = 1.0, of = "tflite:fp32"}\n'
+    )
+    met = edgepipe(
+        "gate",
+        str(run_dir),
+        "--budgets",
+        str(budgets(tmp_path, f'[[budget]]\nmax_size = "{size} B"\n' + common)),
+        "--json",
+    )
     assert met.returncode == 0, met.stdout + met.stderr
     verdict = json.loads(met.stdout)
     assert verdict["passed"] and {c["check"] for c in verdict["checks"]} == {
-        "max_size", "min_metric.accuracy", "max_metric_drop.accuracy", "max_error", "max_p90 (1x tflite:fp32)"}
+        "max_size",
+        "min_metric.accuracy",
+        "max_metric_drop.accuracy",
+        "max_error",
+        "max_p90 (1x tflite:fp32)",
+    }
     junit, summary = tmp_path / "gate.xml", tmp_path / "gate.md"
-    missed = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, f'[[budget]]\nmax_size = "{size - 1} B"\n'
-                                                                               + common)),
-                      "--junit", str(junit), "--markdown", str(summary))
+    missed = edgepipe(
+        "gate",
+        str(run_dir),
+        "--budgets",
+        str(budgets(tmp_path, f'[[budget]]\nmax_size = "{size - 1} B"\n' + common)),
+        "--junit",
+        str(junit),
+        "--markdown",
+        str(summary),
+    )
     assert missed.returncode == 1, missed.stdout + missed.stderr
     suite = ET.parse(junit).getroot()
     failures = suite.findall("testcase/failure")
@@ -53,7 +73,7 @@ def test_a_budget_met_passes_and_one_byte_short_fails_once(run_dir, tmp_path):
 def test_unmeasured_energy_passes_unless_required(run_dir, tmp_path):
     text = '[[budget]]\ndevice = "host"\nformat = "tflite"\nmin_inferences_per_joule = 100\n'
     loose = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, text)), "--json")
-    check, = json.loads(loose.stdout)["checks"]
+    (check,) = json.loads(loose.stdout)["checks"]
     assert loose.returncode == 0 and check["status"] == "not measured" and "energy not measured" in check["detail"]
     strict = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, text + "require_energy = true\n")))
     assert strict.returncode == 1
@@ -62,7 +82,7 @@ def test_unmeasured_energy_passes_unless_required(run_dir, tmp_path):
 def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):
     cases = {
         '[[budget]]\nmax_p90 = "3 MB"\n': "wrong unit",
-        '[[budget]]\nmin_metric = {psnr_db = 20}\n': "metric 'psnr_db' is not in this report",
+        "[[budget]]\nmin_metric = {psnr_db = 20}\n": "metric 'psnr_db' is not in this report",
         '[[budget]]\nmodel = "nothing*"\nmax_size = "1 MiB"\n': "selects nothing",
     }
     for text, words in cases.items():

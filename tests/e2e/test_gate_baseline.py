@@ -1,4 +1,5 @@
 """--baseline: a model over 30 % slower fails the gate, a rerun of the same model does not; [gate] in a job."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,11 @@ from tests.conftest import edgepipe
 
 def job(tmp: Path, model: Path, name: str, gate: str = "") -> Path:
     path = tmp / f"{name}.toml"
-    path.write_text(f'[job]\nname = "chain"\nmodel = "{model}"\n[export]\nvariants = ["fp32"]\n'
-                    '[profile]\nruntimes = ["onnxruntime"]\nwarmup_seconds = 0.3\nmin_runs = 300\n'
-                    'min_seconds = 1.5\nop_profile = false\nthroughput_batches = []\n' + gate)
+    path.write_text(
+        f'[job]\nname = "chain"\nmodel = "{model}"\n[export]\nvariants = ["fp32"]\n'
+        '[profile]\nruntimes = ["onnxruntime"]\nwarmup_seconds = 0.3\nmin_runs = 300\n'
+        "min_seconds = 1.5\nop_profile = false\nthroughput_batches = []\n" + gate
+    )
     return path
 
 
@@ -23,7 +26,9 @@ def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("baseline")
     # 60 % more work: 40 % more measured 1.14x-1.45x slower from run to run here. (1, 16, 256): ~0.25 ms a
     # call, so work, not per-call overhead, sets the time, and a call rarely spans a preemption under load
-    base, slow = (matmul_chain(tmp / f"{name}.onnx", depth, (1, 16, 256)) for name, depth in (("base", 10), ("slow", 16)))
+    base, slow = (
+        matmul_chain(tmp / f"{name}.onnx", depth, (1, 16, 256)) for name, depth in (("base", 10), ("slow", 16))
+    )
     budgets = tmp / "budgets.toml"
     # 0.15, not the default 0.10: nine runs of the base model here gave p90s from 0.289 to 0.350 ms (sd 5 %),
     # a spread between processes that no interval from within one run can see

@@ -1,4 +1,5 @@
 """Conversion never touches the network, even for the input shape that makes onnx2tf download."""
+
 import json
 import shutil
 import subprocess
@@ -19,11 +20,26 @@ def test_three_channel_image_model_converts_without_network(tmp_path):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
     onnx_file = tmp_path / "rgb.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 16, 16),), str(onnx_file), input_names=["image"],
-                      dynamo=True, external_data=False)
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 16, 16),), str(onnx_file), input_names=["image"], dynamo=True, external_data=False
+    )
     result = subprocess.run(
-        ["unshare", "-rn", sys.executable, "-m", "pipeline", "export", str(onnx_file), "-o", str(tmp_path / "o"),
-         "--json"], capture_output=True, text=True, timeout=600)
+        [
+            "unshare",
+            "-rn",
+            sys.executable,
+            "-m",
+            "pipeline",
+            "export",
+            str(onnx_file),
+            "-o",
+            str(tmp_path / "o"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     tflite = next(a for a in json.loads(result.stdout)["artifacts"] if a["format"] == "tflite")
     assert tflite["inputs"][0]["shape"] == [1, 16, 16, 3] and tflite["ledger"]["ok"]

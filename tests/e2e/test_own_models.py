@@ -1,4 +1,5 @@
 """A user's own mobile networks: torchvision-style blocks, LeViT-style attention, int8 from the user's data."""
+
 import json
 import textwrap
 
@@ -83,7 +84,8 @@ FACTORIES = textwrap.dedent('''
             super().__init__()
             self.linear, self.bn = nn.Linear(inputs, outputs, bias=False), nn.BatchNorm1d(outputs)
             with torch.no_grad():
-                self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.5, 2), self.bn.weight.uniform_(0.5, 2)
+                self.bn.running_mean.uniform_(-1, 1), self.bn.running_var.uniform_(0.5, 2)
+                self.bn.weight.uniform_(0.5, 2)
 
         def forward(self, x):
             x = self.linear(x)
@@ -160,8 +162,10 @@ def test_mobile_blocks_convert_with_native_depthwise_and_grouped_convolutions(pr
     assert tflite["op_count"] == sum(ops.values())
     split = tflite["size_split"]
     assert split["total_bytes"] == tflite["size_bytes"]
-    assert split["tensor_data_bytes"] + split["quantization_bytes"] + split["name_bytes"] + split["structure_bytes"] \
+    assert (
+        split["tensor_data_bytes"] + split["quantization_bytes"] + split["name_bytes"] + split["structure_bytes"]
         == split["total_bytes"]
+    )
     manifest = json.loads((project / "mobile" / "manifest.json").read_text())
     recorded = next(a for a in manifest["stages"]["export"]["result"]["artifacts"] if a["format"] == "tflite")
     assert recorded["op_histogram"] == ops and recorded["size_split"] == split
@@ -179,8 +183,16 @@ def test_levit_style_attention_with_learned_position_bias_converts(project):
 
 
 def test_int8_from_the_users_npz_for_a_factory_and_for_its_onnx_file(project):
-    out = _export(project, "own_models:mobile", "--variant", "fp32,int8", "--calibration", "calib.npz",
-                  "-o", str(project / "int8"))
+    out = _export(
+        project,
+        "own_models:mobile",
+        "--variant",
+        "fp32,int8",
+        "--calibration",
+        "calib.npz",
+        "-o",
+        str(project / "int8"),
+    )
     int8 = _tflite(out, "int8")
     assert int8["inputs"][0]["dtype"] == "int8" and int8["ledger"]["ok"]
     assert int8["ledger"]["sqnr_db"] >= 20, int8["ledger"]
@@ -191,8 +203,18 @@ def test_int8_from_the_users_npz_for_a_factory_and_for_its_onnx_file(project):
 
 
 def test_calibration_from_a_function_and_accuracy_from_eval_data(project):
-    out = _export(project, "own_models:mobile", "--variant", "int8_float_io", "--calibration", "own_models:samples",
-                  "--eval-data", "own_models:labelled", "-o", str(project / "fn"))
+    out = _export(
+        project,
+        "own_models:mobile",
+        "--variant",
+        "int8_float_io",
+        "--calibration",
+        "own_models:samples",
+        "--eval-data",
+        "own_models:labelled",
+        "-o",
+        str(project / "fn"),
+    )
     art = _tflite(out, "int8_float_io")
     assert set(art["metrics"]) == {"accuracy"} and 0 <= art["metrics"]["accuracy"] <= 1
     ledger = json.loads((project / "fn" / "ledger.json").read_text())
@@ -205,28 +227,54 @@ def test_calibration_from_a_folder_of_images(project):
     rng = np.random.default_rng(1)
     for i in range(10):
         Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / f"{i}.png")
-    out = _export(project, "own_models:mobile", "--variant", "int8", "--calibration", "images",
-                  "--image-mean", "0.5,0.5,0.5", "--image-std", "0.25,0.25,0.25", "-o", str(project / "img"))
+    out = _export(
+        project,
+        "own_models:mobile",
+        "--variant",
+        "int8",
+        "--calibration",
+        "images",
+        "--image-mean",
+        "0.5,0.5,0.5",
+        "--image-std",
+        "0.25,0.25,0.25",
+        "-o",
+        str(project / "img"),
+    )
     assert _tflite(out, "int8")["ledger"]["ok"]
 
 
-@pytest.mark.parametrize("make, expected", [
-    (lambda p: np.savez(p, wrong=np.zeros((16, 3, 32, 32), np.float32)), "no array for input(s) 'image'"),
-    (lambda p: np.savez(p, image=np.zeros((16, 3, 8, 8), np.float32)), "samples of shape (3, 8, 8)"),
-    (lambda p: np.savez(p, image=np.zeros((16, 3, 32, 32), np.int64)), "is int64, the model takes float32"),
-    (lambda p: np.savez(p, image=np.zeros((3, 3, 32, 32), np.float32)), "holds 3 sample(s)"),
-    (lambda p: p.write_bytes(b"not a zip"), "not a readable .npz"),
-])
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda p: np.savez(p, wrong=np.zeros((16, 3, 32, 32), np.float32)), "no array for input(s) 'image'"),
+        (lambda p: np.savez(p, image=np.zeros((16, 3, 8, 8), np.float32)), "samples of shape (3, 8, 8)"),
+        (lambda p: np.savez(p, image=np.zeros((16, 3, 32, 32), np.int64)), "is int64, the model takes float32"),
+        (lambda p: np.savez(p, image=np.zeros((3, 3, 32, 32), np.float32)), "holds 3 sample(s)"),
+        (lambda p: p.write_bytes(b"not a zip"), "not a readable .npz"),
+    ],
+)
 def test_bad_calibration_data_is_one_line_and_exit_2(project, make, expected):
     path = project / "bad.npz"
     make(path)
-    result = edgepipe("export", "own_models:mobile", "--variant", "int8", "--calibration", str(path),
-                      "-o", str(project / "bad"), cwd=project)
+    result = edgepipe(
+        "export",
+        "own_models:mobile",
+        "--variant",
+        "int8",
+        "--calibration",
+        str(path),
+        "-o",
+        str(project / "bad"),
+        cwd=project,
+    )
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and expected in lines[0], result.stderr
-    assert not (project / "bad" / "manifest.json").exists() or "export" not in json.loads(
-        (project / "bad" / "manifest.json").read_text())["stages"]
+    assert (
+        not (project / "bad" / "manifest.json").exists()
+        or "export" not in json.loads((project / "bad" / "manifest.json").read_text())["stages"]
+    )
 
 
 def test_an_unreadable_image_is_named(project):
@@ -234,8 +282,17 @@ def test_an_unreadable_image_is_named(project):
     folder.mkdir()
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(folder / "good.png")
     (folder / "bad.jpg").write_bytes(b"\xff\xd8 truncated")
-    result = edgepipe("export", "own_models:mobile", "--variant", "int8", "--calibration", str(folder),
-                      "-o", str(project / "bi"), cwd=project)
+    result = edgepipe(
+        "export",
+        "own_models:mobile",
+        "--variant",
+        "int8",
+        "--calibration",
+        str(folder),
+        "-o",
+        str(project / "bi"),
+        cwd=project,
+    )
     assert result.returncode == 2 and "bad.jpg cannot be read" in result.stderr, result.stderr
 
 
@@ -261,5 +318,7 @@ def test_conversion_time_grows_at_most_linearly_with_model_size(project, tmp_pat
         export_tflite_variants(onnx_path, out, ["fp32"], tmp_path / "convert.log")
         seconds[name] = time.perf_counter() - start
     ratio = seconds["mobile_deep"] / seconds["mobile"]
-    print(f"conversion: 3 blocks {seconds['mobile']:.2f} s, 12 blocks {seconds['mobile_deep']:.2f} s, ratio {ratio:.2f}")
+    print(
+        f"conversion: 3 blocks {seconds['mobile']:.2f} s, 12 blocks {seconds['mobile_deep']:.2f} s, ratio {ratio:.2f}"
+    )
     assert ratio <= 4 * 1.25, seconds

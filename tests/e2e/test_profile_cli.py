@@ -1,4 +1,5 @@
 """`edgepipe profile` as a user runs it: --quick, --json, --inputs, --batch and the one-line errors."""
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,14 @@ def test_inputs_file_good_quantized_and_mismatched(models, tmp_path):
     # float values for the int8 model's int8 input are quantized with its scale and zero point
     assert _profiled(str(models["int8"]), "--inputs", str(good))["runtime"] == "tflite"
     cases = {
-        "named.npz": ({"image": np.zeros((1, 8, 8, 1), np.float32)}, ("no array for input(s) 'x'", "'image' match no input")),
-        "shape.npz": ({"x": np.zeros((1, 8, 8, 3), np.float32)}, ("input 'x' has shape [1, 8, 8, 3]", "takes [1, 8, 8, 1]")),
+        "named.npz": (
+            {"image": np.zeros((1, 8, 8, 1), np.float32)},
+            ("no array for input(s) 'x'", "'image' match no input"),
+        ),
+        "shape.npz": (
+            {"x": np.zeros((1, 8, 8, 3), np.float32)},
+            ("input 'x' has shape [1, 8, 8, 3]", "takes [1, 8, 8, 1]"),
+        ),
         "batch.npz": ({"x": np.zeros((2, 8, 8, 1), np.float32)}, ("[2, 8, 8, 1]", "--batch 2")),
         "dtype.npz": ({"x": np.zeros((1, 8, 8, 1), np.float64)}, ("input 'x' is float64", "takes float32")),
     }
@@ -73,13 +80,19 @@ def test_inputs_file_good_quantized_and_mismatched(models, tmp_path):
         np.savez(tmp_path / name, **arrays)
         _one_line_error(edgepipe("profile", str(models["fp32"]), "--inputs", str(tmp_path / name)), name, *fragments)
     (tmp_path / "junk.npz").write_bytes(b"not a zip file")
-    _one_line_error(edgepipe("profile", str(models["fp32"]), "--inputs", str(tmp_path / "junk.npz")),
-                    "junk.npz", "not a readable .npz")
+    _one_line_error(
+        edgepipe("profile", str(models["fp32"]), "--inputs", str(tmp_path / "junk.npz")),
+        "junk.npz",
+        "not a readable .npz",
+    )
 
 
 def test_batch_on_fixed_and_dynamic_onnx(models, tmp_path):
-    line = _one_line_error(edgepipe("profile", str(models["onnx"]), "--batch", "4"),
-                           "input 'x' has a fixed batch of 1", "dynamic first dimension")
+    line = _one_line_error(
+        edgepipe("profile", str(models["onnx"]), "--batch", "4"),
+        "input 'x' has a fixed batch of 1",
+        "dynamic first dimension",
+    )
     assert str(models["onnx"]) in line
     dynamic = onnx_graph(tmp_path / "dyn_batch.onnx", ["N", 16])
     out = _profiled(str(dynamic), "--batch", "4")
@@ -88,16 +101,20 @@ def test_batch_on_fixed_and_dynamic_onnx(models, tmp_path):
 
 def test_open_dimension_needs_inputs(tmp_path):
     ragged = onnx_graph(tmp_path / "ragged.onnx", ["N", 3, "L"])
-    _one_line_error(edgepipe("profile", str(ragged)), "ragged.onnx", "input 'x' has open dimension 2",
-                    "[?, 3, ?]", "--inputs")
+    _one_line_error(
+        edgepipe("profile", str(ragged)), "ragged.onnx", "input 'x' has open dimension 2", "[?, 3, ?]", "--inputs"
+    )
     np.savez(tmp_path / "x.npz", x=np.ones((2, 3, 5), np.float32))
     out = _profiled(str(ragged), "--inputs", str(tmp_path / "x.npz"))
     assert out["batch"] == 2
 
 
 def test_unknown_ort_level_is_one_line(models):
-    _one_line_error(edgepipe("profile", str(models["onnx"]), "--ort-optimization", "max"),
-                    "'max' is unknown", "disable, basic, extended, all")
+    _one_line_error(
+        edgepipe("profile", str(models["onnx"]), "--ort-optimization", "max"),
+        "'max' is unknown",
+        "disable, basic, extended, all",
+    )
 
 
 def test_torchscript_runs_from_an_inputs_file_and_says_what_it_needs(tmp_path):

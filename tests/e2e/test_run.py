@@ -1,4 +1,5 @@
 """`edgepipe run` end to end with real torch, ONNX Runtime, onnx2tf and TFLite."""
+
 import json
 import os
 import shutil
@@ -21,8 +22,16 @@ def test_run_succeeds_and_prints_the_summary(default_run):
 def test_every_manifest_entry_matches_its_file(default_run):
     manifest = default_run["manifest"]
     paths = {a["path"] for a in manifest["artifacts"]}
-    assert {"model.pt", "model.pt2", "model.onnx", "model_fp32.tflite", "ledger.json", "profile.json",
-            "report.md", "logs/convert.log"} <= paths
+    assert {
+        "model.pt",
+        "model.pt2",
+        "model.onnx",
+        "model_fp32.tflite",
+        "ledger.json",
+        "profile.json",
+        "report.md",
+        "logs/convert.log",
+    } <= paths
     for entry in manifest["artifacts"]:
         path = default_run["dir"] / entry["path"]
         assert sha256_file(path) == entry["sha256"] and path.stat().st_size == entry["size_bytes"]

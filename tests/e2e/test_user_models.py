@@ -1,4 +1,5 @@
 """`edgepipe export pkg.module:factory` for both factory kinds, named inputs, weights and their refusal."""
+
 import json
 import textwrap
 
@@ -7,7 +8,7 @@ import torch
 
 from tests.conftest import edgepipe
 
-FACTORIES = textwrap.dedent('''
+FACTORIES = textwrap.dedent("""
     import torch
     from torch import nn
 
@@ -51,7 +52,7 @@ FACTORIES = textwrap.dedent('''
 
     def broken():
         raise RuntimeError("no such weights")
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -116,19 +117,23 @@ def test_weights_are_loaded_and_change_the_outputs(project):
 
 def test_weights_needing_unsafe_unpickling_are_refused(project):
     torch.save({"x": torch.nn.Linear(1, 1)}, project / "module.pt")  # a whole module: needs unpickling
-    result = edgepipe("export", "my_models:with_examples", "--weights", "module.pt", "-o", str(project / "e"),
-                      cwd=project)
+    result = edgepipe(
+        "export", "my_models:with_examples", "--weights", "module.pt", "-o", str(project / "e"), cwd=project
+    )
     assert result.returncode == 2 and "needs unsafe unpickling" in result.stderr and "state_dict" in result.stderr
     assert not (project / "e").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (("my_models:bare",), "give its inputs with --input"),
-    (("my_models:bare", "--input", "1xAx8"), "expected a shape like 1x3x32x32"),
-    (("my_models:nothing",), "has no callable 'nothing'"),
-    (("no_such_pkg.mod:f",), "cannot import 'no_such_pkg.mod'"),
-    (("my_models:broken",), "raised RuntimeError: no such weights"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("my_models:bare",), "give its inputs with --input"),
+        (("my_models:bare", "--input", "1xAx8"), "expected a shape like 1x3x32x32"),
+        (("my_models:nothing",), "has no callable 'nothing'"),
+        (("no_such_pkg.mod:f",), "cannot import 'no_such_pkg.mod'"),
+        (("my_models:broken",), "raised RuntimeError: no such weights"),
+    ],
+)
 def test_bad_factory_input_is_one_clear_line(project, args, message):
     result = edgepipe("export", *args, "-o", str(project / "bad"), cwd=project)
     assert result.returncode == 2, result.stderr

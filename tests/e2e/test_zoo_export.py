@@ -4,6 +4,7 @@ Runs in one process (TensorFlow loads once) through the same runner `edgepipe ex
 proves in a fresh process that has not imported TensorFlow that every artifact runs on the plain
 TFLite runtime (no Flex ops).
 """
+
 import json
 import subprocess
 import sys
@@ -47,7 +48,9 @@ def test_zoo_model_converts_with_numerics_and_metric(exports, name):
 
 
 def test_rewrites_are_recorded_in_the_manifest(exports):
-    manifest = json.loads((__import__("pathlib").Path(exports["tiny_transformer"]["run_dir"]) / "manifest.json").read_text())
+    manifest = json.loads(
+        (__import__("pathlib").Path(exports["tiny_transformer"]["run_dir"]) / "manifest.json").read_text()
+    )
     rewrites = manifest["stages"]["export"]["result"]["rewrites"]
     assert any("gelu" in r for r in rewrites) and exports["cnn_digits"]["rewrites"] == []
 

@@ -1,4 +1,5 @@
 """Boundary shapes: the written TFLite file takes and gives the ONNX model's shapes where onnx2tf changed them."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -64,7 +65,10 @@ def test_transposed_2d_concat_is_restored(tmp_path, monkeypatch):
     assert [s.shape for s in result.inputs] == [(2, 2), (2, 2)]
     assert [s.shape for s in result.outputs] == [(4, 2)]
     assert {(f.role, f.name, f.op, f.perm) for f in result.boundary} == {
-        ("input", "a", "transpose", (1, 0)), ("input", "b", "transpose", (1, 0)), ("output", "y", "transpose", (1, 0))}
+        ("input", "a", "transpose", (1, 0)),
+        ("input", "b", "transpose", (1, 0)),
+        ("output", "y", "transpose", (1, 0)),
+    }
     rng = np.random.default_rng(1)
     feeds = {n: rng.standard_normal((2, 2)).astype(np.float32) for n in ("a", "b")}
     for got, want in _tflite_vs_ort(onnx_path, result.path, feeds).values():
@@ -117,8 +121,8 @@ def test_a_transpose_is_chosen_only_by_evidence(tmp_path):
 
 
 def test_unrestorable_output_keeps_the_clear_error(tmp_path):
-    from exporters.tflite_signature import signature
     from exporters.tflite_convert import write_saved_model
+    from exporters.tflite_signature import signature
 
     onnx_path = _identity_onnx(tmp_path)
     specs = onnx_input_specs(onnx_path)

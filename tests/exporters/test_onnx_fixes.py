@@ -1,5 +1,6 @@
 """ONNX-level fixes: exact GELU in every spelling becomes one TFLite GELU, ConvNeXt blocks convert
 channels-first with native depthwise convolutions; look-alikes are left alone."""
+
 from __future__ import annotations
 
 import tempfile
@@ -28,28 +29,44 @@ def _const(name: str, value) -> onnx.TensorProto:
 # Each spelling: nodes after y = x @ w (so x is not a graph input), from "y" to "out".
 SPELLINGS = {
     "torch": [  # what torch.onnx writes for nn.GELU: Mul(x, Mul(0.5, Add(Erf(x / sqrt 2), 1)))
-        helper.make_node("Div", ["y", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
-        helper.make_node("Add", ["e", "one"], ["a"]), helper.make_node("Mul", ["half", "a"], ["m"]),
-        helper.make_node("Mul", ["y", "m"], ["out"])],
+        helper.make_node("Div", ["y", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["half", "a"], ["m"]),
+        helper.make_node("Mul", ["y", "m"], ["out"]),
+    ],
     "half_first": [  # Mul(Mul(x, 0.5), Add(1, Erf(x * (1 / sqrt 2))))
-        helper.make_node("Mul", ["y", "inv_sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
-        helper.make_node("Add", ["one", "e"], ["a"]), helper.make_node("Mul", ["y", "half"], ["h"]),
-        helper.make_node("Mul", ["h", "a"], ["out"])],
+        helper.make_node("Mul", ["y", "inv_sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["one", "e"], ["a"]),
+        helper.make_node("Mul", ["y", "half"], ["h"]),
+        helper.make_node("Mul", ["h", "a"], ["out"]),
+    ],
     "x_first": [  # Mul(Mul(x, Add(Erf(x / sqrt 2), 1)), 0.5)
-        helper.make_node("Div", ["y", "sqrt2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
-        helper.make_node("Add", ["e", "one"], ["a"]), helper.make_node("Mul", ["a", "y"], ["m"]),
-        helper.make_node("Mul", ["m", "half"], ["out"])],
+        helper.make_node("Div", ["y", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["a", "y"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["out"]),
+    ],
 }
 
 
 def _model(nodes: list, one: float = 1.0) -> onnx.ModelProto:
     weights = np.random.default_rng(0).standard_normal((8, 8)).astype(np.float32)
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"]), *nodes], "gelu",
+        [helper.make_node("MatMul", ["x", "w"], ["y"]), *nodes],
+        "gelu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2, 8])],
-        [numpy_helper.from_array(weights, "w"), _const("sqrt2", 1.4142135), _const("inv_sqrt2", 0.70710677),
-         _const("one", one), _const("half", 0.5)])
+        [
+            numpy_helper.from_array(weights, "w"),
+            _const("sqrt2", 1.4142135),
+            _const("inv_sqrt2", 0.70710677),
+            _const("one", one),
+            _const("half", 0.5),
+        ],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
 
 
@@ -88,8 +105,9 @@ class _ConvNeXtBlock(nn.Module):
     def __init__(self, channels: int):
         super().__init__()
         self.dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
-        self.mlp = nn.Sequential(nn.LayerNorm(channels), nn.Linear(channels, 4 * channels), nn.GELU(),
-                                 nn.Linear(4 * channels, channels))
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(channels), nn.Linear(channels, 4 * channels), nn.GELU(), nn.Linear(4 * channels, channels)
+        )
         self.layer_scale = nn.Parameter(torch.full((channels, 1, 1), 0.5))
 
     def forward(self, x):
@@ -101,14 +119,22 @@ def _linear_norm(back: list[int]) -> onnx.ModelProto:
     rng = np.random.default_rng(0)
     stats = [rng.uniform(0.5, 2, 8), rng.standard_normal(8), rng.standard_normal(8), rng.uniform(0.5, 2, 8)]
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Reshape", ["y", "flat"], ["f"]),
-         helper.make_node("BatchNormalization", ["f", "g", "b", "m", "v"], ["n"], epsilon=1e-3),
-         helper.make_node("Reshape", ["n", "back"], ["out"])], "linear_norm",
+        [
+            helper.make_node("MatMul", ["x", "w"], ["y"]),
+            helper.make_node("Reshape", ["y", "flat"], ["f"]),
+            helper.make_node("BatchNormalization", ["f", "g", "b", "m", "v"], ["n"], epsilon=1e-3),
+            helper.make_node("Reshape", ["n", "back"], ["out"]),
+        ],
+        "linear_norm",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 8])],
         [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
-        [numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w"),
-         numpy_helper.from_array(np.array([6, 8], np.int64), "flat"), numpy_helper.from_array(np.array(back, np.int64), "back"),
-         *(numpy_helper.from_array(a.astype(np.float32), n) for a, n in zip(stats, "gbmv"))])
+        [
+            numpy_helper.from_array(rng.standard_normal((8, 8)).astype(np.float32), "w"),
+            numpy_helper.from_array(np.array([6, 8], np.int64), "flat"),
+            numpy_helper.from_array(np.array(back, np.int64), "back"),
+            *(numpy_helper.from_array(a.astype(np.float32), n) for a, n in zip(stats, "gbmv")),
+        ],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
 
 
@@ -126,8 +152,15 @@ def test_batchnorm_between_reshapes_becomes_an_affine_on_the_last_axis():
 
 def _convnext_like() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 16, 4, 4), _LayerNorm2d(16), _ConvNeXtBlock(16), _ConvNeXtBlock(16),
-                         _LayerNorm2d(16), nn.Conv2d(16, 32, 2, 2), _ConvNeXtBlock(32)).eval()
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 4, 4),
+        _LayerNorm2d(16),
+        _ConvNeXtBlock(16),
+        _ConvNeXtBlock(16),
+        _LayerNorm2d(16),
+        nn.Conv2d(16, 32, 2, 2),
+        _ConvNeXtBlock(32),
+    ).eval()
 
 
 def test_convnext_blocks_convert_channels_first(tmp_path):
@@ -138,8 +171,9 @@ def test_convnext_blocks_convert_channels_first(tmp_path):
     # three 7x7 depthwise convs, and a 1x1 one per LayerNorm for its scale and shift; every Linear a 1x1 conv
     assert ops["DEPTHWISE_CONV_2D"] == 3 + 5 and ops["GELU"] == 3 and "FULLY_CONNECTED" not in ops
     assert ops["CONV_2D"] == 2 + 2 * 3 and ops.get("TRANSPOSE", 0) <= 2
-    assert "5 channels-last block(s) between transposes rewritten channels-first" in \
-        (tmp_path / "convert.log").read_text()
+    assert (
+        "5 channels-last block(s) between transposes rewritten channels-first" in (tmp_path / "convert.log").read_text()
+    )
     with torch.no_grad():
         expected = model(x).numpy()
     got = open_tflite(result.path).run({"x": x.numpy().transpose(0, 2, 3, 1).copy()})["output_0"]

@@ -1,4 +1,5 @@
 """ONNX Runtime quantization of a trained cnn_digits: loading, size, accuracy, graph contents and failures."""
+
 from __future__ import annotations
 
 import tempfile
@@ -45,8 +46,12 @@ def digits(tmp_path_factory) -> Digits:
 @pytest.fixture(scope="module")
 def variants(digits) -> dict[str, OnnxQuantExport]:
     out = digits.work / "variants"
-    return {v: quantize_onnx(digits.onnx_path, out / f"model_{v}.onnx", v, out / "quantize.log",
-                             calibration={"x": digits.x_train}) for v in ORT_VARIANTS}
+    return {
+        v: quantize_onnx(
+            digits.onnx_path, out / f"model_{v}.onnx", v, out / "quantize.log", calibration={"x": digits.x_train}
+        )
+        for v in ORT_VARIANTS
+    }
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -56,7 +61,7 @@ def _session(path: Path) -> ort.InferenceSession:
 def _accuracy(path: Path, digits: Digits) -> float:
     """Argmax accuracy on the test split, one sample per run as the model's batch dim is fixed at 1."""
     session = _session(path)
-    logits = np.concatenate([session.run(None, {"x": digits.x_test[i:i + 1]})[0] for i in range(len(digits.x_test))])
+    logits = np.concatenate([session.run(None, {"x": digits.x_test[i : i + 1]})[0] for i in range(len(digits.x_test))])
     return float((logits.argmax(axis=1) == digits.y_test).mean())
 
 
@@ -110,8 +115,9 @@ def test_dynamic_graph_computes_on_integers(variants):
     assert export.quantized_nodes == 2
 
 
-@pytest.mark.parametrize("calibration", [None, {}, {"x": np.zeros((0, 1, 8, 8), np.float32)}],
-                         ids=["none", "no-input", "empty"])
+@pytest.mark.parametrize(
+    "calibration", [None, {}, {"x": np.zeros((0, 1, 8, 8), np.float32)}], ids=["none", "no-input", "empty"]
+)
 def test_missing_or_empty_calibration_names_the_input(digits, tmp_path, calibration):
     with pytest.raises(ExportError, match=r"'x'.*'dynamic'"):
         quantize_onnx(digits.onnx_path, tmp_path / "q.onnx", "int8_qdq", tmp_path / "q.log", calibration)
@@ -144,10 +150,15 @@ def test_failed_quantization_leaves_no_file(tmp_path, variant):
     # A valid ONNX file whose custom op ONNX Runtime does not know: its quantization tools fail on it.
     x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4]) for n in ("x", "y"))
     weight = numpy_helper.from_array(np.eye(4, dtype=np.float32), "w")
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["t"], name="mm"),
-             helper.make_node("Frobnicate", ["t"], ["y"], domain="com.example", name="custom")]
-    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [weight]), ir_version=10,
-                              opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["t"], name="mm"),
+        helper.make_node("Frobnicate", ["t"], ["y"], domain="com.example", name="custom"),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", [x], [y], [weight]),
+        ir_version=10,
+        opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)],
+    )
     source, out_dir, log = tmp_path / "custom.onnx", tmp_path / "out", tmp_path / "q.log"
     onnx.save(model, str(source))
     with pytest.raises(ExportError, match=f"custom.onnx -> {variant}: ONNX Runtime quantization failed: .*Frobnicate"):
@@ -162,8 +173,14 @@ def test_nodes_to_exclude_keep_the_node_in_float(digits, variants, tmp_path, mon
     last = [n.name for n in graph.node if n.op_type == "Gemm"][-1]
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # to see every temporary file go
     (tmp_path / "tmp").mkdir()
-    export = quantize_onnx(digits.onnx_path, tmp_path / "q.onnx", variant, tmp_path / "q.log",
-                           {"x": digits.x_train[:200]}, nodes_to_exclude=(last,))
+    export = quantize_onnx(
+        digits.onnx_path,
+        tmp_path / "q.onnx",
+        variant,
+        tmp_path / "q.log",
+        {"x": digits.x_train[:200]},
+        nodes_to_exclude=(last,),
+    )
     assert export.excluded_nodes == (last,)
     assert export.quantized_nodes == variants[variant].quantized_nodes - 1
     written = onnx.load(str(export.path)).graph
@@ -180,6 +197,7 @@ def test_nodes_to_exclude_keep_the_node_in_float(digits, variants, tmp_path, mon
 
 def test_unknown_excluded_node_is_named(digits, tmp_path):
     with pytest.raises(ExportError, match="no node named 'node_nope'"):
-        quantize_onnx(digits.onnx_path, tmp_path / "q.onnx", "dynamic", tmp_path / "q.log",
-                      nodes_to_exclude=("node_nope",))
+        quantize_onnx(
+            digits.onnx_path, tmp_path / "q.onnx", "dynamic", tmp_path / "q.log", nodes_to_exclude=("node_nope",)
+        )
     assert [p.name for p in tmp_path.iterdir()] == ["q.log"]

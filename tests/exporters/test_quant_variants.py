@@ -1,4 +1,5 @@
 """TFLite variants from one onnx2tf run: sizes, I/O dtypes, quantized feeding and numerics against torch."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,8 +25,15 @@ SPECS = (InputSpec("x", SHAPE, "float32", "NCHW"),)
 ALL = ("fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed")
 INTEGER_IO = {"int8": "int8", "int16x8": "int16"}
 # Floors well under what these variants reach on this model, above what a broken one would.
-SQNR_FLOOR_DB = {"fp32": 100.0, "fp16": 50.0, "dynamic": 30.0, "int8": 20.0, "int8_float_io": 20.0, "int16x8": 20.0,
-                 "int8_mixed": 20.0}
+SQNR_FLOOR_DB = {
+    "fp32": 100.0,
+    "fp16": 50.0,
+    "dynamic": 30.0,
+    "int8": 20.0,
+    "int8_float_io": 20.0,
+    "int16x8": 20.0,
+    "int8_mixed": 20.0,
+}
 
 
 def _uniform(seed: int, count: int) -> np.ndarray:
@@ -44,8 +52,15 @@ def _cnn() -> nn.Module:
     """A small CNN with seeded, untrained weights; most of its bytes are weights, so sizes compare cleanly."""
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
     ).eval()
 
 
@@ -65,8 +80,9 @@ def converted(tmp_path_factory) -> Converted:
     work = tmp_path_factory.mktemp("quant")
     module = _cnn()
     example = (torch.zeros(SHAPE),)
-    onnx_file = export_onnx(torch.export.export(module, example), example, ["x"], work / "model.onnx",
-                            work / "convert.log")
+    onnx_file = export_onnx(
+        torch.export.export(module, example), example, ["x"], work / "model.onnx", work / "convert.log"
+    )
     exports = export_tflite_variants(onnx_file.path, work, ALL, work / "convert.log", SPECS, _calibration())
     inputs = _uniform(2, 48)
     with torch.no_grad():
@@ -110,8 +126,10 @@ def test_io_dtypes_as_read_by_the_interpreter(converted):
 
     for variant, result in converted.exports.items():
         runner = Interpreter(model_path=str(result.path)).get_signature_runner()
-        dtypes = {np.dtype(d["dtype"]).name for d in (*runner.get_input_details().values(),
-                                                       *runner.get_output_details().values())}
+        dtypes = {
+            np.dtype(d["dtype"]).name
+            for d in (*runner.get_input_details().values(), *runner.get_output_details().values())
+        }
         expected = INTEGER_IO.get(variant, "float32")
         assert dtypes == {expected}, variant
         assert [s.dtype for s in (*result.inputs, *result.outputs)] == [expected, expected], variant
@@ -164,8 +182,9 @@ def test_sqnr_against_torch_above_floor(converted):
 
 
 def test_single_variant_export_still_works(converted, tmp_path):
-    result = export_tflite(converted.onnx_path, tmp_path / "only.tflite", "int8_float_io", tmp_path / "convert.log",
-                           SPECS, _calibration())
+    result = export_tflite(
+        converted.onnx_path, tmp_path / "only.tflite", "int8_float_io", tmp_path / "convert.log", SPECS, _calibration()
+    )
     assert result.path == (tmp_path / "only.tflite").resolve() and result.inputs[0].dtype == "float32"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["convert.log", "only.tflite"]
 
@@ -186,8 +205,14 @@ def test_integer_variants_refuse_integer_inputs(tmp_path):
     # onnx2tf would cast the token ids to float32 for calibration and then fail inside TensorFlow.
     tokens = (InputSpec("tokens", (1, 12), "int64", "NC"),)
     with pytest.raises(ExportError, match=r"-> int8: onnx2tf calibrates float inputs only, not tokens \(int64\)"):
-        export_tflite(tmp_path / "m.onnx", tmp_path / "m.tflite", "int8", tmp_path / "convert.log", tokens,
-                      {"tokens": np.zeros((4, 12), np.int64)})
+        export_tflite(
+            tmp_path / "m.onnx",
+            tmp_path / "m.tflite",
+            "int8",
+            tmp_path / "convert.log",
+            tokens,
+            {"tokens": np.zeros((4, 12), np.int64)},
+        )
 
 
 def test_unknown_variant_is_named():
@@ -205,7 +230,14 @@ def test_validation_limits_follow_the_variant():
     assert limits_for(validate, "tflite:fp32") == limits_for(validate, "onnx:fp32") == Limits(1e-4, None, 0.005)
     assert limits_for(validate, "torch:fp32") == Limits(1e-4, None, 0.005)
     assert limits_for(validate, "tflite:fp16") == Limits(1e-2, None, 0.005)
-    for key in ("tflite:dynamic", "tflite:int8", "tflite:int8_float_io", "tflite:int16x8", "onnx:int8_qdq", "onnx:dynamic"):
+    for key in (
+        "tflite:dynamic",
+        "tflite:int8",
+        "tflite:int8_float_io",
+        "tflite:int16x8",
+        "onnx:int8_qdq",
+        "onnx:dynamic",
+    ):
         assert limits_for(validate, key) == Limits(None, 20.0, 0.01)
     strict = ValidateSection(quantized_min_sqnr_db=30.0, quantized_max_metric_drop=0.0, fp16_rel_tolerance=1e-3)
     assert limits_for(strict, "tflite:int8") == Limits(None, 30.0, 0.0)

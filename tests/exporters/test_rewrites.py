@@ -1,5 +1,6 @@
 """export_friendly: rewritten layers match the originals in torch, and through edgepipe's own
 torch -> ONNX -> TFLite path they convert to builtin ops only and still match."""
+
 from __future__ import annotations
 
 import itertools
@@ -17,7 +18,7 @@ from exporters.rewrite_transformer import PlainMultiheadAttention
 from exporters.rewrites import export_friendly
 from exporters.tflite_ops import custom_ops
 from exporters.torch_to_onnx import export_onnx
-from models.specs import InputSpec, convert_layout
+from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from profilers.runtimes import open_tflite
 
 TORCH_ATOL = 1e-5  # rewritten vs original module, both in torch
@@ -91,11 +92,22 @@ class SelfAttention(nn.Module):
 # --- torch: rewritten vs original -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cell,layers,bidirectional,batch_first,bias,with_state", list(itertools.product(
-    (nn.LSTM, nn.GRU), (1, 2), (False, True), (False, True), (True, False), (False, True))))
+@pytest.mark.parametrize(
+    "cell,layers,bidirectional,batch_first,bias,with_state",
+    list(itertools.product((nn.LSTM, nn.GRU), (1, 2), (False, True), (False, True), (True, False), (False, True))),
+)
 def test_recurrent_layers_match(cell, layers, bidirectional, batch_first, bias, with_state):
-    rnn = _seeded(lambda: cell(8, 16, num_layers=layers, bidirectional=bidirectional,
-                               batch_first=batch_first, bias=bias, dropout=0.3 if layers > 1 else 0.0))
+    rnn = _seeded(
+        lambda: cell(
+            8,
+            16,
+            num_layers=layers,
+            bidirectional=bidirectional,
+            batch_first=batch_first,
+            bias=bias,
+            dropout=0.3 if layers > 1 else 0.0,
+        )
+    )
     x = torch.randn(3, 7, 8) if batch_first else torch.randn(7, 3, 8)
     states = (layers * (2 if bidirectional else 1), 3, 16)
     hx = None
@@ -126,11 +138,15 @@ def documented_path():
     torch.backends.mha.set_fastpath_enabled(before)
 
 
-@pytest.mark.parametrize("activation,norm_first,batch_first", list(itertools.product(
-    ("relu", "gelu"), (False, True), (False, True))))
+@pytest.mark.parametrize(
+    "activation,norm_first,batch_first", list(itertools.product(("relu", "gelu"), (False, True), (False, True)))
+)
 def test_encoder_layers_match(activation, norm_first, batch_first):
-    layer = _seeded(lambda: nn.TransformerEncoderLayer(16, 4, 32, activation=activation,
-                                                       norm_first=norm_first, batch_first=batch_first))
+    layer = _seeded(
+        lambda: nn.TransformerEncoderLayer(
+            16, 4, 32, activation=activation, norm_first=norm_first, batch_first=batch_first
+        )
+    )
     x = torch.randn(2, 5, 16) if batch_first else torch.randn(5, 2, 16)
     _same_in_torch(layer, x)
     causal = nn.Transformer.generate_square_subsequent_mask(5)
@@ -147,8 +163,11 @@ def test_encoder_layer_with_additive_mask_matches(documented_path, batch_first):
 
 
 def test_encoder_stack_matches(documented_path):  # the nested-tensor path zeroes padded positions
-    encoder = _seeded(lambda: nn.TransformerEncoder(
-        nn.TransformerEncoderLayer(16, 4, 32, activation=nn.GELU(), batch_first=True), 2, norm=nn.LayerNorm(16)))
+    encoder = _seeded(
+        lambda: nn.TransformerEncoder(
+            nn.TransformerEncoderLayer(16, 4, 32, activation=nn.GELU(), batch_first=True), 2, norm=nn.LayerNorm(16)
+        )
+    )
     x = torch.randn(2, 5, 16)
     padding = torch.tensor([[False] * 5, [False, False, False, True, True]])
     rewritten = _same_in_torch(encoder, x, src_key_padding_mask=padding)
@@ -156,8 +175,10 @@ def test_encoder_stack_matches(documented_path):  # the nested-tensor path zeroe
     assert not any(isinstance(m, (nn.TransformerEncoderLayer, nn.MultiheadAttention)) for m in rewritten.modules())
 
 
-@pytest.mark.parametrize("batch_first,need_weights,average", [
-    (False, True, True), (False, True, False), (False, False, True), (True, True, True), (True, False, False)])
+@pytest.mark.parametrize(
+    "batch_first,need_weights,average",
+    [(False, True, True), (False, True, False), (False, False, True), (True, True, True), (True, False, False)],
+)
 def test_attention_matches(batch_first, need_weights, average):
     attention = _seeded(lambda: nn.MultiheadAttention(16, 4, batch_first=batch_first))
     x, y = (torch.randn(3, n, 16) if batch_first else torch.randn(n, 3, 16) for n in (6, 4))
@@ -240,28 +261,38 @@ def _causal(n: int) -> torch.Tensor:
     return torch.ones(n, n, dtype=torch.bool).triu(1)
 
 
-CASES = MappingProxyType({
-    # The zoo's lstm_digits input: 8 rows of 8 pixels, declared as a sequence (NTC).
-    "lstm_rows": Case(lambda: nn.LSTM(8, 16, batch_first=True), lambda: (torch.randn(1, 8, 8),), layouts=("NTC",)),
-    "lstm_2layer_bidir_states": Case(
-        lambda: WithState(nn.LSTM(8, 12, num_layers=2, bidirectional=True)),
-        lambda: (torch.randn(2, 3, 8), torch.randn(4, 3, 12), torch.randn(4, 3, 12)), ("x", "h0", "c0")),
-    "gru_seqfirst": Case(lambda: nn.GRU(8, 12), lambda: (torch.randn(4, 1, 8),)),
-    "gru_bidir_nobias_state": Case(
-        lambda: WithState(nn.GRU(8, 12, bidirectional=True, batch_first=True, bias=False)),
-        lambda: (torch.randn(2, 3, 8), torch.randn(2, 2, 12)), ("x", "h0")),
-    "encoder_gelu_postnorm": Case(
-        lambda: nn.TransformerEncoderLayer(16, 4, 32, activation="gelu", batch_first=True),
-        lambda: (torch.randn(1, 6, 16),)),
-    "encoder_relu_prenorm_seqfirst": Case(
-        lambda: nn.TransformerEncoderLayer(16, 4, 32, norm_first=True), lambda: (torch.randn(6, 2, 16),)),
-    "attention_causal_weights": Case(
-        lambda: SelfAttention(nn.MultiheadAttention(16, 4), _causal(6)), lambda: (torch.randn(6, 2, 16),)),
-    "gelu_exact_and_tanh": Case(
-        lambda: nn.Sequential(nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU(approximate="tanh")),
-        lambda: (3 * torch.randn(4, 16),), rewritten=False),
-})
-_CHANNELS_FIRST = MappingProxyType({"NWC": "NCW", "NHWC": "NCHW", "NDHWC": "NCDHW"})
+CASES = MappingProxyType(
+    {
+        # The zoo's lstm_digits input: 8 rows of 8 pixels, declared as a sequence (NTC).
+        "lstm_rows": Case(lambda: nn.LSTM(8, 16, batch_first=True), lambda: (torch.randn(1, 8, 8),), layouts=("NTC",)),
+        "lstm_2layer_bidir_states": Case(
+            lambda: WithState(nn.LSTM(8, 12, num_layers=2, bidirectional=True)),
+            lambda: (torch.randn(2, 3, 8), torch.randn(4, 3, 12), torch.randn(4, 3, 12)),
+            ("x", "h0", "c0"),
+        ),
+        "gru_seqfirst": Case(lambda: nn.GRU(8, 12), lambda: (torch.randn(4, 1, 8),)),
+        "gru_bidir_nobias_state": Case(
+            lambda: WithState(nn.GRU(8, 12, bidirectional=True, batch_first=True, bias=False)),
+            lambda: (torch.randn(2, 3, 8), torch.randn(2, 2, 12)),
+            ("x", "h0"),
+        ),
+        "encoder_gelu_postnorm": Case(
+            lambda: nn.TransformerEncoderLayer(16, 4, 32, activation="gelu", batch_first=True),
+            lambda: (torch.randn(1, 6, 16),),
+        ),
+        "encoder_relu_prenorm_seqfirst": Case(
+            lambda: nn.TransformerEncoderLayer(16, 4, 32, norm_first=True), lambda: (torch.randn(6, 2, 16),)
+        ),
+        "attention_causal_weights": Case(
+            lambda: SelfAttention(nn.MultiheadAttention(16, 4), _causal(6)), lambda: (torch.randn(6, 2, 16),)
+        ),
+        "gelu_exact_and_tanh": Case(
+            lambda: nn.Sequential(nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 16), nn.GELU(approximate="tanh")),
+            lambda: (3 * torch.randn(4, 16),),
+            rewritten=False,
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -288,16 +319,20 @@ def converted(request, tmp_path_factory) -> Converted:
     onnx_file = export_onnx(program, inputs, list(case.names), work / "model.onnx", work / "convert.log")
     specs = None
     if case.layouts:
-        specs = tuple(InputSpec(n, tuple(t.shape), "float32", layout)
-                      for n, t, layout in zip(case.names, inputs, case.layouts))
+        specs = tuple(
+            InputSpec(n, tuple(t.shape), "float32", layout) for n, t, layout in zip(case.names, inputs, case.layouts)
+        )
     result = export_tflite(onnx_file.path, work / "model.tflite", "fp32", work / "convert.log", onnx_inputs=specs)
     # Fed as edgepipe feeds an artifact: from the PyTorch layout into the one recorded for TFLite.
-    feeds = {s.name: convert_layout(t.numpy(), _CHANNELS_FIRST.get(s.layout, s.layout), s.layout)
-             for s, t in zip(result.inputs, inputs)}
+    feeds = {
+        s.name: convert_layout(t.numpy(), FROM_CHANNELS_LAST.get(s.layout, s.layout), s.layout)
+        for s, t in zip(result.inputs, inputs)
+    }
     with torch.no_grad():
         reference, ours = _leaves(original(*inputs)), _leaves(rewritten(*inputs))
-    return Converted([t.numpy() for t in reference], [t.numpy() for t in ours], result,
-                     open_tflite(result.path).run(feeds))
+    return Converted(
+        [t.numpy() for t in reference], [t.numpy() for t in ours], result, open_tflite(result.path).run(feeds)
+    )
 
 
 def test_rewritten_model_matches_in_torch(converted):

@@ -1,4 +1,5 @@
 """Per-layer int8 sensitivity and mixed-precision export, on a CNN with one deliberately damaged conv."""
+
 from __future__ import annotations
 
 import contextlib
@@ -25,8 +26,15 @@ def _cnn(damaged: bool) -> nn.Sequential:
     """Seeded CNN whose next conv ignores one channel of the middle conv; damaged adds a huge bias to that channel."""
     torch.manual_seed(0)
     module = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, DAMAGED_CHANNELS, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(DAMAGED_CHANNELS, 8, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, DAMAGED_CHANNELS, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(DAMAGED_CHANNELS, 8, 1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(8, 10),
     ).eval()
     with torch.no_grad():
         module[4].weight[:, OUTLIER] = 0.0  # so the damage cannot change the float model's output
@@ -79,14 +87,20 @@ def _convert(module: nn.Module, work: Path) -> Converted:
         import onnx2tf
 
         onnx2tf.convert(
-            input_onnx_file_path=str(onnx_file.path), output_folder_path=str(work / "saved_model"),
-            custom_input_op_name_np_data_path=[["x", str(work / "calibration.npy"), np.zeros(1, np.float32),
-                                                np.ones(1, np.float32)]],
-            disable_group_convolution=True, not_use_onnxsim=True, copy_onnx_input_output_names_to_tflite=True,
-            output_signaturedefs=True, non_verbose=True,
+            input_onnx_file_path=str(onnx_file.path),
+            output_folder_path=str(work / "saved_model"),
+            custom_input_op_name_np_data_path=[
+                ["x", str(work / "calibration.npy"), np.zeros(1, np.float32), np.ones(1, np.float32)]
+            ],
+            disable_group_convolution=True,
+            not_use_onnxsim=True,
+            copy_onnx_input_output_names_to_tflite=True,
+            output_signaturedefs=True,
+            non_verbose=True,
         )
-    return Converted(work, work / "saved_model", work / "saved_model" / "model_float32.tflite", calibration,
-                     _nhwc(2, 48))
+    return Converted(
+        work, work / "saved_model", work / "saved_model" / "model_float32.tflite", calibration, _nhwc(2, 48)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -99,8 +113,10 @@ def ranking(converted) -> list[LayerLoss]:
     losses = layer_sensitivity(converted.saved_model, {"x": converted.calibration}, converted.work / "sens.log")
     print("\nlayer ranking (output SQNR with only this layer int8 | layer-direct SQNR | rmse/scale):")
     for loss in losses:
-        print(f"  {loss.op:16} {str(loss.shape):16} {loss.sqnr_db:7.1f} dB | {loss.layer_sqnr_db:6.1f} dB | "
-              f"{loss.rmse_over_scale:5.2f}  {loss.name}")
+        print(
+            f"  {loss.op:16} {str(loss.shape):16} {loss.sqnr_db:7.1f} dB | {loss.layer_sqnr_db:6.1f} dB | "
+            f"{loss.rmse_over_scale:5.2f}  {loss.name}"
+        )
     return losses
 
 
@@ -113,7 +129,7 @@ def _run(path: Path, inputs: np.ndarray) -> np.ndarray:
 
 
 def _sqnr_db(reference: np.ndarray, got: np.ndarray) -> float:
-    return float(10 * np.log10(np.sum(reference ** 2) / np.sum((reference - got) ** 2)))
+    return float(10 * np.log10(np.sum(reference**2) / np.sum((reference - got) ** 2)))
 
 
 def _consumers(saved_model: Path, tensor_name: str) -> set[str]:
@@ -166,8 +182,11 @@ def test_mixed_export_keeping_the_worst_layers_beats_plain_int8(converted, ranki
     out = converted.work / "exports"
     damaged = next(loss.name for loss in ranking if loss.shape[-1] == DAMAGED_CHANNELS)
     figures = {}
-    for label, keep in (("plain int8", []), ("damaged conv float", [damaged]),
-                        ("worst two float", [loss.name for loss in ranking[:2]])):
+    for label, keep in (
+        ("plain int8", []),
+        ("damaged conv float", [damaged]),
+        ("worst two float", [loss.name for loss in ranking[:2]]),
+    ):
         path = export_mixed(converted.saved_model, samples, keep, out / f"{label.replace(' ', '_')}.tflite", log)
         figures[label] = _sqnr_db(reference, _run(path, converted.held_out))
     print("\nheld-out output SQNR vs float: " + ", ".join(f"{k} {v:.1f} dB" for k, v in figures.items()))
@@ -179,8 +198,13 @@ def test_mixed_export_keeping_the_worst_layers_beats_plain_int8(converted, ranki
 
 def test_unknown_layer_name_is_an_export_error(converted, ranking):
     with pytest.raises(ExportError, match="unknown layer") as info:
-        export_mixed(converted.saved_model, {"x": converted.calibration}, ["conv_that_is_not_there"],
-                     converted.work / "never.tflite", converted.work / "mixed.log")
+        export_mixed(
+            converted.saved_model,
+            {"x": converted.calibration},
+            ["conv_that_is_not_there"],
+            converted.work / "never.tflite",
+            converted.work / "mixed.log",
+        )
     assert any(repr(loss.name) in str(info.value) for loss in ranking)  # it shows real names to copy
     assert not (converted.work / "never.tflite").exists()
 

@@ -6,6 +6,7 @@ daemon/shell_service.cpp, daemon/file_sync_service.cpp) and knows nothing of And
 commands and file access go to a `DeviceHandler`. The services (shell, exec, sync) are in
 adb_services; this module is the transport they run on.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -21,7 +22,8 @@ from typing import Callable, Protocol
 log = logging.getLogger(__name__)
 
 A_CNXN, A_AUTH, A_OPEN, A_OKAY, A_CLSE, A_WRTE = (
-    int.from_bytes(name, "little") for name in (b"CNXN", b"AUTH", b"OPEN", b"OKAY", b"CLSE", b"WRTE"))
+    int.from_bytes(name, "little") for name in (b"CNXN", b"AUTH", b"OPEN", b"OKAY", b"CLSE", b"WRTE")
+)
 A_VERSION = 0x01000001  # "skip checksum": the host ignores data_check and adbd sends 0
 MAX_PAYLOAD = 1024 * 1024
 AUTH_TOKEN, AUTH_SIGNATURE = 1, 2
@@ -129,7 +131,7 @@ class Stream:
                     if self._closed:
                         raise StreamClosed
                     self._window_open = False
-                chunk = data[start:start + self.conn.max_payload]
+                chunk = data[start : start + self.conn.max_payload]
                 if not self.conn.send(A_WRTE, self.local_id, self.remote_id, chunk):
                     raise StreamClosed
 
@@ -240,8 +242,7 @@ class _Connection:
         with self._lock:
             self._streams[stream.local_id] = stream
         self.send(A_OKAY, stream.local_id, remote_id)
-        threading.Thread(target=_serve, args=(service, stream), daemon=True,
-                         name=f"adb-fake {name[:30]}").start()
+        threading.Thread(target=_serve, args=(service, stream), daemon=True, name=f"adb-fake {name[:30]}").start()
 
 
 def _serve(service: Callable[[Stream], None], stream: Stream) -> None:

@@ -1,4 +1,5 @@
 """Run the real adb client against a private adb server (own port, own HOME), for tests."""
+
 from __future__ import annotations
 
 import os
@@ -10,16 +11,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Settings of the caller's environment that would point adb elsewhere.
-_FOREIGN_ENV = ("ANDROID_SERIAL", "ADB_VENDOR_KEYS", "ANDROID_ADB_SERVER_ADDRESS", "ADB_SERVER_SOCKET",
-                "ADB_TRACE", "ANDROID_SDK_HOME", "ANDROID_USER_HOME", "ANDROID_EMULATOR_HOME")
+_FOREIGN_ENV = (
+    "ANDROID_SERIAL",
+    "ADB_VENDOR_KEYS",
+    "ANDROID_ADB_SERVER_ADDRESS",
+    "ADB_SERVER_SOCKET",
+    "ADB_TRACE",
+    "ANDROID_SDK_HOME",
+    "ANDROID_USER_HOME",
+    "ANDROID_EMULATOR_HOME",
+)
 
 
 def adb_binary() -> str:
     """The adb on PATH; a missing adb is an error (CI installs Debian's adb), never a skip."""
     path = shutil.which("adb")
     if path is None:
-        raise RuntimeError("the `adb` binary is not on PATH: install it (Debian/Ubuntu: apt-get install "
-                           "adb); these tests drive the real adb client and server")
+        raise RuntimeError(
+            "the `adb` binary is not on PATH: install it (Debian/Ubuntu: apt-get install "
+            "adb); these tests drive the real adb client and server"
+        )
     return path
 
 
@@ -52,19 +63,32 @@ class AdbHost:
     def env(self) -> dict[str, str]:
         """The environment for every adb call: private port and HOME, no USB, mDNS or emulator scan."""
         env = {key: value for key, value in os.environ.items() if key not in _FOREIGN_ENV}
-        env.update(ANDROID_ADB_SERVER_PORT=str(self.port), HOME=str(self.home),
-                   ANDROID_ADB_LOG_PATH=str(self.log_path),
-                   # adb 29 reads ADB_MDNS, ADB_USB and ADB_EMU (client/main.cpp); newer adbs
-                   # read ADB_MDNS_AUTO_CONNECT. Without them the server would probe mDNS, libusb
-                   # and the emulator ports 5555-5585, none of which a test wants.
-                   ADB_MDNS="0", ADB_MDNS_AUTO_CONNECT="0", ADB_USB="0", ADB_EMU="0")
+        env.update(
+            ANDROID_ADB_SERVER_PORT=str(self.port),
+            HOME=str(self.home),
+            ANDROID_ADB_LOG_PATH=str(self.log_path),
+            # adb 29 reads ADB_MDNS, ADB_USB and ADB_EMU (client/main.cpp); newer adbs
+            # read ADB_MDNS_AUTO_CONNECT. Without them the server would probe mDNS, libusb
+            # and the emulator ports 5555-5585, none of which a test wants.
+            ADB_MDNS="0",
+            ADB_MDNS_AUTO_CONNECT="0",
+            ADB_USB="0",
+            ADB_EMU="0",
+        )
         return env
 
     def run(self, *args: str, timeout: float = 30.0, input: str | None = None) -> subprocess.CompletedProcess:
         """Run `adb ARGS`, capturing stdout/stderr as text; stdin is empty unless `input` is given."""
-        return subprocess.run([self.adb, *args], env=self.env(), capture_output=True, timeout=timeout,
-                              encoding="utf-8", errors="replace", input=input,
-                              stdin=None if input is not None else subprocess.DEVNULL)
+        return subprocess.run(
+            [self.adb, *args],
+            env=self.env(),
+            capture_output=True,
+            timeout=timeout,
+            encoding="utf-8",
+            errors="replace",
+            input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         """Start `adb ARGS` with the private environment (pipes for stdout/stderr, empty stdin)."""
@@ -86,8 +110,9 @@ class AdbHost:
         deadline = time.monotonic() + timeout
         while (seen := self.devices().get(serial)) != state:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{serial} is {seen or 'not listed'} after {timeout:.0f}s, expected "
-                                   f"{state or 'not listed'}")
+                raise TimeoutError(
+                    f"{serial} is {seen or 'not listed'} after {timeout:.0f}s, expected {state or 'not listed'}"
+                )
             time.sleep(0.1)
 
     def connect(self, port: int, state: str = "device", timeout: float = 15.0) -> str:
@@ -103,8 +128,9 @@ class AdbHost:
 
     def kill_server(self, timeout: float = 15.0) -> None:
         """Stop the private server and wait until its port is free."""
-        subprocess.run([self.adb, "kill-server"], env=self.env(), capture_output=True, timeout=timeout,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [self.adb, "kill-server"], env=self.env(), capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with socket.socket() as sock:

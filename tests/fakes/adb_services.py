@@ -5,6 +5,7 @@ file_sync_protocol.h, daemon/services.cpp, daemon/shell_service.cpp,
 daemon/file_sync_service.cpp); the work itself goes to a `DeviceHandler`. The transport they
 run on (streams, flow control, connections) is in adb_device.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,12 +29,12 @@ _DENT_V1 = struct.Struct("<4sIIII")  # id mode size mtime namelen; DONE is sent 
 def pick_service(handler: DeviceHandler, name: str) -> Callable[[Stream], None] | None:
     """The function serving an OPEN of `name`, or None to refuse it (cf. adbd's daemon_service_to_fd)."""
     if name.startswith("shell"):  # shell[,arg,...]:command, args such as v2, raw, pty, TERM=xterm
-        args, colon, command = name[len("shell"):].partition(":")
+        args, colon, command = name[len("shell") :].partition(":")
         if not colon or (args and not args.startswith(",")) or not command:
             return None  # an interactive shell (no command) needs a pty: not offered
         return lambda stream: run_shell(handler, command, "v2" in args.split(","), stream)
     if name.startswith("exec:") and name != "exec:":
-        return lambda stream: run_shell(handler, name[len("exec:"):], False, stream)
+        return lambda stream: run_shell(handler, name[len("exec:") :], False, stream)
     if name == "sync:":
         return lambda stream: run_sync(handler, stream)
     return None
@@ -62,8 +63,10 @@ def run_shell(handler: DeviceHandler, command: str, v2: bool, stream: Stream) ->
     stream.on_peer_close = lambda: finished.is_set() or _kill_group(proc)
     if stream.closed:  # closed before the callback was in place
         _kill_group(proc)
-    pumps = [threading.Thread(target=_pump_output, args=(pipe, ident if v2 else None, stream), daemon=True)
-             for pipe, ident in ((proc.stdout, _STDOUT), (proc.stderr, _STDERR))]
+    pumps = [
+        threading.Thread(target=_pump_output, args=(pipe, ident if v2 else None, stream), daemon=True)
+        for pipe, ident in ((proc.stdout, _STDOUT), (proc.stderr, _STDERR))
+    ]
     threading.Thread(target=_pump_input, args=(stream, proc.stdin, v2), daemon=True).start()
     try:
         for pump in pumps:
@@ -138,12 +141,19 @@ def run_sync(handler: DeviceHandler, stream: Stream) -> None:
         elif ident in (b"STA2", b"LST2"):  # the reply carries the request's id
             found = handler.stat(path)
             mode, size, mtime = found or (0, 0, 0)
-            stream.write(_STAT_V2.pack(ident, 0 if found else errno.ENOENT, 0, 0, mode, int(bool(found)),
-                                       0, 0, size, mtime, mtime, mtime))
+            stream.write(
+                _STAT_V2.pack(
+                    ident, 0 if found else errno.ENOENT, 0, 0, mode, int(bool(found)), 0, 0, size, mtime, mtime, mtime
+                )
+            )
         elif ident == b"LIST":
-            stream.write(b"".join(_DENT_V1.pack(b"DENT", mode, size & 0xFFFFFFFF, mtime, len(name.encode()))
-                                  + name.encode() for name, mode, size, mtime in handler.list_dir(path))
-                         + _DENT_V1.pack(b"DONE", 0, 0, 0, 0))
+            stream.write(
+                b"".join(
+                    _DENT_V1.pack(b"DENT", mode, size & 0xFFFFFFFF, mtime, len(name.encode())) + name.encode()
+                    for name, mode, size, mtime in handler.list_dir(path)
+                )
+                + _DENT_V1.pack(b"DONE", 0, 0, 0, 0)
+            )
         elif ident == b"SEND":
             if not _receive_file(handler, stream, path):
                 return
@@ -151,10 +161,12 @@ def run_sync(handler: DeviceHandler, stream: Stream) -> None:
             if (data := handler.read_file(path)) is None:
                 return stream.write(_status(b"FAIL", "open failed: No such file or directory"))
             step = SYNC_DATA_MAX - 8  # adbd's DATA header and bytes fit its 64 KiB buffer
-            chunks = (data[start:start + step] for start in range(0, len(data), step))
+            chunks = (data[start : start + step] for start in range(0, len(data), step))
             # one write, so WRTEs carry max_payload each (as adbd's socket reads do), not 64 KiB
-            stream.write(b"".join(struct.pack("<4sI", b"DATA", len(chunk)) + chunk for chunk in chunks)
-                         + struct.pack("<4sI", b"DONE", 0))
+            stream.write(
+                b"".join(struct.pack("<4sI", b"DATA", len(chunk)) + chunk for chunk in chunks)
+                + struct.pack("<4sI", b"DONE", 0)
+            )
         elif ident == b"QUIT":
             return
         else:

@@ -7,6 +7,7 @@ A gauge thread plays the fuel gauge: it writes `current_now`/`voltage_now` at `g
 scripted idle current plus the scripted load current while the stand-in benchmark_model is in
 its measured phase, and accumulates rail energy for the Power Stats HAL's dump.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,11 +29,21 @@ _DEVICE_PATH = re.compile(r"(?<![\w.~/-])/(%s)(?=/|\b)" % "|".join(DEVICE_ROOTS)
 class PhoneSpec:
     """What the fake phone is and how its battery behaves."""
 
-    props: dict = field(default_factory=lambda: {
-        "ro.product.model": "Pixel 7", "ro.product.manufacturer": "Google", "ro.product.device": "panther",
-        "ro.product.name": "panther", "ro.build.version.release": "14", "ro.build.version.sdk": "34",
-        "ro.product.cpu.abi": "arm64-v8a", "ro.soc.manufacturer": "Google", "ro.soc.model": "GS201",
-        "ro.board.platform": "gs201", "ro.hardware": "panther"})
+    props: dict = field(
+        default_factory=lambda: {
+            "ro.product.model": "Pixel 7",
+            "ro.product.manufacturer": "Google",
+            "ro.product.device": "panther",
+            "ro.product.name": "panther",
+            "ro.build.version.release": "14",
+            "ro.build.version.sdk": "34",
+            "ro.product.cpu.abi": "arm64-v8a",
+            "ro.soc.manufacturer": "Google",
+            "ro.soc.model": "GS201",
+            "ro.board.platform": "gs201",
+            "ro.hardware": "panther",
+        }
+    )
     clusters_khz: tuple = ((4, 1_803_000), (2, 2_348_000), (2, 2_850_000))
     governor: str = "schedutil"
     idle_ma: float = 150.0
@@ -68,11 +79,22 @@ class FakePhone:
         """Run a device command line with /bin/sh in the sandbox."""
         if self.spec.disconnect_after_s is not None and "@@exit" in command and self.device is not None:
             threading.Timer(self.spec.disconnect_after_s, self.device.disconnect).start()
-        env = {"PATH": f"{self.root / 'system/bin'}:/usr/bin:/bin", "HOME": str(self.root / "data/local/tmp"),
-               "FAKE_PHONE_STATE": str(self.state), "FAKE_PHONE_ROOT": str(self.root), "PYTHONPATH": str(FAKES.parents[1])}
-        return subprocess.Popen(["/bin/sh", "-c", self.rewrite(command)], cwd=self.root, env=env,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
+        env = {
+            "PATH": f"{self.root / 'system/bin'}:/usr/bin:/bin",
+            "HOME": str(self.root / "data/local/tmp"),
+            "FAKE_PHONE_STATE": str(self.state),
+            "FAKE_PHONE_ROOT": str(self.root),
+            "PYTHONPATH": str(FAKES.parents[1]),
+        }
+        return subprocess.Popen(
+            ["/bin/sh", "-c", self.rewrite(command)],
+            cwd=self.root,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def stat(self, path: str):
         try:
@@ -133,8 +155,12 @@ class FakePhone:
             for _ in range(count):
                 freq = self.root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq"
                 freq.mkdir(parents=True)
-                for name, value in (("cpuinfo_max_freq", khz), ("scaling_max_freq", khz), ("scaling_cur_freq", khz // 3),
-                                    ("scaling_governor", self.spec.governor)):
+                for name, value in (
+                    ("cpuinfo_max_freq", khz),
+                    ("scaling_max_freq", khz),
+                    ("scaling_cur_freq", khz // 3),
+                    ("scaling_governor", self.spec.governor),
+                ):
                     (freq / name).write_text(f"{value}\n")
                 cpu += 1
         for i, name in enumerate(("cpu-0-0-0", "battery", "skin-therm")):
@@ -143,8 +169,10 @@ class FakePhone:
             (zone / "type").write_text(name + "\n")
         for tool in ("getprop", "setprop", "dumpsys", "taskset"):
             script = self.root / "system/bin" / tool
-            script.write_text(f"#!{sys.executable}\nimport sys\nfrom tests.fakes.phone_tools import main\n"
-                              f"sys.exit(main({tool!r}, sys.argv[1:]))\n")
+            script.write_text(
+                f"#!{sys.executable}\nimport sys\nfrom tests.fakes.phone_tools import main\n"
+                f"sys.exit(main({tool!r}, sys.argv[1:]))\n"
+            )
             script.chmod(0o755)
         if self.spec.charging:
             (self.state / "plugged").write_text("USB")
@@ -178,18 +206,29 @@ class FakePhone:
             _atomic(self.root / f"sys/class/thermal/thermal_zone{i}/temp", f"{int((temp_c + offset) * 1000)}\n")
         max_khz = [khz for count, khz in spec.clusters_khz for _ in range(count)]
         for cpu, khz in enumerate(max_khz):
-            _atomic(self.root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq",
-                    f"{khz if loaded else khz // 3}\n")
-        _atomic(self.state / "rails.json", json.dumps({"[S4M_VDD_CPUCL2]:CPU(BIG)": rails_mj * 0.7,
-                                                      "[S3M_VDD_CPUCL0]:CPU(LITTLE)": rails_mj * 0.2,
-                                                      "[VSYS_PWR_DISPLAY]:Display": rails_mj * 0.1}))
+            _atomic(
+                self.root / f"sys/devices/system/cpu/cpu{cpu}/cpufreq/scaling_cur_freq",
+                f"{khz if loaded else khz // 3}\n",
+            )
+        _atomic(
+            self.state / "rails.json",
+            json.dumps(
+                {
+                    "[S4M_VDD_CPUCL2]:CPU(BIG)": rails_mj * 0.7,
+                    "[S3M_VDD_CPUCL0]:CPU(LITTLE)": rails_mj * 0.2,
+                    "[VSYS_PWR_DISPLAY]:Display": rails_mj * 0.1,
+                }
+            ),
+        )
 
 
 def standin_binary(directory: Path) -> Path:
     """The 'benchmark_model' a user would pass: a launcher of the stand-in, executable on the fake phone."""
     path = Path(directory) / "benchmark_model"
-    path.write_text(f"#!{sys.executable}\nimport runpy\n"
-                    f"runpy.run_path({str(FAKES / 'standin_benchmark.py')!r}, run_name='__main__')\n")
+    path.write_text(
+        f"#!{sys.executable}\nimport runpy\n"
+        f"runpy.run_path({str(FAKES / 'standin_benchmark.py')!r}, run_name='__main__')\n"
+    )
     path.chmod(0o755)
     return path
 

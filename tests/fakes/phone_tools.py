@@ -1,4 +1,5 @@
 """The fake phone's getprop, setprop, dumpsys and taskset, printing what Android's own tools print."""
+
 from __future__ import annotations
 
 import json
@@ -52,12 +53,16 @@ def dumpsys(spec: dict, args: list[str]) -> int:
         return _battery(spec, rest)
     if service == "thermalservice":
         temps = [(f"sys/class/thermal/thermal_zone{i}", i) for i in range(3)]
-        print("IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 0\nThermal Status: 0\n"
-              "HAL Ready: true\nCurrent temperatures from HAL:")
+        print(
+            "IsStatusOverride: false\nThermalEventListeners:\n\tcallbacks: 0\nThermal Status: 0\n"
+            "HAL Ready: true\nCurrent temperatures from HAL:"
+        )
         for zone, _ in temps:
             name = (ROOT / zone / "type").read_text().strip()
-            print(f"\tTemperature{{mValue={int((ROOT / zone / 'temp').read_text()) / 1000}, mType=0, "
-                  f"mName={name}, mStatus=0}}")
+            print(
+                f"\tTemperature{{mValue={int((ROOT / zone / 'temp').read_text()) / 1000}, mType=0, "
+                f"mName={name}, mStatus=0}}"
+            )
         return 0
     if service == "android.hardware.power.stats.IPowerStats/default" and spec["rails"]:
         rails = json.loads((STATE / "rails.json").read_text())
@@ -85,11 +90,13 @@ def _battery(spec: dict, rest: list[str]) -> int:
     charging = plugged and not (STATE / "suspended").exists()
     volts = int((ROOT / "sys/class/power_supply/battery/voltage_now").read_text()) // 1000
     temp = int((ROOT / "sys/class/thermal/thermal_zone1/temp").read_text()) // 100
-    print("Current Battery Service state:\n"
-          f"  AC powered: false\n  USB powered: {'true' if plugged else 'false'}\n  Wireless powered: false\n"
-          f"  Max charging current: {500000 if plugged else 0}\n  Charge counter: 3512000\n"
-          f"  status: {2 if charging else 3 if not plugged else 4}\n  health: 2\n  present: true\n"
-          f"  level: 83\n  scale: 100\n  voltage: {volts}\n  temperature: {temp}\n  technology: Li-ion")
+    print(
+        "Current Battery Service state:\n"
+        f"  AC powered: false\n  USB powered: {'true' if plugged else 'false'}\n  Wireless powered: false\n"
+        f"  Max charging current: {500000 if plugged else 0}\n  Charge counter: 3512000\n"
+        f"  status: {2 if charging else 3 if not plugged else 4}\n  health: 2\n  present: true\n"
+        f"  level: 83\n  scale: 100\n  voltage: {volts}\n  temperature: {temp}\n  technology: Li-ion"
+    )
     return 0
 
 

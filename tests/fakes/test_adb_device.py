@@ -10,6 +10,7 @@ What real adb 29.0.6 does, as these tests pin down:
   client returns 0 when the stream ends without an exit packet), stdout cut short and nothing on
   stderr. Only the next command tells: exit 1, "error: device offline".
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,14 @@ class SandboxHandler:
 
     def spawn(self, command: str) -> subprocess.Popen:
         """Run command in the sandbox, in its own process group."""
-        return subprocess.Popen(["/bin/sh", "-c", command], cwd=self.root, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        return subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            cwd=self.root,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
 
     def stat(self, path: str) -> tuple[int, int, int] | None:
         """(mode, size, mtime) or None."""
@@ -76,8 +83,11 @@ class SandboxHandler:
         folder = self.local(path)
         if not folder.is_dir():
             return []
-        return [(entry.name, st.st_mode, st.st_size, int(st.st_mtime))
-                for entry in folder.iterdir() for st in [entry.lstat()]]
+        return [
+            (entry.name, st.st_mode, st.st_size, int(st.st_mtime))
+            for entry in folder.iterdir()
+            for st in [entry.lstat()]
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +121,8 @@ def test_connect_lists_the_device_with_its_banner(adb, phone):
     assert re.search("^" + line, listing, re.M), listing
     assert phone.connection_banner() == (
         "device::ro.product.name=sunfish;ro.product.model=Pixel 4a;ro.product.device=sunfish;"
-        "features=shell_v2,stat_v2,fixed_push_mkdir")
+        "features=shell_v2,stat_v2,fixed_push_mkdir"
+    )
     assert adb.run("-s", phone.serial, "get-state").stdout.strip() == "device"
 
 
@@ -180,8 +191,7 @@ def test_push_and_pull_failures_reach_the_client(adb, phone, tmp_path):
 
 
 def test_concurrent_streams_on_one_connection(adb, phone, tmp_path):
-    ticker = adb.popen("-s", phone.serial, "shell", "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done",
-                       text=True)
+    ticker = adb.popen("-s", phone.serial, "shell", "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.2; done", text=True)
     try:
         assert ticker.stdout.readline() == "tick 1\n"
         data = random.Random(8).randbytes(1024 * 1024)
@@ -244,8 +254,7 @@ def test_offline_device(adb, tmp_path):
 def test_disconnect_mid_shell(adb, tmp_path):
     with FakeAdbDevice(SandboxHandler(tmp_path), banner=PIXEL) as device:
         adb.connect(device.port)
-        client = adb.popen("-s", device.serial, "shell", "echo $$ > sh.pid; echo start; sleep 30; echo end",
-                           text=True)
+        client = adb.popen("-s", device.serial, "shell", "echo $$ > sh.pid; echo start; sleep 30; echo end", text=True)
         assert client.stdout.readline() == "start\n"
         pid = int(device.handler.local("sh.pid").read_text())
         device.disconnect()
@@ -261,8 +270,10 @@ def test_disconnect_mid_shell(adb, tmp_path):
 
 def test_two_devices_at_once(adb, tmp_path):
     other = {"ro.product.name": "oriole", "ro.product.model": "Pixel 6", "ro.product.device": "oriole"}
-    with FakeAdbDevice(SandboxHandler(tmp_path / "a"), banner=PIXEL) as first, \
-            FakeAdbDevice(SandboxHandler(tmp_path / "b"), banner=other) as second:
+    with (
+        FakeAdbDevice(SandboxHandler(tmp_path / "a"), banner=PIXEL) as first,
+        FakeAdbDevice(SandboxHandler(tmp_path / "b"), banner=other) as second,
+    ):
         for device, name in ((first, "a"), (second, "b")):
             adb.connect(device.port)
             device.handler.local("name").write_text(name)
@@ -276,8 +287,10 @@ def test_two_devices_at_once(adb, tmp_path):
 
 def test_device_waits_for_each_okay_before_its_next_write(tmp_path):
     """Spoken to by a bare-socket host: a second WRTE only after our OKAY for the first."""
-    with FakeAdbDevice(SandboxHandler(tmp_path), banner=PIXEL) as device, \
-            socket.create_connection(("127.0.0.1", device.port), timeout=5) as sock:
+    with (
+        FakeAdbDevice(SandboxHandler(tmp_path), banner=PIXEL) as device,
+        socket.create_connection(("127.0.0.1", device.port), timeout=5) as sock,
+    ):
         _send(sock, A_CNXN, A_VERSION, 4096, b"host::\0")
         assert _recv(sock)[:2] == (A_CNXN, A_VERSION)
         _send(sock, A_OPEN, 7, 0, b"shell,v2,raw:echo a; sleep 0.2; echo b\0")

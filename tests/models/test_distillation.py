@@ -1,4 +1,5 @@
 """Distillation: the loss mixes softened teacher outputs with labels; a narrow student learns from a teacher."""
+
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,5 @@
 """Pruning on real modules: which channels are coupled, that removal keeps the function, and magnitude masks."""
+
 from __future__ import annotations
 
 import copy
@@ -7,8 +8,15 @@ import pytest
 import torch
 from torch import nn
 
-from models.pruning import (channel_groups, count_parameters, finalize_magnitude, magnitude_prune, prune_channels,
-                            resize_to, sparsity)
+from models.pruning import (
+    channel_groups,
+    count_parameters,
+    finalize_magnitude,
+    magnitude_prune,
+    prune_channels,
+    resize_to,
+    sparsity,
+)
 from models.zoo import get_model
 
 X = (torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)),)
@@ -29,8 +37,11 @@ def _with_dead_channels(module: nn.Module) -> nn.Module:
 
 def test_cnn_groups_follow_the_graph():
     groups = channel_groups(get_model("cnn_digits").build().eval(), X)
-    prunable = [(g.channels, [type(c).__name__ for c, _ in g.consumers], [per for _, per in g.consumers])
-                for g in groups if not g.frozen]
+    prunable = [
+        (g.channels, [type(c).__name__ for c, _ in g.consumers], [per for _, per in g.consumers])
+        for g in groups
+        if not g.frozen
+    ]
     # conv1 -> conv2; conv2 -> (pool, flatten: 16 features per channel) -> fc1; fc1 -> fc2
     assert prunable == [(16, ["Conv2d"], [1]), (32, ["Linear"], [16]), (64, ["Linear"], [1])]
     frozen = {g.frozen for g in groups if g.frozen}
@@ -63,7 +74,11 @@ def test_residual_add_prunes_both_branches_alike():
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
-            self.stem, self.body, self.head = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1), nn.Linear(8, 3)
+            self.stem, self.body, self.head = (
+                nn.Conv2d(1, 8, 3, padding=1),
+                nn.Conv2d(8, 8, 3, padding=1),
+                nn.Linear(8, 3),
+            )
 
         def forward(self, x):
             y = torch.relu(self.stem(x))

@@ -1,4 +1,5 @@
 """Quantization-aware fine-tuning: fake int8 while training, int8-grid weights and a plain module afterwards."""
+
 from __future__ import annotations
 
 import torch

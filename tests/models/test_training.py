@@ -38,7 +38,13 @@ def test_class_weighting_raises_minority_recall():
     for weighting in (False, True):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(2, 2))
-        train(model, data, TrainSettings(epochs=5, lr=0.01, class_weighting=weighting, patience=50), "classification", ["x"])
+        train(
+            model,
+            data,
+            TrainSettings(epochs=5, lr=0.01, class_weighting=weighting, patience=50),
+            "classification",
+            ["x"],
+        )
         recalls.append(binary(predict_outputs(model, data.x_train, ["x"])[0], data.y_train)["recall"])
     assert recalls[1] > recalls[0]
 
@@ -47,8 +53,13 @@ def test_schedules_and_clipping_run(tmp_path):
     for schedule in ("step", "cosine"):
         torch.manual_seed(0)
         model = nn.Linear(2, 2)
-        r = train(model, _blobs(0), TrainSettings(epochs=4, lr_schedule=schedule, lr_step_size=1, grad_clip_norm=0.5,
-                                                    patience=50), "classification", ["x"])
+        r = train(
+            model,
+            _blobs(0),
+            TrainSettings(epochs=4, lr_schedule=schedule, lr_step_size=1, grad_clip_norm=0.5, patience=50),
+            "classification",
+            ["x"],
+        )
         assert r.epochs_run == 4
 
 

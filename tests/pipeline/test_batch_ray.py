@@ -2,6 +2,7 @@
 
 Ray comes with the ray extra, which `make install` installs.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +15,7 @@ from pathlib import Path
 from profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
 
-FACTORIES = '''
+FACTORIES = """
 import os, time
 
 def hangs():
@@ -22,13 +23,15 @@ def hangs():
 
 def crashes():
     os.kill(os.getpid(), 9)
-'''
+"""
 
 
 def write_batch(tmp: Path, models: list[str], timeout_s: int = 300, extra: str = "") -> Path:
     path = tmp / "jobs.toml"
-    path.write_text(f"[batch]\ntimeout_s = {timeout_s}\n[matrix]\nmodels = {json.dumps(models)}\n"
-                    'variants = ["fp32"]\n[defaults]\nprofile = {runtimes = []}\n' + extra)
+    path.write_text(
+        f"[batch]\ntimeout_s = {timeout_s}\n[matrix]\nmodels = {json.dumps(models)}\n"
+        'variants = ["fp32"]\n[defaults]\nprofile = {runtimes = []}\n' + extra
+    )
     return path
 
 
@@ -63,12 +66,32 @@ def test_every_job_runs_on_ray_its_manifest_is_true_and_a_failing_job_fails_alon
 
 def test_a_hung_job_times_out_and_a_crashed_worker_fails_its_job(tmp_path):
     (tmp_path / "userpkg.py").write_text(FACTORIES)
-    jobs = write_batch(tmp_path, ["userpkg:hangs", "userpkg:crashes"], timeout_s=15,
-                       extra='[[entry]]\nmodel = "userpkg:*"\ninputs = ["1x4"]\n')
+    jobs = write_batch(
+        tmp_path,
+        ["userpkg:hangs", "userpkg:crashes"],
+        timeout_s=15,
+        extra='[[entry]]\nmodel = "userpkg:*"\ninputs = ["1x4"]\n',
+    )
     # Ray's workers inherit the environment of the instance the command starts, so they import userpkg too.
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    result = subprocess.run([sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(tmp_path / "out"),
-                             "--executor", "ray", "--json"], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline",
+            "batch",
+            str(jobs),
+            "-o",
+            str(tmp_path / "out"),
+            "--executor",
+            "ray",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     by_job = {r["job"]: r for r in json.loads(result.stdout)["runs"]}  # Ray's crash notice stays out of stdout
     assert "exceeded the 15 s job timeout" in by_job["userpkg_hangs"]["error"]

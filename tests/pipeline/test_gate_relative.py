@@ -1,4 +1,5 @@
 """Relative latency budgets: the same artifact against itself passes every time; a slower one fails."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,8 +9,8 @@ import pytest
 
 from pipeline.budgets import Budget, Relative
 from pipeline.gate import FAIL, PASS, Subject, relative_check
-from profilers.paired import paired_ratio_isolated
 from profilers.calibration import matmul_chain
+from profilers.paired import paired_ratio_isolated
 from tests.profilers.test_paired import DEPTH, FEEDS, ROWS, WIDTH
 
 BUDGET = Budget("int8 at most 1.15x fp32", latency_ms={"p90": Relative(1.15, "onnx:fp32")})
@@ -19,13 +20,16 @@ SUBJECT = Subject("job", "m", "onnx", "int8", "host", 1, None, None, {}, {}, Non
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("relative")
-    return {"base": matmul_chain(work / "base.onnx", DEPTH, (ROWS, WIDTH)),
-            "slow": matmul_chain(work / "slow.onnx", 2 * DEPTH, (ROWS, WIDTH))}
+    return {
+        "base": matmul_chain(work / "base.onnx", DEPTH, (ROWS, WIDTH)),
+        "slow": matmul_chain(work / "slow.onnx", 2 * DEPTH, (ROWS, WIDTH)),
+    }
 
 
 def paired(target: Path, reference: Path) -> dict:
-    return paired_ratio_isolated(("onnxruntime", target, FEEDS), ("onnxruntime", reference, FEEDS), blocks=20,
-                                 warmup_seconds=0.3)
+    return paired_ratio_isolated(
+        ("onnxruntime", target, FEEDS), ("onnxruntime", reference, FEEDS), blocks=20, warmup_seconds=0.3
+    )
 
 
 def test_the_same_artifact_paired_with_itself_never_flaps(models):

@@ -1,4 +1,5 @@
 """Host energy against a fake powercap tree whose counters advance and wrap."""
+
 import os
 from pathlib import Path
 
@@ -82,8 +83,14 @@ def test_profile_reads_a_live_counter_that_wraps(tmp_path):
     thread = threading.Thread(target=advance, daemon=True)
     thread.start()
     try:
-        result = profile_in_process("onnxruntime", model, {"x": np.ones((1, 64), np.float32)}, 1,
-                                    TimingSettings(2, 0.0, 50, 0.6, 2.0), powercap_root=tmp_path / "powercap")
+        result = profile_in_process(
+            "onnxruntime",
+            model,
+            {"x": np.ones((1, 64), np.float32)},
+            1,
+            TimingSettings(2, 0.0, 50, 0.6, 2.0),
+            powercap_root=tmp_path / "powercap",
+        )
     finally:
         stop.set()
         thread.join()

@@ -1,4 +1,5 @@
 """Per-op profiles from the real runtimes' own profilers add up to the measured latency."""
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,20 @@ def cnn(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("op_profile")
     torch.manual_seed(0)
     module = nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64 * 8 * 8, 10),
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(64, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 8 * 8, 10),
     ).eval()
     example = (torch.zeros(1, 1, 32, 32),)
     onnx_file = export_onnx(torch.export.export(module, example), example, ["x"], work / "cnn.onnx", work / "log")

@@ -1,4 +1,5 @@
 """Interleaved latency ratios on real ONNX Runtime sessions of hand-built MatMul+Relu chains."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,8 +22,10 @@ SELF_REPEATS = 5
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("paired")
-    return {"base": matmul_chain(work / "base.onnx", DEPTH, (ROWS, WIDTH)),
-            "double": matmul_chain(work / "double.onnx", 2 * DEPTH, (ROWS, WIDTH))}
+    return {
+        "base": matmul_chain(work / "base.onnx", DEPTH, (ROWS, WIDTH)),
+        "double": matmul_chain(work / "double.onnx", 2 * DEPTH, (ROWS, WIDTH)),
+    }
 
 
 def _side(path: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
@@ -58,10 +61,12 @@ def test_double_work_is_about_twice_as_slow(models):
 
 def test_isolated_runs_in_a_child_and_returns_json_keys(models, tmp_path):
     log = tmp_path / "paired.log"
-    out = paired_ratio_isolated(_side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02,
-                                warmup_seconds=0.1, log_path=log)
-    in_process = paired_ratio(_side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02,
-                              warmup_seconds=0.1).to_dict()
+    out = paired_ratio_isolated(
+        _side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02, warmup_seconds=0.1, log_path=log
+    )
+    in_process = paired_ratio(
+        _side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02, warmup_seconds=0.1
+    ).to_dict()
     assert isinstance(out, dict) and out.keys() == in_process.keys()
     assert isinstance(out["p90_ratio_ci95"], list) and len(out["block_p50_ratios"]) == 6
     assert "ABBA" in out["method"] and "bootstrap" in out["method"]

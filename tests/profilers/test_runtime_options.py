@@ -1,4 +1,5 @@
 """Runtime knobs on real runtimes: XNNPACK off, ORT optimisation levels, batch resizing, the tflite_runtime fallback."""
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,14 @@ def test_fixed_batch_onnx_and_pt2_refuse_another_batch(models, tmp_path):
 
 def test_profile_reports_load_peak_library_and_options(models):
     timing = TimingSettings(2, 0.0, 20, 0.0, 2.0)
-    result = profile_in_process("tflite", models["int8"], {"x": np.zeros((1, 8, 8, 1), np.int8)}, 1, timing,
-                                options=RuntimeOptions(xnnpack=False))
+    result = profile_in_process(
+        "tflite",
+        models["int8"],
+        {"x": np.zeros((1, 8, 8, 1), np.int8)},
+        1,
+        timing,
+        options=RuntimeOptions(xnnpack=False),
+    )
     memory = result["memory"]
     assert 0 < memory["peak_rss_load_mb"] <= memory["peak_rss_mb"]
     assert result["library"].startswith("ai_edge_litert ") and result["kernels"] == "builtin"
@@ -112,8 +119,9 @@ print(json.dumps(out))
 
 
 def _blocked(blocked: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _BLOCKED_RUN, blocked, *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKED_RUN, blocked, *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def test_tflite_runtime_fallback_runs_the_model_like_ai_edge_litert(models, tmp_path):

@@ -46,8 +46,10 @@ def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_n():
     width = lambda s: s["ci95"]["p90"][1] - s["ci95"]["p90"][0]  # noqa: E731
     assert width(large) < width(small) / 2
     rng = np.random.default_rng(11)
-    covered = sum(lo < 1.0 < hi for lo, hi in (latency_stats(rng.lognormal(0, 0.3, 2000) * 1e6, seed)["ci95"]["p50"]
-                                               for seed in range(40)))
+    covered = sum(
+        lo < 1.0 < hi
+        for lo, hi in (latency_stats(rng.lognormal(0, 0.3, 2000) * 1e6, seed)["ci95"]["p50"] for seed in range(40))
+    )
     assert covered >= 32, "the true median of lognormal(0, .3) is 1 ms; 95 % nominal: 38 of 40"
 
 
@@ -69,7 +71,9 @@ def test_pooled_percentile_equals_numpy_on_the_materialised_resample():
     weights = rng.multinomial(stretches, np.full(stretches, 1 / stretches), 40)
     for p in (0, 50, 90, 99, 100):
         fast = pooled_percentile(ordered, below, weights, p)
-        pooled = [np.concatenate([values[stretch == b] for b in range(stretches) for _ in range(w[b])]) for w in weights]
+        pooled = [
+            np.concatenate([values[stretch == b] for b in range(stretches) for _ in range(w[b])]) for w in weights
+        ]
         assert fast == pytest.approx([np.percentile(x, p) for x in pooled], rel=1e-12)
 
 

@@ -1,4 +1,5 @@
 """Throughput sweeps over batch sizes and thread counts on real runtimes and a tiny CNN."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,14 @@ SAMPLE_NHWC = SAMPLE.transpose(0, 2, 3, 1).copy()
 
 def _cnn() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(8 * 4 * 4, 10)).eval()
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 4 * 4, 10),
+    ).eval()
 
 
 class BakedBatchCNN(nn.Module):
@@ -45,8 +52,9 @@ def models(tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("throughput")
     log = work / "convert.log"
     dynamic_example = (torch.zeros(2, 1, 8, 8),)  # batch 1 would be specialised away
-    dynamic = torch.export.export(_cnn(), dynamic_example,
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    dynamic = torch.export.export(
+        _cnn(), dynamic_example, dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},)
+    )
     fixed = torch.export.export(BakedBatchCNN().eval(), (torch.zeros(1, 1, 8, 8),))
     paths = {}
     for name, program, example in (("dynamic", dynamic, dynamic_example), ("fixed", fixed, (torch.zeros(1, 1, 8, 8),))):
@@ -91,9 +99,14 @@ def test_onnxruntime_fixed_batch_is_unavailable_beyond_one(models):
         if point.batch == 1:
             _assert_measured(point)
         else:
-            assert point.to_dict() == {"batch": point.batch, "threads": point.threads, "status": "unavailable",
-                                       "inferences_per_second": None, "p50_ms": None,
-                                       "reason": "the ONNX graph fixes batch 1"}
+            assert point.to_dict() == {
+                "batch": point.batch,
+                "threads": point.threads,
+                "status": "unavailable",
+                "inferences_per_second": None,
+                "p50_ms": None,
+                "reason": "the ONNX graph fixes batch 1",
+            }
 
 
 def test_onnxruntime_dynamic_batch_measures_every_point(models):
@@ -116,9 +129,11 @@ def test_torch_batches_only_a_dynamic_program_and_keeps_torch_threads(models):
 def test_outputs_that_drop_the_batch_are_unavailable(tmp_path):
     # The graph accepts any batch but sums it away: it runs, yet it is not batched inference.
     graph = helper.make_graph(
-        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=1)], "sum_all",
+        [helper.make_node("ReduceSum", ["x"], ["y"], keepdims=1)],
+        "sum_all",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])],
+    )
     path = tmp_path / "sum.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9), str(path))
     points = throughput_sweep("onnxruntime", path, {"x": np.ones((1, 4), np.float32)}, (1, 4), (1,), SECONDS)
@@ -130,15 +145,22 @@ def test_sweep_isolated_returns_the_same_structure(models):
     args = ("onnxruntime", models["fixed.onnx"], {"x": SAMPLE}, (1, 4))
     inside, isolated = throughput_sweep(*args, seconds=SECONDS), sweep_isolated(*args, seconds=SECONDS)
     assert all(isinstance(p, ThroughputPoint) for p in isolated)
-    assert [(p.batch, p.threads, p.status, p.reason) for p in isolated] == \
-           [(p.batch, p.threads, p.status, p.reason) for p in inside]
+    assert [(p.batch, p.threads, p.status, p.reason) for p in isolated] == [
+        (p.batch, p.threads, p.status, p.reason) for p in inside
+    ]
     assert all(p.inferences_per_second > 0 for p in isolated if p.status == "measured")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batches": (0, 4)}, "batches"), ({"threads": (1, -2)}, "threads"), ({"seconds": 0}, "seconds"),
-    ({"feeds": {"x": np.zeros((2, 1, 8, 8), np.float32)}}, "one sample"), ({"runtime": "tensorrt"}, "unknown runtime"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batches": (0, 4)}, "batches"),
+        ({"threads": (1, -2)}, "threads"),
+        ({"seconds": 0}, "seconds"),
+        ({"feeds": {"x": np.zeros((2, 1, 8, 8), np.float32)}}, "one sample"),
+        ({"runtime": "tensorrt"}, "unknown runtime"),
+    ],
+)
 def test_bad_arguments_are_refused_before_loading(tmp_path, kwargs, message):
     call = {"runtime": "onnxruntime", "path": tmp_path / "absent.onnx", "feeds": {"x": SAMPLE}, **kwargs}
     with pytest.raises(ValueError, match=message):

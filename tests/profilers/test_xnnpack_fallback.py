@@ -1,4 +1,5 @@
 """A valid int8 model that XNNPACK refuses still runs, on TFLite's built-in kernels, and says so."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,15 @@ def refused(tmp_path_factory):
     """
     work = tmp_path_factory.mktemp("xnnpack")
     torch.manual_seed(0)
-    module = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1), nn.ReLU(),
-                           nn.Conv2d(4, 4, 1), nn.Flatten(), nn.Linear(4 * 64, 10)).eval()
+    module = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 1),
+        nn.Flatten(),
+        nn.Linear(4 * 64, 10),
+    ).eval()
     with torch.no_grad():
         module[2].bias.fill_(-50.0)  # always negative: the ReLU after it outputs zeros
     example = (torch.zeros(1, 1, 8, 8),)
@@ -42,6 +50,7 @@ def test_refused_model_runs_on_builtin_kernels_with_the_reason(refused):
 
 
 def test_profile_records_which_kernels_ran(refused):
-    result = profile_in_process("tflite", refused, {"x": np.zeros((1, 8, 8, 1), np.int8)}, 1,
-                                TimingSettings(2, 0.0, 20, 0.0, 1.0))
+    result = profile_in_process(
+        "tflite", refused, {"x": np.zeros((1, 8, 8, 1), np.int8)}, 1, TimingSettings(2, 0.0, 20, 0.0, 1.0)
+    )
     assert result["kernels"] == "builtin" and "XNNPACK" in result["kernels_note"]
