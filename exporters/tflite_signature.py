@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from models.errors import ExportError
 from models.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
+
+log = logging.getLogger(__name__)
 
 
 def signature(
@@ -74,7 +77,14 @@ def settle_ambiguous_outputs(
     from ai_edge_litert.interpreter import Interpreter
 
     ran = onnxruntime_outputs(onnx_path, onnx_inputs)
-    if ran is None:  # ONNX Runtime cannot run this graph: keep onnx2tf's channels-last rule
+    if ran is None:  # no evidence: keep onnx2tf's channels-last rule, and say so
+        log.warning(
+            "%s: ONNX Runtime cannot run %s, so output(s) %s, whose shape reads the same channels-first and "
+            "channels-last, are recorded channels-last (onnx2tf's rule) without a check",
+            tflite_path.name,
+            onnx_path.name,
+            ", ".join(o.name for o in ambiguous),
+        )
         return outputs
     feeds, reference = ran
     runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()

@@ -93,8 +93,8 @@ def batch_failures(report: Path) -> list[Check]:
     path = _report_file(report)
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
+    except (OSError, ValueError) as exc:
+        return [Check("batch", str(path), "report readable", None, None, "", FAIL, f"cannot read {path}: {exc}")]
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         return []
     return [

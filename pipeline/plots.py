@@ -29,13 +29,8 @@ def pareto_front(points: list[Point]) -> list[Point]:
 
 def tradeoff_plot(points: list[Point], cost_label: str, metric_label: str, title: str, path: Path) -> Path:
     """Scatter every point, join the Pareto front, label each point; write a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display on CI machines
-    import matplotlib.pyplot as plt
-
     front = pareto_front(points)
-    figure, axes = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    figure, axes = new_figure()
     others = [p for p in points if p not in front]
     axes.scatter([p.cost for p in others], [p.metric for p in others], color="0.55", label="dominated", zorder=2)
     axes.plot([p.cost for p in front], [p.metric for p in front], "o-", color="tab:red", label="Pareto front", zorder=3)
@@ -49,5 +44,13 @@ def tradeoff_plot(points: list[Point], cost_label: str, metric_label: str, title
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
-    plt.close(figure)
     return path
+
+
+def new_figure():
+    """(figure, axes) drawn off-screen: no pyplot, so no global backend is switched and no figure
+    is left registered in the process."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6.4, 4.2), dpi=110)
+    return figure, figure.subplots()

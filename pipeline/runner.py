@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from importlib import metadata
@@ -139,6 +141,27 @@ def run_job(
     on_stage: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
     """Run (or reuse from the cache) each stage in order; the manifest records every step."""
+    with _process_state_kept():
+        return _run_stages(job, run_dir, only, on_stage)
+
+
+@contextlib.contextmanager
+def _process_state_kept():
+    """Put back what a job changes in the process (torch's thread count, sys.path), so that a warm
+    batch worker starts every job from the same state."""
+    import torch
+
+    threads, path = torch.get_num_threads(), list(sys.path)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        sys.path[:] = path
+
+
+def _run_stages(
+    job: JobConfig, run_dir: Path, only: tuple[str, ...] | None, on_stage: Callable[[str, dict], None] | None
+) -> RunResult:
     check_source(job)
     store = Store.open(run_dir)
     report = on_stage or (lambda name, record: None)

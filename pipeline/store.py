@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from models.errors import OutputDirError
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 
@@ -72,8 +75,11 @@ class Store:
         if path.exists():
             try:
                 manifest = json.loads(path.read_text())
-            except json.JSONDecodeError:
-                manifest = {"artifacts": [], "stages": {}}  # unreadable: trust nothing in it
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                log.warning(
+                    "%s is not readable JSON (%s): nothing in it is trusted, so every stage runs again", path, exc
+                )
+                manifest = {"artifacts": [], "stages": {}}
         return cls(run_dir, manifest)
 
     def staging_dir(self, stage: str) -> Path:

@@ -133,3 +133,15 @@ def test_unrestorable_output_keeps_the_clear_error(tmp_path):
     (tmp_path / "m.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved")).convert())
     with pytest.raises(ExportError, match=r"output 'y' has shape \(3, 2\), neither the ONNX shape \(2, 3\)"):
         signature(tmp_path / "m.tflite", specs, (InputSpec("y", (2, 3)),), set())
+
+
+def test_an_ambiguous_output_kept_without_evidence_is_said(tmp_path, monkeypatch, caplog):
+    # (1, 4, 4) reads the same as NWC and NCW; with ONNX Runtime unable to run the graph the
+    # recorded layout is onnx2tf's rule, and the log says it was not checked.
+    import exporters.tflite_signature as signature_module
+
+    spec = InputSpec("y", (1, 4, 4), "float32", "NWC")
+    monkeypatch.setattr(signature_module, "onnxruntime_outputs", lambda *args: None)
+    kept = signature_module.settle_ambiguous_outputs(tmp_path / "m.onnx", tmp_path / "m.tflite", (), (), (spec,))
+    assert kept == (spec,)
+    assert "output(s) y, whose shape" in caplog.text and "without a check" in caplog.text

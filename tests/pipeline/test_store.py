@@ -43,3 +43,10 @@ def test_unwritable_output_dir_is_a_clear_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(OutputDirError, match="cannot write output directory .*-o DIR"):
         Store.open(blocker / "run")
+
+
+def test_an_unreadable_manifest_is_said_and_trusted_in_nothing(tmp_path, caplog):
+    (tmp_path / MANIFEST).write_text('{"stages": {"train": ')  # cut off mid-write by hand
+    store = Store.open(tmp_path)
+    assert store.manifest == {"artifacts": [], "stages": {}}
+    assert "is not readable JSON" in caplog.text and "every stage runs again" in caplog.text
