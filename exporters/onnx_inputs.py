@@ -8,7 +8,7 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from models.errors import InputFileError
+from models.errors import InputFileError, first_line
 from models.specs import InputSpec
 
 # ONNX's convention for tensors of rank 3 to 5 is channels-first.
@@ -21,7 +21,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc) or type(exc).__name__
         raise InputFileError(
             f"{path} is not a valid ONNX model ({first[:200]}); re-export it or check the file is complete"
         ) from None

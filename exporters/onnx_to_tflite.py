@@ -22,7 +22,7 @@ from exporters.tflite_signature import (
     signature_details,
 )
 from models.capture import output_to_log
-from models.errors import ExportError
+from models.errors import ExportError, first_line
 from models.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 
@@ -303,7 +303,7 @@ def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_p
     try:
         return convert_variant(out_dir, variant, feeds)
     except Exception as exc:  # the converter raises several types; all mean the same to a user
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc) or type(exc).__name__
         raise ExportError(
             f"{onnx_path.name} -> {variant}: TFLite conversion failed: {first} (details in {log_path})"
         ) from None
@@ -418,7 +418,7 @@ def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: P
                 f"{onnx_path.name}: ONNX op {op} has no TFLite conversion in onnx2tf "
                 f"(node(s) {', '.join(nodes) or '?'}); replace it in the model"
             ) from None
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        first = first_line(exc)
         raise ExportError(
             f"onnx2tf failed on {onnx_path.name}{_failed_node(onnx_path, log_path)}: "
             f"{type(exc).__name__}: {first[:300]}"
@@ -447,7 +447,7 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     import onnx
 
     from exporters.onnx_channels_first import channels_first_blocks
-    from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, decompose_reduce_l2
+    from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, decompose_reduce_l2, spelt_hard_swish
 
     model = onnx.load(str(path))
     counts = {
@@ -456,6 +456,7 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
         "channels-last block(s) between transposes rewritten channels-first": channels_first_blocks(model),
         "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model),
         "BatchNorm(s) between reshapes applied on the last axis instead": batchnorm_between_reshapes(model),
+        "HardSwish(es) spelt as the chain TFLite makes one HARD_SWISH": spelt_hard_swish(model),
     }
     if any(counts.values()):
         onnx.save(model, str(path))

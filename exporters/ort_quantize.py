@@ -17,7 +17,7 @@ import onnx
 
 from exporters.onnx_inputs import load_onnx
 from models.capture import output_to_log
-from models.errors import ExportError
+from models.errors import ExportError, first_line
 
 ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
     {
@@ -145,7 +145,7 @@ def _ort_failures(onnx_path: Path, variant: str, log_path: Path) -> Iterator[Non
     except Exception as exc:  # ORT's quantizer raises many types; all mean the same to a user
         with open(log_path, "a", encoding="utf-8") as log:
             log.write(f"\n{onnx_path} -> {variant}:\n{traceback.format_exc()}")
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc, 200) or type(exc).__name__
         raise ExportError(
             f"{onnx_path.name} -> {variant}: ONNX Runtime quantization failed: {first} (details in {log_path})"
         ) from None

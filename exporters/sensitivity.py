@@ -16,7 +16,7 @@ import numpy as np
 
 from exporters.tflite_convert import calibration_feeds
 from models.capture import output_to_log
-from models.errors import EdgepipeError, ExportError
+from models.errors import EdgepipeError, ExportError, first_line
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
 
@@ -266,5 +266,5 @@ def _check_names(saved_model_dir: Path, keep_float: list[str], names: list[str])
 
 
 def _failure(saved_model_dir: Path, what: str, exc: Exception, log_path: Path) -> ExportError:
-    first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+    first = first_line(exc)
     return ExportError(f"{saved_model_dir}: {what} failed: {type(exc).__name__}: {first} (details in {log_path})")

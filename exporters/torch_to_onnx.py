@@ -10,7 +10,7 @@ import onnx
 import torch
 
 from models.capture import output_to_log
-from models.errors import ExportError
+from models.errors import ExportError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ def export_onnx(
         onnx.checker.check_model(str(path))
     except Exception as exc:  # torch.export raises many types; all mean the same to a user
         raise ExportError(
-            f"torch -> ONNX export failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-            f" (details in {log_path})"
+            f"torch -> ONNX export failed: {type(exc).__name__}: {first_line(exc)} (details in {log_path})"
         ) from exc
     return OnnxExport(path, opset, tuple(input_names), tuple(output_names))

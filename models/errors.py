@@ -49,3 +49,13 @@ class DeviceError(EdgepipeError):
     def __init__(self, message: str, partial: dict | None = None):
         super().__init__(message)
         self.partial = partial
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of an exception's message, at most limit characters; "" when it has none.
+
+    Libraries raise with pages of detail; a user's one-line error keeps the first line and points
+    to the log for the rest.
+    """
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else ""

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import ExportError, InputFileError
+from models.errors import ExportError, InputFileError, first_line
 from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from pipeline.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES, quantize
@@ -127,7 +127,7 @@ def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[
         try:
             outputs = session.run(feeds_for(art, chunk))
         except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc) or type(exc).__name__
             raise ExportError(
                 f"{RUNTIME_OF_FORMAT[art['format']]} cannot run {path.name} on the validation inputs: {first}"
             ) from None

@@ -98,13 +98,6 @@ class Store:
                 return False
         return True
 
-    def sha_of(self, name: str) -> str:
-        """Recorded sha256 of an artifact by relative path."""
-        for entry in self.manifest["artifacts"]:
-            if entry["path"] == name:
-                return entry["sha256"]
-        raise KeyError(name)
-
     def forget(self, stage: str) -> None:
         """Drop a stage's record and files from the manifest (it failed, or is being redone)."""
         self.manifest["artifacts"] = [a for a in self.manifest["artifacts"] if a["stage"] != stage]

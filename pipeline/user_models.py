@@ -16,10 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.errors import ConfigError, InputFileError, ModelNotFoundError
+from models.errors import ConfigError, InputFileError, ModelNotFoundError, first_line
 from models.specs import InputSpec
 
-_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 _SPEC = re.compile(r"^(\d+(?:x\d+)*)(?::(\w+))?$")
 # Rank -> the layout a user's tensor is assumed to have: images are channels-first as in
 # PyTorch; anything else (sequences, tables) is kept as it is, which is always correct.
@@ -33,11 +32,6 @@ class UserModel:
     module: torch.nn.Module
     examples: tuple[torch.Tensor, ...]
     inputs: tuple[InputSpec, ...]
-
-
-def is_factory_ref(model: str) -> bool:
-    """True for 'pkg.module:factory'."""
-    return bool(_REF.match(model))
 
 
 def parse_input(text: str) -> tuple[tuple[int, ...], str]:
@@ -112,7 +106,7 @@ def load_weights(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise InputFileError(
-            f"weights file {path} needs unsafe unpickling ({str(exc).splitlines()[0][:120]}); edgepipe loads "
+            f"weights file {path} needs unsafe unpickling ({first_line(exc, 120)}); edgepipe loads "
             "weights only: save them with torch.save(model.state_dict(), path)"
         ) from None
     except Exception as exc:  # zip, EOF, version errors: all mean "not a readable checkpoint"

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
 from exporters.onnx_channels_first import channels_first_blocks
-from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu
+from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
 from exporters.onnx_to_tflite import export_tflite
 from exporters.torch_to_onnx import export_onnx
 from models.specs import convert_layout
@@ -148,6 +148,38 @@ def test_batchnorm_between_reshapes_becomes_an_affine_on_the_last_axis():
     assert got.shape == expected.shape and np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
     other = _linear_norm([1, 8, 6])  # reshaped back to another shape: the reshapes are not a round trip
     assert batchnorm_between_reshapes(other) == 0 and len(other.graph.node) == 4
+
+
+def test_a_hard_swish_after_a_matmul_stays_one_op(tmp_path):
+    # onnx2tf's own HardSwish after MatMul + bias becomes a copy of the matmul for the "+ 3" (3 FC)
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "w1"], ["y"]),
+            helper.make_node("Add", ["y", "b1"], ["h"]),
+            helper.make_node("HardSwish", ["h"], ["s"]),
+            helper.make_node("MatMul", ["s", "w2"], ["out"]),
+        ],
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4, 8])],
+        [
+            numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+            for name, shape in (("w1", (8, 16)), ("b1", (16,)), ("w2", (16, 8)))
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    onnx.save(model, tmp_path / "model.onnx")
+    x = 3 * rng.standard_normal((4, 8)).astype(np.float32)
+    expected = ort.InferenceSession(str(tmp_path / "model.onnx")).run(None, {"x": x})[0]
+    respelt = onnx.load(tmp_path / "model.onnx")
+    assert spelt_hard_swish(respelt) == 1 and "HardSwish" not in {n.op_type for n in respelt.graph.node}
+    same = ort.InferenceSession(respelt.SerializeToString()).run(None, {"x": x})[0]
+    assert np.abs(same - expected).max() <= 1e-5 * np.abs(expected).max()
+    result = export_tflite(tmp_path / "model.onnx", tmp_path / "model.tflite", "fp32", tmp_path / "convert.log")
+    assert result.op_histogram == {"FULLY_CONNECTED": 2, "HARD_SWISH": 1}
+    got = open_tflite(result.path).run({"x": x})["out"]
+    assert np.abs(got - expected).max() <= 1e-5 * np.abs(expected).max()
 
 
 def _convnext_like() -> nn.Module:
