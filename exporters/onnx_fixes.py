@@ -240,6 +240,15 @@ def _static_shapes(model) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def _elem_types(model) -> dict[str, int]:
+    """Every tensor's ONNX element type where shape inference knows it."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
+    return {i.name: i.type.tensor_type.elem_type for i in infos if i.type.tensor_type.elem_type}
+
+
 def drop_unused_initializers(graph) -> None:
     """Initializers no node reads any more (one that is also a graph input stays: dropping it would
     make it a required input)."""
@@ -265,16 +274,20 @@ def spelt_hard_swish(model) -> int:
     swishes = [n for n in graph.node if n.op_type == "HardSwish"]
     if not swishes:
         return 0
-    consts = {"three": 3.0, "zero": 0.0, "six": 6.0, "sixth": 1.0 / 6.0}
-    stem = "edgepipe__hard_swish"
-    graph.initializer.extend(numpy_helper.from_array(np.array(v, np.float32), f"{stem}_{k}") for k, v in consts.items())
-    replaced = {}
+    types = _elem_types(model)
+    stem, replaced, made = "edgepipe__hard_swish", {}, set()
     for i, node in enumerate(swishes):
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(types.get(node.input[0], onnx.TensorProto.FLOAT))
+        c = {k: f"{stem}_{k}_{dtype.name}" for k in ("three", "zero", "six", "sixth")}  # constants in x's dtype
+        if dtype.name not in made:
+            values = {"three": 3.0, "zero": 0.0, "six": 6.0, "sixth": 1.0 / 6.0}
+            graph.initializer.extend(numpy_helper.from_array(np.array(values[k], dtype), c[k]) for k in c)
+            made.add(dtype.name)
         x, out, t = node.input[0], node.output[0], [f"{node.output[0]}__hs{j}" for j in range(3)]
         replaced[id(node)] = [
-            onnx.helper.make_node("Add", [x, f"{stem}_three"], [t[0]], name=f"{stem}{i}_add"),
-            onnx.helper.make_node("Clip", [t[0], f"{stem}_zero", f"{stem}_six"], [t[1]], name=f"{stem}{i}_clip"),
-            onnx.helper.make_node("Mul", [t[1], f"{stem}_sixth"], [t[2]], name=f"{stem}{i}_scale"),
+            onnx.helper.make_node("Add", [x, c["three"]], [t[0]], name=f"{stem}{i}_add"),
+            onnx.helper.make_node("Clip", [t[0], c["zero"], c["six"]], [t[1]], name=f"{stem}{i}_clip"),
+            onnx.helper.make_node("Mul", [t[1], c["sixth"]], [t[2]], name=f"{stem}{i}_scale"),
             onnx.helper.make_node("Mul", [x, t[2]], [out], name=f"{stem}{i}_mul"),
         ]
     nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]

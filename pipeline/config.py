@@ -10,7 +10,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
+from exporters.onnx_to_tflite import VARIANTS
+from exporters.ort_quantize import ORT_VARIANTS
 from models.errors import ConfigError
+
+# Variant names are declared once, by the exporters; a name they do not know is a config error.
+TfliteVariant = Literal[tuple(VARIANTS)]
+OrtVariant = Literal[tuple(ORT_VARIANTS)]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,13 +85,9 @@ class ImageSection(BaseModel):
 
 class ExportSection(BaseModel):
     model_config = _STRICT
-    # The names of exporters.onnx_to_tflite.VARIANTS, listed here so a typo is a config error.
-    variants: tuple[Literal["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed"], ...] = (
-        "fp32",
-    )
+    variants: tuple[TfliteVariant, ...] = ("fp32",)
     mixed_float_layers: int = Field(2, ge=1)  # int8_mixed: how many of the layers int8 hurts most stay float32
-    # The names of exporters.ort_quantize.ORT_VARIANTS: ONNX Runtime quantized models, for ONNX deployments.
-    onnx_variants: tuple[Literal["int8_qdq", "dynamic"], ...] = ()
+    onnx_variants: tuple[OrtVariant, ...] = ()  # ONNX Runtime quantized models, for ONNX deployments
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)
     # The user's calibration data: an .npz (an array per input name, first axis the samples), a folder of

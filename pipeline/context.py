@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import JobConfig
 from pipeline.store import Store
+
+
+class DeclaredResults(Mapping):
+    """The results of the stages a stage declares it reads (runner.Stage.reads), and no others.
+
+    A stage's cache key covers only what it declares, so reading anything else would let a cached
+    result go stale silently: that read raises instead. A declared stage that did not run in this
+    job (compress for a user's model) is simply absent.
+    """
+
+    def __init__(self, stage: str, declared: tuple[str, ...], results: dict[str, dict]):
+        self._stage, self._declared = stage, declared
+        self._results = {name: results[name] for name in declared if name in results}
+
+    def __getitem__(self, name: str) -> dict:
+        if name not in self._declared:
+            raise RuntimeError(
+                f"stage {self._stage!r} reads the {name!r} result, which it does not declare "
+                f"(it declares {', '.join(self._declared) or 'none'}): add it to its Stage.reads in pipeline/runner.py"
+            )
+        return self._results[name]
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self._results or name not in self._declared else default
+
+    def __iter__(self):
+        return iter(self._results)
+
+    def __len__(self) -> int:
+        return len(self._results)
 
 
 @dataclass(frozen=True)
@@ -16,7 +47,7 @@ class StageContext:
     job: JobConfig
     store: Store
     staging: Path
-    results: dict[str, dict]
+    results: Mapping[str, dict]  # DeclaredResults in a run
 
     def path(self, name: str) -> Path:
         """An artifact of an earlier stage, inside the run directory."""

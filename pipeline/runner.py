@@ -15,7 +15,7 @@ from typing import Callable
 
 from models.errors import ConfigError, EdgepipeError, InputFileError
 from pipeline.config import JobConfig
-from pipeline.context import StageContext, onnx_source, source_kind
+from pipeline.context import DeclaredResults, StageContext, onnx_source, source_kind
 from pipeline.report import run_report
 from pipeline.stage_compress import run_compress
 from pipeline.stage_export import run_export
@@ -83,10 +83,11 @@ VALIDATE = Stage(
         "inputs_sha256": _sha_or_none(j.validate_.inputs),
         "eval_data": fingerprint(j.validate_.eval_data),
     },
-    ("export",),
+    ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
 PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
-REPORT = Stage("report", run_report, lambda j: {}, ("validate", "profile"))
+# The report and the gate describe every stage's results, so they read them all.
+REPORT = Stage("report", run_report, lambda j: {}, ("train", "compress", "export", "validate", "profile"))
 GATE = Stage(
     "gate",
     run_gate_stage,
@@ -95,7 +96,7 @@ GATE = Stage(
         "budgets_sha256": _sha_or_none(j.gate.budgets),
         "baseline_sha256": _baseline_sha(j.gate.baseline),
     },
-    ("validate", "profile"),
+    ("train", "compress", "export", "validate", "profile"),
 )
 
 # The pipeline, in order. An ONNX file or a user's factory has nothing to train.
@@ -181,7 +182,7 @@ def _run_stages(
         staging = store.staging_dir(stage.name)
         try:
             start = time.perf_counter()
-            result = stage.run(StageContext(job, store, staging, results))
+            result = stage.run(StageContext(job, store, staging, DeclaredResults(stage.name, stage.reads, results)))
             record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
             store.commit_stage(stage.name, staging, record)
         except EdgepipeError as exc:
