@@ -38,8 +38,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run's results as JSON."),
 ) -> None:
     """Run the whole chain for one job: train, export, validate, profile, report."""
-    from pipeline.config import default_job_text, load_job
-    from pipeline.runner import default_run_dir, run_job
+    from pipeline.core.config import default_job_text, load_job
+    from pipeline.core.runner import default_run_dir, run_job
 
     job = load_job(config)
     if print_config:
@@ -131,8 +131,8 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
-    from pipeline.exporting import UserData, export_job, export_summary
-    from pipeline.runner import EXPORT_ONLY, default_run_dir, run_job
+    from pipeline.core.exporting import UserData, export_job, export_summary
+    from pipeline.core.runner import EXPORT_ONLY, default_run_dir, run_job
 
     data = UserData(calibration, eval_data, image_mean, image_std, pixel_scale)
     job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant), data)
@@ -213,7 +213,7 @@ def profile(
             as_json,
         )
         return
-    from pipeline.profiling import profile_file
+    from pipeline.profile.files import profile_file
     from profilers.harness import QUICK, TimingSettings
     from profilers.runtimes import RuntimeOptions
 
@@ -251,8 +251,8 @@ def _profile_phones(
 ) -> None:
     from android_bench.device_run import BenchSettings
     from models.errors import ConfigError
-    from pipeline.device_profiling import profile_on_phones
-    from pipeline.device_view import print_phone_results
+    from pipeline.profile.device_view import print_phone_results
+    from pipeline.profile.devices import profile_on_phones
 
     if runtime not in (None, "tflite"):
         raise ConfigError(f"--runtime {runtime} with --device {device}: phones run TFLite only (benchmark_model)")
@@ -280,8 +280,8 @@ def _profile_phones(
 @app.command()
 def devices(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List attached Android devices with their facts; unusable ones with what to do."""
-    from pipeline.device_profiling import list_devices
-    from pipeline.device_view import print_devices
+    from pipeline.profile.device_view import print_devices
+    from pipeline.profile.devices import list_devices
 
     rows = list_devices()
     if as_json:
@@ -301,7 +301,7 @@ def gate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Apply budgets to a report: exit 0 when every check passes, 1 when one fails, 2 for bad input."""
-    from pipeline.gate_output import print_verdict, run_gate, write_outputs
+    from pipeline.gate.output import print_verdict, run_gate, write_outputs
 
     verdict = run_gate(report, budgets, baseline, strict)
     write_outputs(verdict, junit, markdown)
@@ -329,8 +329,8 @@ def batch(
     import os
 
     from models.errors import ConfigError
-    from pipeline.batch import BATCH_MANIFEST, run_batch
-    from pipeline.batch_view import BatchProgress
+    from pipeline.batch.run import BATCH_MANIFEST, run_batch
+    from pipeline.batch.view import BatchProgress
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor {executor!r}: expected local or ray")

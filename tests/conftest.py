@@ -33,7 +33,7 @@ def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproc
 
 def quick_job(tmp: Path, name: str = "quick", extra: str = "") -> Path:
     """The default job with short profiling, written to tmp/job.toml."""
-    from pipeline.config import default_job_text
+    from pipeline.core.config import default_job_text
 
     text = default_job_text()
     text = text[: text.index("[profile]")] + QUICK_PROFILE + extra

@@ -236,7 +236,7 @@ def classify(exc: BaseException) -> str:
     if "initializer but not in graph input" in text:
         return "ONNX checker rejects model.onnx after onnx2tf rewrote it in place"
     if "len() of unsized object" in text:
-        return "--inputs refuses a scalar input (pipeline.feeding.load_inputs)"
+        return "--inputs refuses a scalar input (pipeline.core.feeding.load_inputs)"
     if "neither the ONNX shape" in text:
         return f"TFLite {'input' if ': input ' in text else 'output'} shape fits neither layout"
     if "model has 0 Signatures" in text:
@@ -258,7 +258,7 @@ def _exported_tflite(run_dir: Path) -> dict | None:
 def check_tflite(run_dir: Path, art: dict, reference: Reference) -> Check:
     """Feed the reference inputs to the exported TFLite through edgepipe's feeding and compare."""
     from models.capture import output_to_log
-    from pipeline.feeding import run_artifact
+    from pipeline.core.feeding import run_artifact
 
     if art.get("custom_ops"):
         return Check("mismatch", None, f"needs non-builtin ops {', '.join(art['custom_ops'])}")
@@ -301,8 +301,8 @@ def boundary_fixes(log_path: Path) -> tuple[str, ...]:
 
 
 def _run(model: BackendModel, work_dir: Path, reference: Reference | None) -> tuple[bool, str, str, Check | None]:
-    from pipeline.exporting import export_job
-    from pipeline.runner import EXPORT_ONLY, run_job
+    from pipeline.core.exporting import export_job
+    from pipeline.core.runner import EXPORT_ONLY, run_job
 
     run_dir, reference = work_dir / "run", reference or reference_or_failure(model)
     if not isinstance(reference, Reference):
@@ -361,7 +361,7 @@ def run_all(
     models = models if models is not None else discover()
     fn = run_model if mode == "edgepipe" else run_raw_model
     args = [(model, work_dir / mode / model.suite / model.name) for model in models]
-    warm = ("tensorflow", "onnx2tf", *(("pipeline.runner",) if mode == "edgepipe" else ()))
+    warm = ("tensorflow", "onnx2tf", *(("pipeline.core.runner",) if mode == "edgepipe" else ()))
     return run_isolated(fn, args, _stopped, timeout_s, workers, warm, progress)
 
 

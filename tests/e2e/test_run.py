@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from pipeline.store import sha256_file
+from pipeline.core.store import sha256_file
 from profilers.energy import package_domains
 from tests.conftest import edgepipe
 

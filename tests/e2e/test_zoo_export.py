@@ -13,8 +13,8 @@ import pytest
 
 from models.record import recorded
 from models.zoo import MODELS
-from pipeline.exporting import export_job, export_summary
-from pipeline.runner import EXPORT_ONLY, run_job
+from pipeline.core.exporting import export_job, export_summary
+from pipeline.core.runner import EXPORT_ONLY, run_job
 
 # How far a fresh training run may land from the recorded figure (thread scheduling can
 # reorder float sums): a tenth of a point of accuracy, or a fifth of a dB of PSNR.

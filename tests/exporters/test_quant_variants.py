@@ -16,8 +16,8 @@ from exporters.onnx_to_tflite import VARIANTS, TfliteExport, export_tflite, expo
 from exporters.torch_to_onnx import export_onnx
 from models.errors import ExportError
 from models.specs import InputSpec, convert_layout
-from pipeline.config import ExportSection, ValidateSection
-from pipeline.stage_validate import Limits, limits_for
+from pipeline.core.config import ExportSection, ValidateSection
+from pipeline.stages.validate import Limits, limits_for
 from profilers.runtimes import dequantize, open_tflite, quantize
 
 SHAPE = (1, 1, 8, 8)

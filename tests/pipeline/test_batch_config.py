@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.batch_config import load_batch, parse_batch
+from pipeline.batch.config import load_batch, parse_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from models.errors import ConfigError
-from pipeline.budgets import Relative, load_budgets, parse_budgets
+from pipeline.gate.budgets import Relative, load_budgets, parse_budgets
 
 ROOT = Path(__file__).resolve().parents[2]
 

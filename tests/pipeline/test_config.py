@@ -1,7 +1,7 @@
 import pytest
 
 from models.errors import ConfigError
-from pipeline.config import default_job_text, load_job, parse_job
+from pipeline.core.config import default_job_text, load_job, parse_job
 
 HEAD = '[job]\nname = "a"\nmodel = "cnn_digits"\n'
 

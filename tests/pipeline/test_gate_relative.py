@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.budgets import Budget, Relative
-from pipeline.gate import FAIL, PASS, Subject, relative_check
+from pipeline.gate.budgets import Budget, Relative
+from pipeline.gate.checks import FAIL, PASS, Subject, relative_check
 from profilers.calibration import matmul_chain
 from profilers.paired import paired_ratio_isolated
 from tests.profilers.test_paired import DEPTH, FEEDS, ROWS, WIDTH

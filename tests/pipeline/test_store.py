@@ -3,7 +3,7 @@ import json
 import pytest
 
 from models.errors import OutputDirError
-from pipeline.store import MANIFEST, Store, sha256_file, write_atomic
+from pipeline.core.store import MANIFEST, Store, sha256_file, write_atomic
 
 
 def test_commit_moves_files_and_records_sha(tmp_path):

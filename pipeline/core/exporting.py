@@ -9,8 +9,8 @@ from pathlib import Path
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
 from models.errors import ConfigError
-from pipeline.config import JobConfig, default_job_text, validate_job
-from pipeline.runner import RunResult
+from pipeline.core.config import JobConfig, default_job_text, validate_job
+from pipeline.core.runner import RunResult
 
 # Per-artifact records that exist for some formats and variants only.
 _DETAILS = (
@@ -92,7 +92,7 @@ def export_job(
 
 def export_summary(job: JobConfig, result: RunResult) -> dict:
     """{"model", "run_dir", "artifacts": [...]} with size, inputs, metrics and ledger per artifact."""
-    from pipeline.store import Store
+    from pipeline.core.store import Store
 
     manifest = Store.open(result.run_dir).manifest
     sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
@@ -122,7 +122,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
 
 def _absolute(source: str) -> str:
     """A path made absolute (the run may start elsewhere); a pkg.module:function reference as it is."""
-    from pipeline.user_data import is_function_ref
+    from pipeline.core.user_data import is_function_ref
 
     return source if is_function_ref(source) else str(Path(source).resolve())
 

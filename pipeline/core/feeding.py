@@ -10,7 +10,7 @@ import numpy as np
 
 from models.errors import ExportError, InputFileError, first_line
 from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
-from pipeline.context import StageContext, source_kind
+from pipeline.core.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES, quantize
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
@@ -45,7 +45,7 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
 def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
     """The user's labelled set, and accuracy over the model's first output."""
     from exporters.onnx_inputs import onnx_output_specs
-    from pipeline.user_data import accuracy, load_eval
+    from pipeline.core.user_data import accuracy, load_eval
 
     onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
     inputs, labels = load_eval(ctx.job.validate_.eval_data, tuple(specs_of(onnx_art)), ctx.job.export.images)

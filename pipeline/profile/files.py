@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from models.errors import ConfigError, InputFileError, ProfileError
-from pipeline.profile_inputs import generated_inputs, read_inputs
+from pipeline.profile.inputs import generated_inputs, read_inputs
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
 from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session

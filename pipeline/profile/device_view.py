@@ -7,8 +7,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.figures import figure
-from pipeline.report_phones import phone_notes
+from pipeline.report.figures import figure
+from pipeline.report.phones import phone_notes
 
 
 def cores_text(clusters: list[dict]) -> str:

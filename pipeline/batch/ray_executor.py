@@ -20,7 +20,7 @@ from contextlib import contextmanager, redirect_stdout
 from typing import Callable, Iterator
 
 from models.errors import ConfigError, EdgepipeError
-from pipeline.batch_pool import Task, run_task
+from pipeline.batch.pool import Task, run_task
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'edgepipe[ray]'"
 # How often the loop wakes without a result: to see nodes an autoscaling cluster has added.

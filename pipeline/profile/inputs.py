@@ -8,7 +8,7 @@ import numpy as np
 
 from models.errors import InputFileError
 from models.specs import InputSpec
-from pipeline.feeding import random_input
+from pipeline.core.feeding import random_input
 from profilers.runtimes import Session, quantize
 
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from models.errors import ConfigError, InputFileError
-from pipeline.budgets import Budget, Budgets, Relative, Tolerances
+from pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
 
 log = logging.getLogger(__name__)
 PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"

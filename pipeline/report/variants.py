@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.figures import figure
-from pipeline.plots import Point, tradeoff_plot
+from pipeline.report.figures import figure
+from pipeline.report.plots import Point, tradeoff_plot
 
 _FRACTIONS = ("accuracy", "precision", "recall", "f1", "roc_auc")  # shown as percentage points
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.compress_report import compress_lines
-from pipeline.context import StageContext, source_kind
-from pipeline.figures import figure
-from pipeline.report_phones import phone_lines
-from pipeline.report_profile import profile_lines
-from pipeline.report_variants import sensitivity_lines, variant_rows, variants_table, write_plots
+from pipeline.core.context import StageContext, source_kind
+from pipeline.report.compress import compress_lines
+from pipeline.report.figures import figure
+from pipeline.report.phones import phone_lines
+from pipeline.report.profile import profile_lines
+from pipeline.report.variants import sensitivity_lines, variant_rows, variants_table, write_plots
 from profilers.stats import BOOTSTRAP_BLOCKS, BOOTSTRAP_RESAMPLES
 
 

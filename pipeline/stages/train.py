@@ -9,8 +9,8 @@ import torch
 from models.registry import ModelSpec
 from models.training import TrainSettings, fit
 from models.zoo import get_model
-from pipeline.config import JobConfig
-from pipeline.context import StageContext
+from pipeline.core.config import JobConfig
+from pipeline.core.context import StageContext
 
 
 def train_settings(job: JobConfig, spec: ModelSpec) -> TrainSettings:

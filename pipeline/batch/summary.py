@@ -7,8 +7,8 @@ import io
 import json
 from pathlib import Path
 
-from pipeline.figures import figure
-from pipeline.store import write_atomic
+from pipeline.core.store import write_atomic
+from pipeline.report.figures import figure
 
 COLUMNS = (
     "job",

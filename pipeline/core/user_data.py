@@ -14,8 +14,8 @@ import numpy as np
 
 from models.errors import ConfigError, InputFileError
 from models.specs import InputSpec
-from pipeline.store import sha256_file
-from pipeline.user_models import import_user_module
+from pipeline.core.store import sha256_file
+from pipeline.core.user_models import import_user_module
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 LABELS = "labels"  # the array (or the second item of a function's pairs) that holds an eval set's labels

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.budgets import load_budgets
-from pipeline.context import StageContext
-from pipeline.gate import load_subjects, manifest_subjects
-from pipeline.gate_output import junit_xml, markdown, verdict_for
-from pipeline.store import write_atomic, write_json
+from pipeline.core.context import StageContext
+from pipeline.core.store import write_atomic, write_json
+from pipeline.gate.budgets import load_budgets
+from pipeline.gate.checks import load_subjects, manifest_subjects
+from pipeline.gate.output import junit_xml, markdown, verdict_for
 
 GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
 

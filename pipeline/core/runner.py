@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Callable
 
 from models.errors import ConfigError, EdgepipeError, InputFileError
-from pipeline.config import JobConfig
-from pipeline.context import DeclaredResults, StageContext, onnx_source, source_kind
-from pipeline.report import run_report
-from pipeline.stage_compress import run_compress
-from pipeline.stage_export import run_export
-from pipeline.stage_gate import run_gate_stage
-from pipeline.stage_profile import run_profile
-from pipeline.stage_train import run_train
-from pipeline.stage_validate import run_validate
-from pipeline.store import Store, sha256_file
-from pipeline.user_data import fingerprint
+from pipeline.core.config import JobConfig
+from pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
+from pipeline.core.store import Store, sha256_file
+from pipeline.core.user_data import fingerprint
+from pipeline.report.document import run_report
+from pipeline.stages.compress import run_compress
+from pipeline.stages.export import run_export
+from pipeline.stages.gate import run_gate_stage
+from pipeline.stages.profile import run_profile
+from pipeline.stages.train import run_train
+from pipeline.stages.validate import run_validate
 
 TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
@@ -238,7 +238,7 @@ def check_source(job: JobConfig) -> None:
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
     _check_user_data(job, specs)
     if job.gate:
-        from pipeline.budgets import load_budgets
+        from pipeline.gate.budgets import load_budgets
 
         load_budgets(Path(job.gate.budgets))  # a bad budgets file fails before hours of work, not after
         if job.gate.baseline and not Path(job.gate.baseline).exists():
@@ -247,8 +247,8 @@ def check_source(job: JobConfig) -> None:
 
 def _check_user_data(job: JobConfig, specs) -> None:
     """Calibration and evaluation data must fit the model's inputs before any stage runs."""
-    from pipeline.stage_export import user_calibration
-    from pipeline.user_data import load_eval
+    from pipeline.core.user_data import load_eval
+    from pipeline.stages.export import user_calibration
 
     user_calibration(job, specs)
     if job.validate_.eval_data:
@@ -263,7 +263,7 @@ def _source_inputs(job: JobConfig):
 
         return get_model(job.job.model).inputs
     if kind == "factory":
-        from pipeline.user_models import load_user_model
+        from pipeline.core.user_models import load_user_model
 
         return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).inputs
     from exporters.onnx_inputs import onnx_input_specs

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import JobConfig
-from pipeline.store import Store
+from pipeline.core.config import JobConfig
+from pipeline.core.store import Store
 
 
 class DeclaredResults(Mapping):
@@ -26,7 +26,8 @@ class DeclaredResults(Mapping):
         if name not in self._declared:
             raise RuntimeError(
                 f"stage {self._stage!r} reads the {name!r} result, which it does not declare "
-                f"(it declares {', '.join(self._declared) or 'none'}): add it to its Stage.reads in pipeline/runner.py"
+                f"(it declares {', '.join(self._declared) or 'none'}): "
+                "add it to its Stage.reads in pipeline/core/runner.py"
             )
         return self._results[name]
 

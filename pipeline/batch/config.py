@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models.errors import ConfigError
-from pipeline.config import ExportSection, JobConfig, validate_job
-from pipeline.user_data import is_function_ref
+from pipeline.core.config import ExportSection, JobConfig, validate_job
+from pipeline.core.user_data import is_function_ref
 
 BATCH_KEYS = {"timeout_s", "recycle_after", "stages", "name"}
 JOB_KEYS = {"inputs", "weights", "seed"}

@@ -9,9 +9,9 @@ from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
 from models.capture import output_to_log
 from models.errors import ParityError
-from pipeline.context import StageContext, onnx_source, source_kind
-from pipeline.feeding import held_out, run_artifact
-from pipeline.store import write_json
+from pipeline.core.context import StageContext, onnx_source, source_kind
+from pipeline.core.feeding import held_out, run_artifact
+from pipeline.core.store import write_json
 
 LEDGER = "ledger.json"
 VALIDATE_LOG = "logs/validate.log"
@@ -69,7 +69,7 @@ def torch_reference(ctx: StageContext, samples: dict) -> dict:
     import torch
 
     from models.training import predict_outputs
-    from pipeline.stage_export import source_module
+    from pipeline.stages.export import source_module
 
     module, _, specs, _ = source_module(ctx)
     batch = 256

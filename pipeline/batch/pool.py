@@ -36,8 +36,8 @@ class Task:
 def run_task(task: Task) -> dict:
     """Run one job in this process; every failure becomes a 'failed' outcome with its reason."""
     from models.errors import EdgepipeError
-    from pipeline.config import validate_job
-    from pipeline.runner import run_job
+    from pipeline.core.config import validate_job
+    from pipeline.core.runner import run_job
 
     start = time.perf_counter()
     try:

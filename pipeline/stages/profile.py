@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.errors import ConfigError
-from pipeline.context import StageContext
-from pipeline.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
-from pipeline.profile_details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
-from pipeline.profiling import runtime_options
-from pipeline.store import write_json
+from pipeline.core.context import StageContext
+from pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
+from pipeline.core.store import write_json
+from pipeline.profile.details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
+from pipeline.profile.files import runtime_options
 from profilers.calibration import CALIBRATION
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
@@ -99,7 +99,7 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
 
 def _on_phones(ctx: StageContext) -> list[dict]:
     """The TFLite artifacts on the job's phones through benchmark_model."""
-    from pipeline.device_profiling import profile_artifacts_on_phones
+    from pipeline.profile.devices import profile_artifacts_on_phones
 
     tflite = [(art, ctx.path(art["path"])) for art in ctx.results["export"]["artifacts"] if art["format"] == "tflite"]
     return profile_artifacts_on_phones(ctx.job.profile, tflite)
@@ -107,7 +107,7 @@ def _on_phones(ctx: StageContext) -> list[dict]:
 
 def _plots(results: list[dict], staging: Path) -> dict:
     """plots/latency_distribution.png over every artifact and plots/throughput_<artifact>.png for each."""
-    from pipeline.plots_profile import latency_distribution_plot, throughput_plot
+    from pipeline.report.plots_profile import latency_distribution_plot, throughput_plot
 
     if not results:
         return {}

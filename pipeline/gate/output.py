@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from models.errors import ConfigError
-from pipeline.budgets import Budgets, load_budgets
-from pipeline.gate import (
+from pipeline.core.store import write_atomic
+from pipeline.gate.budgets import Budgets, load_budgets
+from pipeline.gate.checks import (
     FAIL,
     PASS,
     Check,
@@ -22,7 +23,6 @@ from pipeline.gate import (
     check_metrics_exist,
     load_subjects,
 )
-from pipeline.store import write_atomic
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import export_tflite_variants
 from exporters.ort_quantize import quantize_onnx
 from models.specs import InputSpec
-from pipeline.context import StageContext, onnx_source, source_kind
+from pipeline.core.context import StageContext, onnx_source, source_kind
 
 CONVERT_LOG = "logs/convert.log"
 # Activation ranges from fewer samples than this describe a handful of inputs, not the data.
@@ -83,12 +83,12 @@ def run_export(ctx: StageContext) -> dict:
 def source_module(ctx: StageContext) -> tuple:
     """(module, example inputs, input specs, calibration samples) of a zoo model or a user factory."""
     if source_kind(ctx.job) == "factory":
-        from pipeline.user_models import load_user_model
+        from pipeline.core.user_models import load_user_model
 
         user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
         return user.module, user.examples, user.inputs, user_calibration(ctx.job, user.inputs)
     from models.zoo import get_model
-    from pipeline.stage_compress import load_compressed
+    from pipeline.stages.compress import load_compressed
 
     spec = get_model(ctx.job.job.model)
     examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
@@ -104,7 +104,7 @@ def source_module(ctx: StageContext) -> tuple:
 
 def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
     """The job's own calibration data (`[export] calibration`), checked against the inputs; None without it."""
-    from pipeline.user_data import load_samples
+    from pipeline.core.user_data import load_samples
 
     export = job.export
     if not export.calibration:

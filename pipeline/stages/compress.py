@@ -10,8 +10,8 @@ from models.errors import ConfigError
 from models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, resize_to, sparsity
 from models.training import TrainSettings, predict, train
 from models.zoo import get_model
-from pipeline.context import StageContext
-from pipeline.stage_train import load_trained, train_settings
+from pipeline.core.context import StageContext
+from pipeline.stages.train import load_trained, train_settings
 
 COMPRESSED = "model_compressed.pt"
 
@@ -118,7 +118,7 @@ def _student(ctx: StageContext) -> torch.nn.Module:
     settings = ctx.job.compress
     torch.manual_seed(ctx.job.job.seed)
     if settings.student:
-        from pipeline.user_models import load_user_model
+        from pipeline.core.user_models import load_user_model
 
         spec = get_model(ctx.job.job.model)
         shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in spec.inputs)

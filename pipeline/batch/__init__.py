@@ -1,0 +1,1 @@
+"""`edgepipe batch`: matrices of jobs on warm local workers or on Ray."""

@@ -1,0 +1,1 @@
+"""Budgets and the gate that applies them."""

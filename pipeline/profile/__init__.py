@@ -1,0 +1,1 @@
+"""`edgepipe profile` and `edgepipe devices`: any model file on the host or on phones."""

@@ -1,0 +1,1 @@
+"""report.md, its sections and its plots."""

@@ -1,0 +1,1 @@
+"""One module per pipeline stage: train, compress, export, validate, profile, gate."""
