@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from models.errors import EdgepipeError
+from pipeline.core.artifacts import artifact_key
 
 app = typer.Typer(
     add_completion=False,
@@ -357,7 +358,7 @@ def _print_summary(result) -> None:
     validate = result.results.get("validate", {})
     table = Table("artifact", "metrics", "max abs err", "cosine", "ok", title=f"run {result.run_dir}")
     for art in result.results["export"]["artifacts"]:
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         led = validate.get("ledger", {}).get(key, {})
         table.add_row(
             art["path"],

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+from pipeline.core.artifacts import artifact_key
 from pipeline.core.store import write_atomic
 from pipeline.report.figures import figure
 
@@ -46,7 +47,7 @@ def job_rows(outcome: dict, out: Path) -> list[dict]:
     validate = stages.get("validate", {})
     rows = []
     for art in stages.get("export", {}).get("artifacts", []):
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         ledger = validate.get("ledger", {}).get(key) or {}
         metrics = validate.get("metrics", {}).get(key, {})
         rows.append(

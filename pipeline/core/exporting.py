@@ -9,6 +9,7 @@ from pathlib import Path
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
 from models.errors import ConfigError
+from pipeline.core.artifacts import artifact_key
 from pipeline.core.config import JobConfig, default_job_text, validate_job
 from pipeline.core.runner import RunResult
 
@@ -99,7 +100,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
     validate = result.results["validate"]
     artifacts = []
     for art in result.results["export"]["artifacts"]:
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         artifacts.append(
             {
                 "format": art["format"],

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from models.errors import ConfigError, InputFileError
+from pipeline.core.artifacts import artifact_key
 from pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def manifest_subjects(manifest: dict, where: Path) -> list[Subject]:
     job = manifest["job"]["job"]
     subjects = []
     for art in stages["export"]["artifacts"]:
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         ledger = validate.get("ledger", {}).get(key) or {}
         for device, r in by_device.get((art["format"], art["variant"])) or [("host", None)]:
             subjects.append(

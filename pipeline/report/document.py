@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pipeline.core.artifacts import artifact_key
 from pipeline.core.context import StageContext, source_kind
 from pipeline.report.compress import compress_lines
 from pipeline.report.figures import figure
@@ -62,7 +63,7 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
         "|---|---|---|---:|---|---:|---:|---:|---|",
     ]
     for art in results["export"]["artifacts"]:
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         led = validate.get("ledger", {}).get(key, {})
         lines.append(
             f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.core.artifacts import artifact_key
+
 TOP_OPS = 8
 
 
@@ -33,7 +35,7 @@ def profile_lines(profile: dict) -> list[str]:
             "",
         ]
         for r in results:
-            lines += _throughput_table(r, plots.get(f"throughput:{r['format']}:{r['variant']}"))
+            lines += _throughput_table(r, plots.get(f"throughput:{artifact_key(r)}"))
     return lines
 
 

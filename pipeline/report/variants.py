@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.artifacts import artifact_key
 from pipeline.report.figures import figure
 from pipeline.report.plots import Point, tradeoff_plot
 
@@ -42,7 +43,7 @@ def variant_rows(manifest: dict, results: dict, metric_name: str | None) -> list
     fp32 = {a["format"]: a for a in artifacts if a["variant"] == "fp32"}
     rows = []
     for art in artifacts:
-        key = f"{art['format']}:{art['variant']}"
+        key = artifact_key(art)
         base = fp32.get(art["format"])
         metric = validate.get("metrics", {}).get(key, {}).get(metric_name)
         lat, base_lat = latency.get((art["format"], art["variant"])), latency.get((art["format"], "fp32"))

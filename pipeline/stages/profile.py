@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.errors import ConfigError
+from pipeline.core.artifacts import artifact_key
 from pipeline.core.context import StageContext
 from pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
 from pipeline.core.store import write_json
@@ -61,7 +62,7 @@ def run_profile(ctx: StageContext) -> dict:
 
 def _check_pairs(ctx: StageContext) -> None:
     """paired_with must name artifacts of this run; said before any timing starts."""
-    keys = [f"{a['format']}:{a['variant']}" for a in ctx.results["export"]["artifacts"]]
+    keys = [artifact_key(a) for a in ctx.results["export"]["artifacts"]]
     for ref in ctx.job.profile.paired_with:
         if ref not in keys and ref != CALIBRATION:
             raise ConfigError(
@@ -78,7 +79,7 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
     from profilers.paired import paired_ratio_isolated
 
     wanted = ctx.job.profile.paired_with
-    artifacts = {f"{a['format']}:{a['variant']}": a for a in ctx.results["export"]["artifacts"]}
+    artifacts = {artifact_key(a): a for a in ctx.results["export"]["artifacts"]}
     references = {
         ref: (RUNTIME_OF_FORMAT[a["format"]], ctx.path(a["path"]), feeds_for(a, first))
         for ref, a in artifacts.items()
@@ -88,7 +89,7 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
         if CALIBRATION in wanted:
             references[CALIBRATION] = calibration_model(Path(tmp))
         for r in results:
-            side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[f"{r['format']}:{r['variant']}"], first))
+            side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[artifact_key(r)], first))
             r["paired"] = {
                 ref: paired_ratio_isolated(
                     side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log
@@ -111,7 +112,7 @@ def _plots(results: list[dict], staging: Path) -> dict:
 
     if not results:
         return {}
-    series = {f"{r['format']}:{r['variant']}": [ns / 1e6 for ns in r["samples_ns"]] for r in results}
+    series = {artifact_key(r): [ns / 1e6 for ns in r["samples_ns"]] for r in results}
     plots = {
         "latency": str(
             latency_distribution_plot(series, staging / "plots" / "latency_distribution.png").relative_to(staging)
@@ -122,5 +123,5 @@ def _plots(results: list[dict], staging: Path) -> dict:
         path = throughput_plot(
             r["throughput"], f"{r['runtime']} {r['artifact']}", staging / "plots" / f"throughput_{name}.png"
         )
-        plots[f"throughput:{r['format']}:{r['variant']}"] = str(path.relative_to(staging))
+        plots[f"throughput:{artifact_key(r)}"] = str(path.relative_to(staging))
     return plots

@@ -9,6 +9,7 @@ from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
 from models.capture import output_to_log
 from models.errors import ParityError
+from pipeline.core.artifacts import artifact_key
 from pipeline.core.context import StageContext, onnx_source, source_kind
 from pipeline.core.feeding import held_out, run_artifact
 from pipeline.core.store import write_json
@@ -22,7 +23,7 @@ def run_validate(ctx: StageContext) -> dict:
     artifacts = ctx.results["export"]["artifacts"]
     samples, metric = held_out(ctx)
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
-        outputs = {f"{a['format']}:{a['variant']}": run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
+        outputs = {artifact_key(a): run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
     if onnx_source(ctx.job) is None:
         reference_name = "torch"
         reference = torch_reference(ctx, samples)

@@ -30,9 +30,10 @@ def runs(tmp_path_factory):
         matmul_chain(tmp / f"{name}.onnx", depth, (1, 16, 256)) for name, depth in (("base", 10), ("slow", 16))
     )
     budgets = tmp / "budgets.toml"
-    # 0.15, not the default 0.10: nine runs of the base model here gave p90s from 0.289 to 0.350 ms (sd 5 %),
-    # a spread between processes that no interval from within one run can see
-    budgets.write_text('[[budget]]\nformat = "onnx"\nmax_size = "10 MiB"\n[baseline]\nlatency_tolerance = 0.15\n')
+    # 0.25, not the default 0.10: nine runs of the base model here gave p90s from 0.289 to 0.350 ms (sd 5 %),
+    # and in a full test run a rerun of the same model once read 22.6 % slower than "old": a spread between
+    # processes that no interval from within one run can see. The slow model is made > 1.3x below.
+    budgets.write_text('[[budget]]\nformat = "onnx"\nmax_size = "10 MiB"\n[baseline]\nlatency_tolerance = 0.25\n')
     # Separate runs are unpaired: a busy spell on a shared CI runner once made "old" 25 % slower than on a
     # quiet machine and hid the injected slowdown (p50 0.311 vs 0.339 ms). The slowdown must show in the two
     # reports, beyond the slow run's own interval, before the gate is asked about it, so a pair the machine
