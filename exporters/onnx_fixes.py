@@ -229,11 +229,8 @@ def batchnorm_between_reshapes(model) -> int:
 
 def _static_shapes(model) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape where ONNX shape inference knows all of it."""
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
     shapes = {}
-    for info in [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]:
+    for info in _inferred_tensors(model):
         dims = info.type.tensor_type.shape.dim
         if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
             shapes[info.name] = tuple(d.dim_value for d in dims)
@@ -242,11 +239,15 @@ def _static_shapes(model) -> dict[str, tuple[int, ...]]:
 
 def _elem_types(model) -> dict[str, int]:
     """Every tensor's ONNX element type where shape inference knows it."""
+    return {i.name: i.type.tensor_type.elem_type for i in _inferred_tensors(model) if i.type.tensor_type.elem_type}
+
+
+def _inferred_tensors(model) -> list:
+    """The value infos of every tensor after ONNX shape inference: intermediates, inputs and outputs."""
     import onnx
 
-    inferred = onnx.shape_inference.infer_shapes(model)
-    infos = [*inferred.graph.value_info, *inferred.graph.input, *inferred.graph.output]
-    return {i.name: i.type.tensor_type.elem_type for i in infos if i.type.tensor_type.elem_type}
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    return [*graph.value_info, *graph.input, *graph.output]
 
 
 def drop_unused_initializers(graph) -> None:
