@@ -1,11 +1,11 @@
 # `make install` creates or reuses .venv and installs the pinned stack (idempotent);
-# `make run` runs the embedded default job; `make test` runs the test suite.
+# `make run` runs the embedded default job; `make test` runs the test suite, `make test-fast` its quick tier.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.edgepipe-installed
 
-.PHONY: install run test lint bench clean adb real-models
+.PHONY: install run test test-fast lint bench clean adb real-models
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ adb:
 
 test: install adb lint
 	$(BIN)/python -m pytest -q -ra --durations=15
+
+# The developer's tier: everything but whole runs and the conformance suite (tests marked slow).
+test-fast: install adb lint
+	$(BIN)/python -m pytest -q -ra --durations=10 -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from android_bench.adb import Adb
 from android_bench.facts import Battery, parse_battery, probe
-from models.errors import DeviceError
+from models.shared.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from android_bench.device_run import (
 from android_bench.facts import DeviceFacts, cpu_mask, device_facts
 from android_bench.rails import DUMPSYS, RailSnapshot, parse_rails, rails_energy
 from android_bench.thermal import cool_down, thermal_now, thermal_record
-from models.errors import DeviceError
+from models.shared.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

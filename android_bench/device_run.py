@@ -18,7 +18,7 @@ from typing import Callable
 
 from android_bench.adb import Adb, gone, quote
 from android_bench.rails import DUMPSYS
-from models.errors import ConfigError, DeviceError
+from models.shared.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import asdict, dataclass, field
 
 from android_bench.adb import Adb
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 
 PROPS = {
     "model": "ro.product.model",

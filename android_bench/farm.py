@@ -9,7 +9,7 @@ from pathlib import Path
 from android_bench.adb import Adb
 from android_bench.device_profile import profile_on_device
 from android_bench.device_run import BenchSettings
-from models.errors import DeviceError, EdgepipeError
+from models.shared.errors import DeviceError, EdgepipeError
 
 log = logging.getLogger(__name__)
 

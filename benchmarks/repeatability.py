@@ -24,7 +24,7 @@ def main() -> None:
         path = model_from_argv(Path(tmp))
         p50s = []
         for i in range(REPEATS):
-            result = profile_file(path, None, "host", 1)
+            result = profile_file(path, None, 1)
             lat = result["latency_ms"]
             p50s.append(lat["p50"])
             print(

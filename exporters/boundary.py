@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from exporters.tflite_signature import onnxruntime_outputs
-from models.capture import output_to_log
-from models.specs import InputSpec, channels_last
+from models.shared.capture import output_to_log
+from models.shared.specs import InputSpec, channels_last
 
 LOG_PREFIX = "edgepipe: boundary: "  # each fix is one line of the conversion log after this
 MAX_TRIALS = 64  # combinations of input readings tried against ONNX Runtime

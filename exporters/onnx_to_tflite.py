@@ -21,9 +21,9 @@ from exporters.tflite_signature import (
     signature,
     signature_details,
 )
-from models.capture import output_to_log
-from models.errors import ExportError, first_line
-from models.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
+from models.shared.capture import output_to_log
+from models.shared.errors import ExportError, first_line
+from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ def _layouts(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], k
 def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[InputSpec, ...], layouts: tuple) -> bool:
     """Whether the float32 file gives ONNX Runtime's outputs on seeded inputs (a layout error is gross);
     False when ONNX Runtime cannot run the model."""
-    from profilers.runtimes import open_tflite
+    from ai_edge_litert.interpreter import Interpreter
 
     ran = onnxruntime_outputs(onnx_path, specs)
     if ran is None:
@@ -261,9 +261,8 @@ def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[Inp
     feeds, reference = ran
     inputs, outputs = layouts
     try:
-        got = open_tflite(tflite_path).run(
-            {t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(specs, inputs)}
-        )
+        runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+        got = runner(**{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(specs, inputs)})
     except Exception:  # the file cannot be run: only the strict translation is trusted
         return False
     for out in outputs:

@@ -16,8 +16,8 @@ import numpy as np
 import onnx
 
 from exporters.onnx_inputs import load_onnx
-from models.capture import output_to_log
-from models.errors import ExportError, first_line
+from models.shared.capture import output_to_log
+from models.shared.errors import ExportError, first_line
 
 ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
     {

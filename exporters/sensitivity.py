@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from exporters.tflite_convert import calibration_feeds
-from models.capture import output_to_log
-from models.errors import EdgepipeError, ExportError, first_line
+from models.shared.capture import output_to_log
+from models.shared.errors import EdgepipeError, ExportError, first_line
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters.boundary import Bounded
-from models.errors import ExportError
+from models.shared.errors import ExportError
 
 SIGNATURE_KEY = "serving_default"
 

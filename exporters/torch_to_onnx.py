@@ -9,8 +9,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from models.capture import output_to_log
-from models.errors import ExportError, first_line
+from models.shared.capture import output_to_log
+from models.shared.errors import ExportError, first_line
 
 log = logging.getLogger(__name__)
 

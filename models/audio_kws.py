@@ -6,7 +6,7 @@ from torch import nn
 
 from models.metrics import classification
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 from models.synthetic import AUDIO_CLASSES, N_MELS, keyword_audio
 
 

@@ -7,7 +7,7 @@ from torch import nn
 from models.datasets import digits
 from models.metrics import classification
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 
 
 def build(width: float = 1.0) -> nn.Module:

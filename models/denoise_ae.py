@@ -6,7 +6,7 @@ from torch import nn
 
 from models.metrics import psnr
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 from models.synthetic import noisy_digits
 
 

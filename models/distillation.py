@@ -7,8 +7,8 @@ import inspect
 import torch
 from torch import nn
 
-from models.errors import ConfigError
 from models.registry import DatasetSplits, ModelSpec
+from models.shared.errors import ConfigError
 from models.training import Criterion, TrainResult, TrainSettings, train
 
 

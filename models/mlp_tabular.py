@@ -7,7 +7,7 @@ from torch import nn
 from models.datasets import breast_cancer
 from models.metrics import binary
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 
 
 def build() -> nn.Module:

@@ -8,7 +8,7 @@ from torch import nn
 from models.datasets import digits
 from models.metrics import classification
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 
 
 class SqueezeExcite(nn.Module):

@@ -9,7 +9,7 @@ from torch import nn
 from models.datasets import digits_images, split
 from models.metrics import classification
 from models.registry import DatasetSplits, ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 
 
 class ImageAndProfile(nn.Module):

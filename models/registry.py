@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import ModelNotFoundError
-from models.specs import InputSpec
+from models.shared.errors import ModelNotFoundError
+from models.shared.specs import InputSpec
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from torch import nn
 
 from models.metrics import classification
 from models.registry import ModelSpec, register
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 from models.synthetic import SEQ_LEN, TEXT_CLASSES, VOCAB, token_sequences
 
 

@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from models.errors import EdgepipeError
-from pipeline.core.artifacts import artifact_key
+from models.shared.errors import EdgepipeError
+from pipeline.core.run_view import RunView
 
 app = typer.Typer(
     add_completion=False,
@@ -219,7 +219,7 @@ def profile(
     from profilers.runtimes import RuntimeOptions
 
     options = RuntimeOptions(xnnpack=xnnpack, ort_optimization=ort_optimization, batch=batch)
-    result = profile_file(artifact, runtime, device, threads, QUICK if quick else TimingSettings(), options, inputs)
+    result = profile_file(artifact, runtime, threads, QUICK if quick else TimingSettings(), options, inputs)
     if as_json:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "samples_ns"}))
         return
@@ -251,7 +251,7 @@ def _profile_phones(
     as_json,
 ) -> None:
     from android_bench.device_run import BenchSettings
-    from models.errors import ConfigError
+    from models.shared.errors import ConfigError
     from pipeline.profile.device_view import print_phone_results
     from pipeline.profile.devices import profile_on_phones
 
@@ -329,7 +329,7 @@ def batch(
     """Run many jobs: cached, resumable after a crash; exit 1 when any job failed."""
     import os
 
-    from models.errors import ConfigError
+    from models.shared.errors import ConfigError
     from pipeline.batch.run import BATCH_MANIFEST, run_batch
     from pipeline.batch.view import BatchProgress
 
@@ -355,26 +355,26 @@ def _print_stage(name: str, record: dict) -> None:
 
 
 def _print_summary(result) -> None:
-    validate = result.results.get("validate", {})
+    run = RunView.read(result.run_dir)
     table = Table("artifact", "metrics", "max abs err", "cosine", "ok", title=f"run {result.run_dir}")
-    for art in result.results["export"]["artifacts"]:
-        key = artifact_key(art)
-        led = validate.get("ledger", {}).get(key, {})
+    for art in run.artifacts:
+        led = run.ledger(art.key)
         table.add_row(
-            art["path"],
-            ", ".join(f"{k} {v:.4f}" for k, v in validate.get("metrics", {}).get(key, {}).items()),
+            art.path,
+            ", ".join(f"{k} {v:.4f}" for k, v in run.metrics(art.key).items()),
             f"{led.get('max_abs', 0):.2e}",
             f"{led.get('cosine', 1):.6f}",
             str(led.get("ok", "-")),
         )
     console.print(table)
-    _latency_table(result.results.get("profile", {}).get("results", []))
+    profiles = run.result("profile").get("results", [])
+    _latency_table(profiles)
     cached = [n for n, r in result.stages.items() if r["cached"]]
-    energy = next((r["energy"] for r in result.results.get("profile", {}).get("results", [])), None)
+    energy = next((r["energy"] for r in profiles), None)
     if energy and energy["status"] != "measured":
         console.print(f"energy unavailable: {energy['reason']}")
     console.print(
-        f"errors vs {validate.get('reference', '?')}; stages from cache: {', '.join(cached) or 'none'}; "
+        f"errors vs {run.result('validate').get('reference', '?')}; stages from cache: {', '.join(cached) or 'none'}; "
         f"report: {result.run_dir / 'report.md'}"
     )
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError
+from models.shared.errors import ConfigError, InputFileError
 from profilers.isolation import in_child
 from profilers.runtimes import RUNTIMES, RuntimeOptions
 from profilers.stats import PERCENTILE_METHOD, pooled_percentile, ranked_stretches

@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from models.errors import InputFileError
+from models.shared.errors import InputFileError
 from profilers.harness import TimingSettings, measure, warm_up
 from profilers.isolation import in_child
 from profilers.runtimes import open_onnxruntime, open_torch

@@ -1,4 +1,4 @@
-"""Shared helpers: run the real edgepipe CLI in a subprocess, as a user would."""
+"""Shared helpers: run the real edgepipe CLI in a subprocess, as a user would; the slow tier's marker."""
 
 from __future__ import annotations
 
@@ -21,6 +21,18 @@ op_profile_runs = 50
 throughput_batches = [1, 4]
 throughput_seconds = 0.1
 """
+
+
+# Whole runs through the CLI and the ONNX conformance suite: `make test` runs them, `make test-fast` does not.
+SLOW_FOLDERS = ("e2e", "conformance")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test of the slow folders `slow` (other tests mark themselves)."""
+    tests = Path(__file__).parent
+    for item in items:
+        if Path(item.path).relative_to(tests).parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)
 
 
 def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ def small_cnn(work: Path) -> dict[str, Path]:
 
     from exporters.onnx_to_tflite import export_tflite_variants
     from exporters.torch_to_onnx import export_onnx
-    from models.specs import InputSpec
+    from models.shared.specs import InputSpec
 
     torch.manual_seed(0)
     module = nn.Sequential(

@@ -6,7 +6,8 @@
                  settings given as lists, one job per combination (opset = [17, 18])
     [[entry]]    model = GLOB plus job sections and job keys (inputs, weights, seed) for the models it matches
 
-Every job is validated exactly as `edgepipe run` validates a job file.
+The file is checked by the pydantic models below (`BatchFile`), then every job is validated
+exactly as `edgepipe run` validates a job file.
 """
 
 from __future__ import annotations
@@ -16,27 +17,84 @@ import fnmatch
 import glob
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-from models.errors import ConfigError
-from pipeline.core.config import ExportSection, JobConfig, validate_job
+from pydantic import BaseModel, Field, create_model
+
+from models.shared.errors import ConfigError
+from pipeline.core.config import ExportSection, JobConfig, TfliteVariant, validate_job
+from pipeline.core.toml_config import STRICT, checked, read_toml
 from pipeline.core.user_data import is_function_ref
 
-BATCH_KEYS = {"timeout_s", "recycle_after", "stages", "name"}
-JOB_KEYS = {"inputs", "weights", "seed"}
-SECTIONS = {"train", "compress", "export", "validate", "profile", "gate"}
+JOB_KEYS = ("inputs", "weights", "seed")
 
 
-@dataclass(frozen=True)
-class BatchSettings:
-    """How the batch runs its jobs."""
+class BatchSettings(BaseModel):
+    """[batch]: how the batch runs its jobs."""
 
-    name: str = "batch"
-    timeout_s: float = 1800.0
-    recycle_after: int = 25
-    stages: str = "export"
+    model_config = STRICT
+    name: str = Field("batch", min_length=1)
+    timeout_s: float = Field(1800.0, gt=0)  # per job
+    recycle_after: int = Field(25, ge=1)  # jobs per warm worker before it is replaced
+    stages: Literal["export", "all"] = "export"  # "export": up to validation
+
+
+class Sections(BaseModel):
+    """Job sections shared by the jobs they apply to; each is checked with its job, as `edgepipe run` checks it."""
+
+    model_config = STRICT
+    train: dict | None = None
+    compress: dict | None = None
+    export: dict | None = None
+    validate_: dict | None = Field(None, alias="validate")
+    profile: dict | None = None
+    gate: dict | None = None
+
+    def given(self) -> dict[str, dict]:
+        """The sections set here, keyed as in the file."""
+        tables = self.model_dump(by_alias=True, include={"train", "compress", "export", "validate_", "profile", "gate"})
+        return {k: v for k, v in tables.items() if v is not None}
+
+
+class Entry(Sections):
+    """[[entry]]: settings for the models matching a glob."""
+
+    model: str = Field(min_length=1)
+    inputs: list[str] | None = None
+    weights: str | None = None
+    seed: int | None = None
+
+
+class _MatrixKeys(BaseModel):
+    model_config = STRICT
+    models: list[str] = Field(min_length=1)
+    variants: list[TfliteVariant] | None = None
+
+    def axes(self) -> dict[str, list]:
+        """The export settings given as lists, in the order [export] declares them."""
+        return {
+            k: getattr(self, k) for k in type(self).model_fields if k in self.model_fields_set - {"models", "variants"}
+        }
+
+
+# [matrix]: models x variants x any [export] setting given as a non-empty list (opset = [17, 18]).
+Matrix = create_model(
+    "Matrix",
+    __base__=_MatrixKeys,
+    **{name: (list | None, Field(None, min_length=1)) for name in ExportSection.model_fields if name != "variants"},
+)
+
+
+class BatchFile(BaseModel):
+    """A whole JOBS.toml."""
+
+    model_config = STRICT
+    batch: BatchSettings = BatchSettings()
+    defaults: Sections = Sections()
+    matrix: Matrix
+    entry: list[Entry] = []
 
 
 @dataclass(frozen=True)
@@ -49,71 +107,44 @@ class BatchJob:
 
 def load_batch(path: Path) -> tuple[BatchSettings, list[BatchJob]]:
     """Read JOBS.toml and expand its matrix; relative model paths and globs are taken from its folder."""
-    try:
-        data = tomllib.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"batch file {path} not found; see examples/batch.toml") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_batch(data, Path(path).parent, str(path))
+    return parse_batch(read_toml(path, "see examples/batch.toml"), Path(path).parent, str(path))
 
 
 def parse_batch(data: dict, base: Path, where: str) -> tuple[BatchSettings, list[BatchJob]]:
     """Settings and jobs from parsed TOML."""
-    _known(data, {"batch", "defaults", "matrix", "entry"}, where)
-    settings = _settings(data.get("batch", {}), f"{where}: [batch]")
-    defaults = data.get("defaults", {})
-    _known(defaults, SECTIONS, f"{where}: [defaults]")
-    matrix = data.get("matrix")
-    if not isinstance(matrix, dict) or not matrix.get("models"):
-        raise ConfigError(f"{where}: [matrix] needs models = [...] (zoo names, pkg.mod:factory, .onnx files or globs)")
-    axes = {key: value for key, value in matrix.items() if key not in ("models", "variants")}
-    for key, values in axes.items():
-        if key not in ExportSection.model_fields or not isinstance(values, list) or not values:
-            raise ConfigError(
-                f"{where}: [matrix].{key}: an axis must be a non-empty list of an [export] setting "
-                f"({', '.join(k for k in ExportSection.model_fields if k != 'variants')})"
-            )
-    entries = data.get("entry", [])
-    for i, entry in enumerate(entries):
-        _known(entry, {"model"} | JOB_KEYS | SECTIONS, f"{where}: entry[{i}]")
+    file = checked(BatchFile, data, where)
+    axes = file.matrix.axes()
     jobs = []
-    for model in _models(matrix["models"], base, where):
+    for model in _models(file.matrix.models, base, where):
         for combo in itertools.product(*axes.values()):
             jobs.append(
                 _job(
                     model,
                     dict(zip(axes, combo)),
-                    matrix.get("variants"),
-                    defaults,
-                    entries,
+                    file,
                     base,
                     where,
                     suffix="-".join(f"{k}{v}" for k, v in zip(axes, combo) if len(axes[k]) > 1),
                 )
             )
     _unique(jobs, where)
-    unmatched = [e["model"] for e in entries if not any(fnmatch.fnmatchcase(j.job.job.model, e["model"]) for j in jobs)]
+    unmatched = [e.model for e in file.entry if not any(fnmatch.fnmatchcase(j.job.job.model, e.model) for j in jobs)]
     if unmatched:
         raise ConfigError(f"{where}: entry model {unmatched[0]!r} matches no model of the matrix")
-    return settings, jobs
+    return file.batch, jobs
 
 
-def _job(
-    model: str, axis: dict, variants, defaults: dict, entries: list[dict], base: Path, where: str, suffix: str
-) -> BatchJob:
-    data = copy.deepcopy(defaults)
+def _job(model: str, axis: dict, file: BatchFile, base: Path, where: str, suffix: str) -> BatchJob:
+    data = copy.deepcopy(file.defaults.given())
     export = data.setdefault("export", {})
-    if variants is not None:
-        export["variants"] = variants
+    if file.matrix.variants is not None:
+        export["variants"] = file.matrix.variants
     export.update(axis)
     job_keys = {}
-    for entry in (e for e in entries if fnmatch.fnmatchcase(model, e["model"])):
-        for key, value in entry.items():
-            if key in SECTIONS:
-                data.setdefault(key, {}).update(value)
-            elif key in JOB_KEYS:
-                job_keys[key] = value
+    for entry in (e for e in file.entry if fnmatch.fnmatchcase(model, e.model)):
+        for section, table in entry.given().items():
+            data.setdefault(section, {}).update(table)
+        job_keys.update({key: getattr(entry, key) for key in JOB_KEYS if getattr(entry, key) is not None})
     # files named in the batch file are read from its folder, as model paths are
     if data.get("validate", {}).get("inputs"):
         data["validate"]["inputs"] = str(base / data["validate"]["inputs"])
@@ -128,12 +159,10 @@ def _job(
     return BatchJob(name, validate_job(data, f"{where} (job {name})"))
 
 
-def _models(patterns: list, base: Path, where: str) -> list[str]:
+def _models(patterns: list[str], base: Path, where: str) -> list[str]:
     """Zoo names and factories as given; .onnx paths and globs resolved against the batch file's folder."""
     models = []
     for pattern in patterns:
-        if not isinstance(pattern, str):
-            raise ConfigError(f"{where}: [matrix].models holds {pattern!r}; expected strings")
         if not pattern.endswith(".onnx"):
             models.append(pattern)
             continue
@@ -159,23 +188,3 @@ def _unique(jobs: list[BatchJob], where: str) -> None:
                 f"{job.job.job.model}); rename one of the files"
             )
         seen[job.name] = job.job.job.model
-
-
-def _settings(table: dict, where: str) -> BatchSettings:
-    _known(table, BATCH_KEYS, where)
-    settings = BatchSettings(**table)
-    if settings.stages not in ("export", "all"):
-        raise ConfigError(f"{where}.stages = {settings.stages!r}: expected 'export' (up to validation) or 'all'")
-    if not (isinstance(settings.timeout_s, (int, float)) and settings.timeout_s > 0):
-        raise ConfigError(f"{where}.timeout_s = {settings.timeout_s!r}: expected seconds above 0")
-    if not (isinstance(settings.recycle_after, int) and settings.recycle_after >= 1):
-        raise ConfigError(f"{where}.recycle_after = {settings.recycle_after!r}: expected a whole number >= 1")
-    return settings
-
-
-def _known(table, known: set[str], where: str) -> None:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: expected a table")
-    for key in table:
-        if key not in known:
-            raise ConfigError(f"{where}: unknown key {key!r}; known: {', '.join(sorted(known))}")

@@ -35,7 +35,7 @@ class Task:
 
 def run_task(task: Task) -> dict:
     """Run one job in this process; every failure becomes a 'failed' outcome with its reason."""
-    from models.errors import EdgepipeError
+    from models.shared.errors import EdgepipeError
     from pipeline.core.config import validate_job
     from pipeline.core.runner import run_job
 

@@ -19,7 +19,7 @@ from collections import deque
 from contextlib import contextmanager, redirect_stdout
 from typing import Callable, Iterator
 
-from models.errors import ConfigError, EdgepipeError
+from models.shared.errors import ConfigError, EdgepipeError
 from pipeline.batch.pool import Task, run_task
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'edgepipe[ray]'"

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from models.errors import OutputDirError
+from models.shared.errors import OutputDirError
 from pipeline.batch.config import BatchJob, BatchSettings, load_batch
 from pipeline.batch.pool import Task, WarmPool
 from pipeline.batch.summary import job_rows, write_summaries

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
-from pipeline.core.artifacts import artifact_key
-from pipeline.core.store import write_atomic
+from pipeline.core.run_view import RunView
+from pipeline.core.store import MANIFEST, write_atomic
 from pipeline.report.figures import figure
 
 COLUMNS = (
@@ -38,28 +37,23 @@ def job_rows(outcome: dict, out: Path) -> list[dict]:
         "stages_cached": " ".join(outcome.get("stages_cached", [])),
         "error": outcome.get("error", ""),
     }
-    manifest_path = out / outcome["run_dir"] / "manifest.json"
-    if outcome["status"] == "failed" or not manifest_path.is_file():
+    run_dir = out / outcome["run_dir"]
+    if outcome["status"] == "failed" or not (run_dir / MANIFEST).is_file():
         return [base]
-    manifest = json.loads(manifest_path.read_text())
-    stages = {name: record["result"] for name, record in manifest["stages"].items()}
-    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-    validate = stages.get("validate", {})
+    run = RunView.read(run_dir)
     rows = []
-    for art in stages.get("export", {}).get("artifacts", []):
-        key = artifact_key(art)
-        ledger = validate.get("ledger", {}).get(key) or {}
-        metrics = validate.get("metrics", {}).get(key, {})
+    for art in run.artifacts:
+        ledger = run.ledger(art.key)
         rows.append(
             {
                 **base,
-                "format": art["format"],
-                "variant": art["variant"],
-                "size_bytes": sizes.get(art["path"]),
+                "format": art.format,
+                "variant": art.variant,
+                "size_bytes": art.size_bytes,
                 "max_abs": ledger.get("max_abs"),
                 "sqnr_db": ledger.get("sqnr_db"),
                 "ok": ledger.get("ok"),
-                "metrics": " ".join(f"{k}={v:.4f}" for k, v in metrics.items()),
+                "metrics": " ".join(f"{k}={v:.4f}" for k, v in run.metrics(art.key).items()),
             }
         )
     return rows or [base]

@@ -2,27 +2,23 @@
 
 from __future__ import annotations
 
-import difflib
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
+from pydantic import BaseModel, Field, PositiveInt
 
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
-from models.errors import ConfigError
+from pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
 
 # Variant names are declared once, by the exporters; a name they do not know is a config error.
 TfliteVariant = Literal[tuple(VARIANTS)]
 OrtVariant = Literal[tuple(ORT_VARIANTS)]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
-
 
 class JobSection(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     model: str  # a zoo name, an .onnx file, or a user factory 'pkg.module:factory'
     seed: int = 0
@@ -33,7 +29,7 @@ class JobSection(BaseModel):
 class TrainSection(BaseModel):
     """Training overrides; a key left out takes the zoo model's own default."""
 
-    model_config = _STRICT
+    model_config = STRICT
     epochs: int | None = Field(None, ge=1)
     lr: float | None = Field(None, gt=0)
     batch_size: int | None = Field(None, ge=1)
@@ -51,7 +47,7 @@ class TrainSection(BaseModel):
 class CompressSection(BaseModel):
     """Distillation, then pruning, of a trained zoo model; both off by default."""
 
-    model_config = _STRICT
+    model_config = STRICT
     distill: bool = False
     student_width: float = Field(0.5, gt=0, le=1)  # a narrower build of the zoo model ...
     student: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # ... or 'pkg.module:factory'
@@ -75,7 +71,7 @@ class CompressSection(BaseModel):
 class ImageSection(BaseModel):
     """How a folder of images becomes model inputs: pixels / pixel_scale, then (x - mean) / std per channel."""
 
-    model_config = _STRICT
+    model_config = STRICT
     pixel_scale: float = Field(255.0, gt=0)
     mean: tuple[float, ...] = (0.0,)
     std: tuple[Annotated[float, Field(gt=0)], ...] = (1.0,)
@@ -84,7 +80,7 @@ class ImageSection(BaseModel):
 
 
 class ExportSection(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     variants: tuple[TfliteVariant, ...] = ("fp32",)
     mixed_float_layers: int = Field(2, ge=1)  # int8_mixed: how many of the layers int8 hurts most stay float32
     onnx_variants: tuple[OrtVariant, ...] = ()  # ONNX Runtime quantized models, for ONNX deployments
@@ -101,7 +97,7 @@ class ExportSection(BaseModel):
 class ValidateSection(BaseModel):
     """Tolerances per kind of artifact: float32 (and ONNX, torch), float16 weights, quantized."""
 
-    model_config = _STRICT
+    model_config = STRICT
     rel_tolerance: float = Field(1e-4, gt=0)  # max abs error as a fraction of each output's max magnitude
     max_metric_drop: float = Field(0.005, ge=0)
     fp16_rel_tolerance: float = Field(1e-2, gt=0)  # fp16 (its metric drop is held to max_metric_drop)
@@ -116,7 +112,7 @@ class ValidateSection(BaseModel):
 
 
 class ProfileSection(BaseModel):
-    model_config = _STRICT
+    model_config = STRICT
     runtimes: tuple[Literal["torch", "onnxruntime", "tflite"], ...] = ("torch", "onnxruntime", "tflite")
     # "host", a phone's serial, serials joined by commas, or "all": TFLite artifacts then also run on the phones
     device: str = Field("host", min_length=1)
@@ -146,7 +142,7 @@ class ProfileSection(BaseModel):
 class GateSection(BaseModel):
     """Budgets applied as the run's last stage; a failed check makes `edgepipe run` exit 1."""
 
-    model_config = _STRICT
+    model_config = STRICT
     budgets: str  # budgets.toml (see examples/budgets.toml)
     baseline: str | None = None  # an older run directory or manifest.json to compare with
     strict: bool = False  # a budget that selects nothing is an error
@@ -155,7 +151,7 @@ class GateSection(BaseModel):
 class JobConfig(BaseModel):
     """A whole job; every section but [job] has defaults."""
 
-    model_config = _STRICT
+    model_config = STRICT
     job: JobSection
     train: TrainSection = TrainSection()
     compress: CompressSection = CompressSection()
@@ -181,52 +177,15 @@ def load_job(path: Path | None) -> JobConfig:
     """Read and validate a job file (the embedded default when path is None)."""
     if path is None:
         return parse_job(default_job_text(), f"<embedded {DEFAULT_JOB}>")
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found; run 'edgepipe run --print-config' for a template") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from None
-    return parse_job(text, str(path))
+    data = read_toml(path, "run 'edgepipe run --print-config' for a template")
+    return validate_job(data, str(path))
 
 
 def parse_job(text: str, source: str) -> JobConfig:
     """Parse TOML text and validate it; one ConfigError lists every problem by key path."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
-    return validate_job(data, source)
+    return validate_job(parse_toml(text, source), source)
 
 
 def validate_job(data: dict, source: str) -> JobConfig:
     """Validate a parsed job; one ConfigError lists every problem by key path."""
-    try:
-        return JobConfig.model_validate(data)
-    except ValidationError as exc:
-        problems = [_describe(err) for err in exc.errors()]
-        raise ConfigError(f"{source}: " + "; ".join(problems)) from None
-
-
-def _describe(err: dict) -> str:
-    """'train.epoch: unknown key, did you mean 'epochs'?' and the like."""
-    loc = [str(part) for part in err["loc"]]
-    where = ".".join(loc) or "(top level)"
-    if err["type"] == "extra_forbidden":
-        known = _known_keys(JobConfig, loc[:-1])
-        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
-        hint = f"did you mean {'.'.join(loc[:-1] + close)!r}?" if close else f"known keys: {', '.join(known)}"
-        return f"{where}: unknown key; {hint}"
-    if err["type"] == "missing":
-        return f"{where}: required key is missing"
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
-
-
-def _known_keys(model: type[BaseModel], path: list[str]) -> list[str]:
-    """The keys allowed at path inside model."""
-    for part in path:
-        field = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
-        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
-            return []
-        model = field.annotation
-    return [f.alias or n for n, f in model.model_fields.items()]
+    return checked(JobConfig, data, source)

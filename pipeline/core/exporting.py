@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
-from models.errors import ConfigError
-from pipeline.core.artifacts import artifact_key
+from models.shared.errors import ConfigError
 from pipeline.core.config import JobConfig, default_job_text, validate_job
+from pipeline.core.run_view import RunView
 from pipeline.core.runner import RunResult
+from pipeline.core.toml_config import parse_toml
 
 # Per-artifact records that exist for some formats and variants only.
 _DETAILS = (
@@ -75,7 +75,7 @@ def export_job(
     unknown = [v for v in onnx_variants if v not in ORT_VARIANTS]
     if unknown:
         raise ConfigError(f"unknown ONNX Runtime variant(s) {', '.join(unknown)}; available: {', '.join(ORT_VARIANTS)}")
-    data = tomllib.loads(default_job_text())
+    data = parse_toml(default_job_text(), "<embedded default job>")
     name = Path(model).stem if model.endswith(".onnx") else model
     data["job"].update(
         name=f"export-{_safe(name)}",
@@ -93,31 +93,25 @@ def export_job(
 
 def export_summary(job: JobConfig, result: RunResult) -> dict:
     """{"model", "run_dir", "artifacts": [...]} with size, inputs, metrics and ledger per artifact."""
-    from pipeline.core.store import Store
-
-    manifest = Store.open(result.run_dir).manifest
-    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-    validate = result.results["validate"]
-    artifacts = []
-    for art in result.results["export"]["artifacts"]:
-        key = artifact_key(art)
-        artifacts.append(
-            {
-                "format": art["format"],
-                "variant": art["variant"],
-                "path": str(result.run_dir / art["path"]),
-                "size_bytes": sizes[art["path"]],
-                "inputs": art["inputs"],
-                "metrics": validate["metrics"].get(key, {}),
-                "ledger": validate["ledger"].get(key),
-                **{k: art[k] for k in _DETAILS if k in art},
-            }
-        )
+    run = RunView.read(result.run_dir)
+    artifacts = [
+        {
+            "format": art.format,
+            "variant": art.variant,
+            "path": str(result.run_dir / art.path),
+            "size_bytes": art.size_bytes,
+            "inputs": art.record["inputs"],
+            "metrics": dict(run.metrics(art.key)),
+            "ledger": dict(run.ledger(art.key)) or None,
+            **{k: art.record[k] for k in _DETAILS if k in art.record},
+        }
+        for art in run.artifacts
+    ]
     return {
         "model": job.job.model,
         "run_dir": str(result.run_dir),
         "artifacts": artifacts,
-        "rewrites": result.results["export"].get("rewrites", []),
+        "rewrites": run.result("export").get("rewrites", []),
     }
 
 

@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from models.errors import ExportError, InputFileError, first_line
-from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
+from models.shared.errors import ExportError, InputFileError, first_line
+from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from pipeline.core.context import StageContext, source_kind
 from profilers.runtimes import RUNTIMES, quantize
 

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from models.errors import ConfigError, EdgepipeError, InputFileError
+from models.shared.errors import ConfigError, EdgepipeError, InputFileError
 from pipeline.core.config import JobConfig
 from pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
 from pipeline.core.store import Store, sha256_file
@@ -247,8 +247,8 @@ def check_source(job: JobConfig) -> None:
 
 def _check_user_data(job: JobConfig, specs) -> None:
     """Calibration and evaluation data must fit the model's inputs before any stage runs."""
+    from pipeline.core.modules import user_calibration
     from pipeline.core.user_data import load_eval
-    from pipeline.stages.export import user_calibration
 
     user_calibration(job, specs)
     if job.validate_.eval_data:

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.errors import OutputDirError
+from models.shared.errors import OutputDirError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError
-from models.specs import InputSpec
+from models.shared.errors import ConfigError, InputFileError
+from models.shared.specs import InputSpec
 from pipeline.core.store import sha256_file
 from pipeline.core.user_models import import_user_module
 

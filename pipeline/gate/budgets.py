@@ -3,42 +3,28 @@
 Every figure with a dimension carries its unit ("160 KiB", "2.5 ms", "120 MB"), so nobody has to
 guess whether 2 means seconds or milliseconds. A latency budget is either absolute or relative to
 another artifact of the same run on the same device: `max_p90 = {ratio = 1.15, of = "tflite:fp32"}`.
-Every mistake is a ConfigError naming the key path (exit 2).
+The file is checked by the pydantic models below (`BudgetsFile`); every mistake is a ConfigError
+naming the key path (exit 2). `load_budgets` turns a checked file into `Budgets`, which the gate reads.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from models.errors import ConfigError
+from pydantic import BaseModel, Field, PlainValidator, StrictBool, model_validator
+
+from models.shared.errors import ConfigError
+from pipeline.core.toml_config import STRICT, checked, read_toml
 
 SIZE_UNITS = {"B": 1, "KB": 1e3, "KiB": 2**10, "MB": 1e6, "MiB": 2**20, "GB": 1e9, "GiB": 2**30}
 TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}  # to milliseconds
 MEMORY_UNITS = {k: v / 2**20 for k, v in SIZE_UNITS.items()}  # to MiB, as profiles record peak RSS
 FRACTION_METRICS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
-METRICS = FRACTION_METRICS | {"psnr_db"}
 LATENCY_KEYS = ("max_p50", "max_p90", "max_p99")
-BUDGET_KEYS = {
-    "name",
-    "model",
-    "format",
-    "variant",
-    "device",
-    "max_size",
-    *LATENCY_KEYS,
-    "max_peak_memory",
-    "min_metric",
-    "max_metric_drop",
-    "max_error",
-    "min_sqnr_db",
-    "min_inferences_per_joule",
-    "require_energy",
-}
-BASELINE_KEYS = {"latency_tolerance", "size_tolerance", "metric_tolerance"}
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?\d+)?)\s*(\S+)\s*$")
 
 
@@ -100,172 +86,191 @@ class Budgets:
     strict: bool = False
 
 
+def _quantity(units: dict, example: str):
+    """A parser: '2.5 ms' -> the number in the units' base; a bare number, an unknown unit or a negative is refused."""
+
+    def parse(value) -> float:
+        if not isinstance(value, str):
+            raise ValueError(f"give a unit, e.g. {example} (units: {', '.join(units)})")
+        if value.strip().startswith("-"):
+            raise ValueError("a limit cannot be negative")
+        m = _QUANTITY.match(value)
+        if not m or m.group(2) not in units:
+            unit = m.group(2) if m else value
+            raise ValueError(f"unknown or wrong unit {unit!r} here; use one of {', '.join(units)}, e.g. {example}")
+        return float(m.group(1)) * units[m.group(2)]
+
+    return parse
+
+
+def _limit(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("expected a number")
+    if value < 0:
+        raise ValueError("a limit cannot be negative")
+    return float(value)
+
+
+def _latency(value) -> float | Relative:
+    if not isinstance(value, dict):
+        return _time(value)
+    unknown = sorted(set(value) - {"ratio", "of"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; a relative limit has ratio and of")
+    if "ratio" not in value or "of" not in value:
+        raise ValueError('a relative limit needs both ratio and of, e.g. {ratio = 1.15, of = "tflite:fp32"}')
+    ratio, of = value["ratio"], value["of"]
+    if (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, (int, float))
+        or ratio <= 0
+        or not isinstance(of, str)
+        or not (of == "calibration" or re.fullmatch(r"[\w.-]+:[\w.-]+", of))
+    ):
+        raise ValueError(
+            "ratio must be above 0 and of a 'format:variant' such as 'tflite:fp32', or "
+            f"'calibration' (got ratio {ratio!r}, of {of!r})"
+        )
+    return Relative(float(ratio), of)
+
+
+_time = _quantity(TIME_UNITS, "'2.5 ms'")
+Limit = Annotated[float, PlainValidator(_limit)]
+Size = Annotated[float, PlainValidator(_quantity(SIZE_UNITS, "'160 KiB'"))]
+Memory = Annotated[float, PlainValidator(_quantity(MEMORY_UNITS, "'120 MB'"))]
+Latency = Annotated[float | Relative, PlainValidator(_latency)]
+Selector = Annotated[str, Field(min_length=1)]
+
+
+class MetricLimits(BaseModel):
+    """min_metric / max_metric_drop: a limit per task metric edgepipe measures."""
+
+    model_config = STRICT
+    accuracy: Limit | None = None
+    precision: Limit | None = None
+    recall: Limit | None = None
+    f1: Limit | None = None
+    roc_auc: Limit | None = None
+    psnr_db: Limit | None = None
+
+    def given(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class BudgetEntry(BaseModel):
+    """One [[budget]] table as written in the file (sizes, times and memory still carry their units)."""
+
+    model_config = STRICT
+    name: Selector | None = None
+    model: Selector = "*"
+    format: Selector = "*"
+    variant: Selector = "*"
+    device: Selector = "*"
+    max_size: Size | None = None
+    max_p50: Latency | None = None
+    max_p90: Latency | None = None
+    max_p99: Latency | None = None
+    max_peak_memory: Memory | None = None
+    min_metric: MetricLimits = MetricLimits()
+    max_metric_drop: MetricLimits = MetricLimits()
+    max_error: Limit | None = None
+    min_sqnr_db: Limit | None = None
+    min_inferences_per_joule: Limit | None = None
+    require_energy: StrictBool | None = None  # default: the file's require_energy
+
+    @model_validator(mode="after")
+    def _meetable(self) -> BudgetEntry:
+        """Limits no artifact could ever meet, or that say nothing."""
+        for metric, low in self.min_metric.given().items():
+            if metric in FRACTION_METRICS and low > 1:
+                raise ValueError(f"min_metric.{metric} = {low:g}: {metric} is a fraction in [0, 1]; write 0.95, not 95")
+        for key in LATENCY_KEYS:
+            limit = getattr(self, key)
+            if isinstance(limit, Relative) and limit.ratio < 1 and (self.format, self.variant) == _split(limit.of):
+                raise ValueError(
+                    f"{key}: at most {limit.ratio:g}x itself ({limit.of}) can never pass; "
+                    "a ratio against the same artifact must be at least 1"
+                )
+        return self
+
+    def sets_a_limit(self, require_energy: bool) -> bool:
+        """Whether any limit is set (a budget that only selects says nothing)."""
+        limits = (*(getattr(self, k) for k in LATENCY_KEYS), self.max_size, self.max_peak_memory, self.max_error)
+        return (
+            any(v is not None for v in (*limits, self.min_sqnr_db, self.min_inferences_per_joule))
+            or bool(self.min_metric.given() or self.max_metric_drop.given())
+            or (require_energy if self.require_energy is None else self.require_energy)
+        )
+
+
+class Baseline(BaseModel):
+    """[baseline]: how much worse than the baseline run counts as noise."""
+
+    model_config = STRICT
+    latency_tolerance: Limit = 0.10
+    size_tolerance: Limit = 0.0
+    metric_tolerance: Limit = 0.0
+
+
+class BudgetsFile(BaseModel):
+    """A whole budgets.toml."""
+
+    model_config = STRICT
+    budget: list[BudgetEntry]
+    baseline: Baseline = Baseline()
+    strict: StrictBool = False  # a budget that selects nothing is an error
+    require_energy: StrictBool = False  # every budget needs a measured energy figure
+
+    @model_validator(mode="before")
+    @classmethod
+    def _has_budgets(cls, data):
+        entries = data.get("budget") if isinstance(data, dict) else None
+        if not isinstance(entries, list) or not entries:
+            raise ValueError("expected one or more [[budget]] tables")
+        return data
+
+    @model_validator(mode="after")
+    def _every_budget_limits(self) -> BudgetsFile:
+        for i, entry in enumerate(self.budget):
+            if not entry.sets_a_limit(self.require_energy):
+                raise ValueError(
+                    f"budget[{i}] ('{entry.name or 'unnamed'}') sets no limit; add e.g. max_size = \"160 KiB\""
+                )
+        return self
+
+
 def load_budgets(path: Path) -> Budgets:
     """Read and check a budgets file; a ConfigError names the first wrong key."""
-    if not path.is_file():
+    if not Path(path).is_file():
         raise ConfigError(f"budgets file {path} not found; check the path given to --budgets")
-    try:
-        data = tomllib.loads(path.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
-    return parse_budgets(data, str(path))
+    return parse_budgets(read_toml(path, "check the path given to --budgets"), str(path))
 
 
 def parse_budgets(data: dict, where: str) -> Budgets:
     """Budgets from parsed TOML; `where` names the file in errors."""
-    _no_unknown(data, {"budget", "baseline", "strict", "require_energy"}, where)
-    default_energy = _bool(data, "require_energy", where, False)
-    entries = data.get("budget", [])
-    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
-        raise ConfigError(f"{where}: expected one or more [[budget]] tables")
-    budgets = tuple(_budget(entry, f"{where}: budget[{i}]", default_energy) for i, entry in enumerate(entries))
-    baseline = data.get("baseline", {})
-    if not isinstance(baseline, dict):
-        raise ConfigError(f"{where}: [baseline] must be a table of {', '.join(sorted(BASELINE_KEYS))}")
-    _no_unknown(baseline, BASELINE_KEYS, f"{where}: baseline")
-    tolerances = Tolerances(
-        *(
-            _number(baseline, key, f"{where}: baseline", default)
-            for key, default in (("latency_tolerance", 0.10), ("size_tolerance", 0.0), ("metric_tolerance", 0.0))
-        )
-    )
-    return Budgets(budgets, tolerances, _bool(data, "strict", where, False))
+    file = checked(BudgetsFile, data, where)
+    b = file.baseline
+    tolerances = Tolerances(b.latency_tolerance, b.size_tolerance, b.metric_tolerance)
+    return Budgets(tuple(_budget(e, file.require_energy) for e in file.budget), tolerances, file.strict)
 
 
-def _budget(entry: dict, where: str, default_energy: bool) -> Budget:
-    _no_unknown(entry, BUDGET_KEYS, where)
-    selectors = {key: _text(entry, key, where, "*") for key in ("model", "format", "variant", "device")}
-    name = _text(entry, "name", where, "/".join(selectors[k] for k in ("model", "format", "variant", "device")))
-    latency = {key[4:]: _latency(entry[key], f"{where}.{key}") for key in LATENCY_KEYS if key in entry}
-    budget = Budget(
-        name,
+def _budget(entry: BudgetEntry, default_energy: bool) -> Budget:
+    selectors = {key: getattr(entry, key) for key in ("model", "format", "variant", "device")}
+    return Budget(
+        entry.name or "/".join(selectors.values()),
         **selectors,
-        max_size_bytes=_quantity(entry, "max_size", where, SIZE_UNITS, "'160 KiB'"),
-        latency_ms=latency,
-        max_peak_memory_mb=_quantity(entry, "max_peak_memory", where, MEMORY_UNITS, "'120 MB'"),
-        min_metric=_metrics(entry, "min_metric", where),
-        max_metric_drop=_metrics(entry, "max_metric_drop", where),
-        max_error=_number(entry, "max_error", where, None),
-        min_sqnr_db=_number(entry, "min_sqnr_db", where, None),
-        min_inferences_per_joule=_number(entry, "min_inferences_per_joule", where, None),
-        require_energy=_bool(entry, "require_energy", where, default_energy),
+        max_size_bytes=entry.max_size,
+        latency_ms={key[4:]: getattr(entry, key) for key in LATENCY_KEYS if getattr(entry, key) is not None},
+        max_peak_memory_mb=entry.max_peak_memory,
+        min_metric=entry.min_metric.given(),
+        max_metric_drop=entry.max_metric_drop.given(),
+        max_error=entry.max_error,
+        min_sqnr_db=entry.min_sqnr_db,
+        min_inferences_per_joule=entry.min_inferences_per_joule,
+        require_energy=default_energy if entry.require_energy is None else entry.require_energy,
     )
-    _check_consistent(budget, where)
-    return budget
 
 
-def _check_consistent(budget: Budget, where: str) -> None:
-    """Limits no artifact could ever meet, or that say nothing."""
-    for metric, low in budget.min_metric.items():
-        if metric in FRACTION_METRICS and low > 1:
-            raise ConfigError(
-                f"{where}.min_metric.{metric} = {low:g}: {metric} is a fraction in [0, 1]; write 0.95, not 95"
-            )
-    for key, limit in budget.latency_ms.items():
-        if isinstance(limit, Relative) and limit.ratio < 1 and _self_reference(budget, limit.of):
-            raise ConfigError(
-                f"{where}.max_{key}: at most {limit.ratio:g}x itself ({limit.of}) can never pass; "
-                "a ratio against the same artifact must be at least 1"
-            )
-    limits = [
-        budget.max_size_bytes,
-        budget.max_peak_memory_mb,
-        budget.max_error,
-        budget.min_sqnr_db,
-        budget.min_inferences_per_joule,
-    ]
-    if (
-        not budget.latency_ms
-        and not budget.min_metric
-        and not budget.max_metric_drop
-        and all(v is None for v in limits)
-        and not budget.require_energy
-    ):
-        raise ConfigError(f"{where} ('{budget.name}') sets no limit; add e.g. max_size = \"160 KiB\"")
-
-
-def _self_reference(budget: Budget, of: str) -> bool:
+def _split(of: str) -> tuple[str, str]:
     fmt, _, variant = of.partition(":")
-    return budget.format == fmt and budget.variant == variant
-
-
-def _latency(value, where: str) -> float | Relative:
-    if isinstance(value, dict):
-        _no_unknown(value, {"ratio", "of"}, where)
-        if "ratio" not in value or "of" not in value:
-            raise ConfigError(
-                f'{where}: a relative limit needs both ratio and of, e.g. {{ratio = 1.15, of = "tflite:fp32"}}'
-            )
-        ratio = _number(value, "ratio", where, None)
-        of = _text(value, "of", where, "")
-        if ratio == 0 or not (of == "calibration" or re.fullmatch(r"[\w.-]+:[\w.-]+", of)):
-            raise ConfigError(
-                f"{where}: ratio must be above 0 and of a 'format:variant' such as 'tflite:fp32', or "
-                f"'calibration' (got ratio {ratio}, of {of!r})"
-            )
-        return Relative(ratio, of)
-    return _parse_quantity(value, where, TIME_UNITS, "'2.5 ms'")
-
-
-def _quantity(entry: dict, key: str, where: str, units: dict, example: str) -> float | None:
-    return _parse_quantity(entry[key], f"{where}.{key}", units, example) if key in entry else None
-
-
-def _parse_quantity(value, where: str, units: dict, example: str) -> float:
-    """'2.5 ms' -> the number in the units' base; a bare number, an unknown unit or a negative is an error."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where} = {value!r}: give a unit, e.g. {example} (units: {', '.join(units)})")
-    m = _QUANTITY.match(value)
-    if value.strip().startswith("-"):
-        raise ConfigError(f"{where} = {value!r}: a limit cannot be negative")
-    if not m or m.group(2) not in units:
-        unit = m.group(2) if m else value
-        raise ConfigError(
-            f"{where} = {value!r}: unknown or wrong unit {unit!r} here; use one of {', '.join(units)}, e.g. {example}"
-        )
-    return float(m.group(1)) * units[m.group(2)]
-
-
-def _metrics(entry: dict, key: str, where: str) -> dict[str, float]:
-    value = entry.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}.{key}: expected a table such as {{accuracy = 0.95}}")
-    for metric in value:
-        if metric not in METRICS:
-            raise ConfigError(f"{where}.{key}.{metric}: unknown metric; edgepipe measures {', '.join(sorted(METRICS))}")
-    return {metric: _number(value, metric, f"{where}.{key}", None) for metric in value}
-
-
-def _number(table: dict, key: str, where: str, default):
-    if key not in table:
-        return default
-    value = table[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}.{key} = {value!r}: expected a number")
-    if value < 0:
-        raise ConfigError(f"{where}.{key} = {value}: a limit cannot be negative")
-    return float(value)
-
-
-def _text(table: dict, key: str, where: str, default: str) -> str:
-    value = table.get(key, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}.{key} = {value!r}: expected a non-empty string")
-    return value
-
-
-def _bool(table: dict, key: str, where: str, default: bool) -> bool:
-    value = table.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key} = {value!r}: expected true or false")
-    return value
-
-
-def _no_unknown(table: dict, known: set[str], where: str) -> None:
-    import difflib
-
-    for key in table:
-        if key not in known:
-            close = difflib.get_close_matches(key, sorted(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(known))}"
-            raise ConfigError(f"{where}: unknown key {key!r}{hint}")
+    return fmt, variant

@@ -12,8 +12,8 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.errors import ConfigError, InputFileError
-from pipeline.core.artifacts import artifact_key
+from models.shared.errors import ConfigError, InputFileError
+from pipeline.core.run_view import RunView, artifact_key
 from pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
 
 log = logging.getLogger(__name__)
@@ -84,9 +84,7 @@ def load_subjects(report: Path) -> list[Subject]:
             if run.get("status") in ("done", "cached")
             for s in load_subjects(path.parent / run["run_dir"])
         ]
-    if not isinstance(data, dict) or "stages" not in data or "job" not in data:
-        raise InputFileError(f"{path} is not an edgepipe manifest (no 'stages'/'job'); pass a run directory")
-    return manifest_subjects(data, path)
+    return run_subjects(RunView.read(path))
 
 
 def batch_failures(report: Path) -> list[Check]:
@@ -121,38 +119,34 @@ def _report_file(report: Path) -> Path:
     return report / "batch.json" if (report / "batch.json").is_file() else report / "manifest.json"
 
 
-def manifest_subjects(manifest: dict, where: Path) -> list[Subject]:
+def run_subjects(run: RunView) -> list[Subject]:
     """One subject per exported artifact and device it was profiled on (or 'host', unprofiled)."""
-    stages = {name: record["result"] for name, record in manifest["stages"].items()}
-    if "export" not in stages:
-        raise InputFileError(f"{where}: the run has no export results; gate a finished run")
-    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-    validate = stages.get("validate", {})
-    profiles = stages.get("profile", {})
-    by_device: dict[tuple[str, str], list[tuple[str, dict]]] = {}
+    if "export" not in run.results:
+        raise InputFileError(f"{run.root}: the run has no export results; gate a finished run")
+    profiles = run.result("profile")
+    by_device: dict[str, list[tuple[str, dict]]] = {}
     for r in profiles.get("results", []):
-        by_device.setdefault((r["format"], r["variant"]), []).append(("host", r))
+        by_device.setdefault(artifact_key(r), []).append(("host", r))
     for r in profiles.get("device_results", []):
         if r.get("status", "ok") == "ok":
-            by_device.setdefault((r["format"], r["variant"]), []).append((r["serial"], r))
-    job = manifest["job"]["job"]
+            by_device.setdefault(artifact_key(r), []).append((r["serial"], r))
+    job = run.job["job"]
     subjects = []
-    for art in stages["export"]["artifacts"]:
-        key = artifact_key(art)
-        ledger = validate.get("ledger", {}).get(key) or {}
-        for device, r in by_device.get((art["format"], art["variant"])) or [("host", None)]:
+    for art in run.artifacts:
+        ledger = run.ledger(art.key)
+        for device, r in by_device.get(art.key) or [("host", None)]:
             subjects.append(
                 Subject(
                     job["name"],
                     job["model"],
-                    art["format"],
-                    art["variant"],
+                    art.format,
+                    art.variant,
                     device,
-                    sizes.get(art["path"]),
+                    art.size_bytes,
                     r["latency_ms"] if r else None,
                     (r["memory"].get("peak_rss_mb") if r else None),
-                    validate.get("metrics", {}).get(key, {}),
-                    validate.get("metrics", {}).get(f"{art['format']}:fp32", {}),
+                    dict(run.metrics(art.key)),
+                    dict(run.metrics(f"{art.format}:fp32")),
                     ledger.get("max_abs"),
                     ledger.get("sqnr_db"),
                     r["energy"] if r else None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 from pipeline.core.store import write_atomic
 from pipeline.gate.budgets import Budgets, load_budgets
 from pipeline.gate.checks import (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import EdgepipeError
+from models.shared.errors import EdgepipeError
 from profilers.isolation import in_child
 
 OP_PROFILE_RUNTIMES = ("tflite", "onnxruntime")

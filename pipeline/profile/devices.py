@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from android_bench.adb import find_adb
 from android_bench.device_profile import profile_on_device
 from android_bench.device_run import BenchSettings
 from android_bench.facts import device_facts
 from android_bench.farm import profile_on_devices, resolve_serials
-from models.errors import ConfigError, DeviceError, InputFileError
+from models.shared.errors import ConfigError, DeviceError, InputFileError
+from pipeline.core.toml_config import STRICT, checked, read_toml
 
-USER_CONFIG_KEYS = {"benchmark_binary"}
+
+class UserConfig(BaseModel):
+    """~/.config/edgepipe/config.toml."""
+
+    model_config = STRICT
+    benchmark_binary: str | None = None  # the benchmark_model binary for phones, when --benchmark-binary is not given
 
 
 def user_config_path() -> Path:
@@ -29,14 +36,7 @@ def benchmark_binary(given: Path | None) -> Path | None:
     path = user_config_path()
     if not path.is_file():
         return None
-    try:
-        settings = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML ({exc}); fix or remove it") from None
-    unknown = set(settings) - USER_CONFIG_KEYS
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(USER_CONFIG_KEYS)}")
-    value = settings.get("benchmark_binary")
+    value = checked(UserConfig, read_toml(path, "create it or remove it"), str(path)).benchmark_binary
     return Path(value).expanduser() if value else None
 
 

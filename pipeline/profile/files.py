@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import ConfigError, InputFileError, ProfileError
+from models.shared.errors import ConfigError, InputFileError, ProfileError
 from pipeline.profile.inputs import generated_inputs, read_inputs
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
@@ -16,15 +16,13 @@ from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Ses
 def profile_file(
     path: Path,
     runtime: str | None,
-    device: str,
     threads: int,
     timing: TimingSettings = TimingSettings(),
     options: RuntimeOptions = RuntimeOptions(),
     inputs: Path | None = None,
 ) -> dict:
-    """Check the file loads and runs its inputs (seeded, or from an .npz), then profile it in a child process."""
-    if device != "host":
-        raise ConfigError(f"--device {device!r}: only 'host' is supported in this version")
+    """On the host: check the file loads and runs its inputs (seeded, or from an .npz), then profile it in a
+    child process. Phones go through pipeline/profile/devices.py."""
     if not path.is_file():
         raise InputFileError(f"model file {path} not found; check the path")
     if inputs is not None and not inputs.is_file():

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.errors import InputFileError
-from models.specs import InputSpec
+from models.shared.errors import InputFileError
+from models.shared.specs import InputSpec
 from pipeline.core.feeding import random_input
 from profilers.runtimes import Session, quantize
 

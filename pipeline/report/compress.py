@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pipeline.report.figures import figure
 
-def compress_lines(compress: dict, sizes: dict[str, int]) -> list[str]:
+
+def compress_lines(compress: dict, fp32_tflite_bytes: int | None) -> list[str]:
     """Markdown lines for the [compress] steps; none when the job compressed nothing."""
     if not compress.get("steps"):
         return []
@@ -33,7 +35,7 @@ def compress_lines(compress: dict, sizes: dict[str, int]) -> list[str]:
             f"Magnitude pruning sets weights to zero but keeps every tensor's shape: TFLite and ONNX store "
             f"tensors densely, so the exported files are as large as the unpruned model's and dense kernels "
             f"do the same arithmetic "
-            f"(fp32 TFLite: {sizes.get('model_fp32.tflite', 0):,} bytes). The zeros only pay off with a "
+            f"(fp32 TFLite: {figure(fp32_tflite_bytes, ',', ' bytes')}). The zeros only pay off with a "
             "general-purpose compressor on the download, or a sparse-aware runtime; channel pruning "
             '(`prune = "channels"`) shrinks the files and the work instead.',
             "",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.core.artifacts import artifact_key
 from pipeline.core.context import StageContext, source_kind
+from pipeline.core.run_view import RunView
 from pipeline.report.compress import compress_lines
 from pipeline.report.figures import figure
 from pipeline.report.phones import phone_lines
@@ -21,7 +21,8 @@ def run_report(ctx: StageContext) -> dict:
         from models.zoo import get_model
 
         metric_name = get_model(ctx.job.job.model).primary_metric
-    rows = variant_rows(ctx.store.manifest, ctx.results, metric_name)
+    run = RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results)
+    rows = variant_rows(run, metric_name)
     plots = write_plots(rows, metric_name, ctx.staging)
     variants = [
         "## Variants side by side",
@@ -32,15 +33,15 @@ def run_report(ctx: StageContext) -> dict:
         "",
         *sensitivity_lines(ctx.results),
     ]
-    text = render(ctx.job.job.name, ctx.store.manifest, ctx.results, variants)
+    text = render(run, variants)
     (ctx.staging / "report.md").write_text(text)
     return {"path": "report.md", "plots": plots}
 
 
-def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -> str:
+def render(run: RunView, variants: list[str] = ()) -> str:
     """The Markdown report of one run."""
-    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-    lines = [f"# edgepipe run: {name}", "", f"Model `{manifest['job']['job']['model']}`.", ""]
+    results, tolerances = run.results, run.job["validate"]
+    lines = [f"# edgepipe run: {run.job['job']['name']}", "", f"Model `{run.job['job']['model']}`.", ""]
     if "train" in results:
         t = results["train"]
         lines += [
@@ -49,25 +50,25 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
             f"held-out {_fmt_metrics(t['metrics'])}.",
             "",
         ]
-    lines += compress_lines(results.get("compress", {}), sizes)
-    validate = results.get("validate", {})
+    fp32 = next((a.size_bytes for a in run.artifacts if a.key == "tflite:fp32"), None)
+    lines += compress_lines(run.result("compress"), fp32)
+    validate = run.result("validate")
     lines += [
         "## Artifacts and numerics",
         "",
         f"Reference: `{validate.get('reference', '?')}`; float artifacts: max abs error at most "
-        f"{manifest['job']['validate']['rel_tolerance']:g} x each output's max magnitude (fp16: "
-        f"{manifest['job']['validate']['fp16_rel_tolerance']:g}); quantized artifacts: output SQNR at least "
-        f"{manifest['job']['validate']['quantized_min_sqnr_db']:g} dB.",
+        f"{tolerances['rel_tolerance']:g} x each output's max magnitude (fp16: "
+        f"{tolerances['fp16_rel_tolerance']:g}); quantized artifacts: output SQNR at least "
+        f"{tolerances['quantized_min_sqnr_db']:g} dB.",
         "",
         "| artifact | format | variant | size (bytes) | metric | max abs err | cosine | SQNR (dB) | ok |",
         "|---|---|---|---:|---|---:|---:|---:|---|",
     ]
-    for art in results["export"]["artifacts"]:
-        key = artifact_key(art)
-        led = validate.get("ledger", {}).get(key, {})
+    for art in run.artifacts:
+        led = run.ledger(art.key)
         lines.append(
-            f"| `{art['path']}` | {art['format']} | {art['variant']} | {sizes.get(art['path'], 0):,} | "
-            f"{_fmt_metrics(validate.get('metrics', {}).get(key, {}))} | {figure(led.get('max_abs'), '.2e')} | "
+            f"| `{art.path}` | {art.format} | {art.variant} | {art.size_bytes or 0:,} | "
+            f"{_fmt_metrics(run.metrics(art.key))} | {figure(led.get('max_abs'), '.2e')} | "
             f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |"
         )
     lines += [
@@ -113,7 +114,7 @@ def render(name: str, manifest: dict, results: dict, variants: list[str] = ()) -
             "peak RSS of a child process that loaded and ran only that model.",
         ]
     lines += ["", *profile_lines(results.get("profile", {})), *phone_lines(results.get("profile", {}))]
-    versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items() if v)
+    versions = ", ".join(f"{k} {v}" for k, v in run.versions.items() if v)
     lines += ["", *variants, "", "## Tool versions", "", versions, ""]
     return "\n".join(lines)
 

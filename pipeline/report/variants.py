@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.artifacts import artifact_key
+from pipeline.core.run_view import RunView, artifact_key
 from pipeline.report.figures import figure
 from pipeline.report.plots import Point, tradeoff_plot
 
@@ -33,30 +33,27 @@ class VariantRow:
         return f"{self.format}:{self.variant}"
 
 
-def variant_rows(manifest: dict, results: dict, metric_name: str | None) -> list[VariantRow]:
+def variant_rows(run: RunView, metric_name: str | None) -> list[VariantRow]:
     """Every exported artifact with its figures; absent figures (not profiled, no metric) are None."""
-    sizes = {a["path"]: a["size_bytes"] for a in manifest["artifacts"]}
-    validate = results.get("validate", {})
-    reference = validate.get("metrics", {}).get(validate.get("reference"), {}).get(metric_name)
-    latency = {(r["format"], r["variant"]): r["latency_ms"] for r in results.get("profile", {}).get("results", [])}
-    artifacts = results["export"]["artifacts"]
-    fp32 = {a["format"]: a for a in artifacts if a["variant"] == "fp32"}
+    validate = run.result("validate")
+    reference = run.metrics(validate.get("reference", "")).get(metric_name)
+    latency = {artifact_key(r): r["latency_ms"] for r in run.result("profile").get("results", [])}
+    fp32 = {a.format: a for a in run.artifacts if a.variant == "fp32"}
     rows = []
-    for art in artifacts:
-        key = artifact_key(art)
-        base = fp32.get(art["format"])
-        metric = validate.get("metrics", {}).get(key, {}).get(metric_name)
-        lat, base_lat = latency.get((art["format"], art["variant"])), latency.get((art["format"], "fp32"))
+    for art in run.artifacts:
+        base = fp32.get(art.format)
+        metric = run.metrics(art.key).get(metric_name)
+        lat, base_lat = latency.get(art.key), latency.get(f"{art.format}:fp32")
         rows.append(
             VariantRow(
-                art["format"],
-                art["variant"],
-                art["path"],
-                sizes.get(art["path"], 0),
-                sizes.get(art["path"], 0) / sizes[base["path"]] if base and sizes.get(base["path"]) else None,
+                art.format,
+                art.variant,
+                art.path,
+                art.size_bytes or 0,
+                (art.size_bytes or 0) / base.size_bytes if base and base.size_bytes else None,
                 metric,
                 metric - reference if metric is not None and reference is not None else None,
-                (validate.get("ledger", {}).get(key) or {}).get("sqnr_db"),
+                run.ledger(art.key).get("sqnr_db"),
                 lat["p50"] if lat else None,
                 lat["p90"] if lat else None,
                 base_lat["p50"] / lat["p50"] if lat and base_lat else None,

@@ -6,14 +6,12 @@ from dataclasses import asdict, replace
 
 import torch
 
-from models.errors import ConfigError
-from models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, resize_to, sparsity
+from models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, sparsity
+from models.shared.errors import ConfigError
 from models.training import TrainSettings, predict, train
 from models.zoo import get_model
 from pipeline.core.context import StageContext
-from pipeline.stages.train import load_trained, train_settings
-
-COMPRESSED = "model_compressed.pt"
+from pipeline.core.modules import COMPRESSED, student_module, train_settings, trained_module
 
 
 def run_compress(ctx: StageContext) -> dict:
@@ -25,13 +23,13 @@ def run_compress(ctx: StageContext) -> dict:
     spec = get_model(ctx.job.job.model)
     data = spec.dataset(ctx.job.job.seed)
     base = train_settings(ctx.job, spec)
-    module = load_trained(ctx)
+    module = trained_module(ctx)
     trained = _scored(spec, module, data)
     steps = []
     if settings.distill:
         from models.distillation import distill
 
-        teacher, module = module, _student(ctx)
+        teacher, module = module, student_module(ctx)
         torch.manual_seed(ctx.job.job.seed)
         result = distill(
             module,
@@ -111,27 +109,3 @@ def _scored(spec, module: torch.nn.Module, data) -> dict:
     """Parameter count, zero fraction and held-out metrics of a module."""
     metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
     return {"parameters": count_parameters(module), "sparsity": sparsity(module), "metrics": metrics}
-
-
-def _student(ctx: StageContext) -> torch.nn.Module:
-    """The student: the user's factory, or the zoo model built narrower."""
-    settings = ctx.job.compress
-    torch.manual_seed(ctx.job.job.seed)
-    if settings.student:
-        from pipeline.core.user_models import load_user_model
-
-        spec = get_model(ctx.job.job.model)
-        shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in spec.inputs)
-        return load_user_model(settings.student, shapes, None, ctx.job.job.seed).module
-    from models.distillation import narrower
-
-    return narrower(get_model(ctx.job.job.model), settings.student_width)
-
-
-def load_compressed(ctx: StageContext) -> torch.nn.Module:
-    """The module the export stage converts: the compressed one when the job compresses, else the trained one."""
-    if not ctx.results.get("compress", {}).get("steps"):
-        return load_trained(ctx)
-    module = _student(ctx) if ctx.job.compress.distill else get_model(ctx.job.job.model).build()
-    # Channel pruning changed layer shapes: the module takes them from the saved tensors.
-    return resize_to(module, torch.load(ctx.path(COMPRESSED), weights_only=True)).eval()

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import shutil
 
-import numpy as np
 import torch
 
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import export_tflite_variants
 from exporters.ort_quantize import quantize_onnx
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 from pipeline.core.context import StageContext, onnx_source, source_kind
+from pipeline.core.modules import TRAINED, source_module, user_calibration
 
 CONVERT_LOG = "logs/convert.log"
-# Activation ranges from fewer samples than this describe a handful of inputs, not the data.
-MIN_CALIBRATION_SAMPLES = 8
 
 
 def run_export(ctx: StageContext) -> dict:
@@ -26,7 +24,7 @@ def run_export(ctx: StageContext) -> dict:
     if source is None:
         module, examples, specs, calibration = source_module(ctx)
         if source_kind(ctx.job) == "factory":  # zoo models already have model.pt from training
-            torch.save(module.state_dict(), ctx.staging / "model.pt")
+            torch.save(module.state_dict(), ctx.staging / TRAINED)
         rewrites = _export_torch(ctx, module, examples, specs, log_path)
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]
     else:
@@ -78,40 +76,6 @@ def run_export(ctx: StageContext) -> dict:
             {**_record("onnx", variant, quantized.path.name, specs), "quantized_nodes": quantized.quantized_nodes}
         )
     return {"artifacts": artifacts, "rewrites": rewrites}
-
-
-def source_module(ctx: StageContext) -> tuple:
-    """(module, example inputs, input specs, calibration samples) of a zoo model or a user factory."""
-    if source_kind(ctx.job) == "factory":
-        from pipeline.core.user_models import load_user_model
-
-        user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
-        return user.module, user.examples, user.inputs, user_calibration(ctx.job, user.inputs)
-    from models.zoo import get_model
-    from pipeline.stages.compress import load_compressed
-
-    spec = get_model(ctx.job.job.model)
-    examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
-    calibration = user_calibration(ctx.job, spec.inputs)
-    if calibration is None:
-        count = ctx.job.export.calibration_samples
-        calibration = {
-            name: np.ascontiguousarray(values[:count])
-            for name, values in spec.dataset(ctx.job.job.seed).x_train.items()
-        }
-    return load_compressed(ctx), examples, spec.inputs, calibration
-
-
-def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
-    """The job's own calibration data (`[export] calibration`), checked against the inputs; None without it."""
-    from pipeline.core.user_data import load_samples
-
-    export = job.export
-    if not export.calibration:
-        return None
-    return load_samples(
-        export.calibration, specs, "calibration", export.images, MIN_CALIBRATION_SAMPLES, export.calibration_samples
-    )
 
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:

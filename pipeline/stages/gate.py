@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.core.context import StageContext
+from pipeline.core.run_view import RunView
 from pipeline.core.store import write_atomic, write_json
 from pipeline.gate.budgets import load_budgets
-from pipeline.gate.checks import load_subjects, manifest_subjects
+from pipeline.gate.checks import load_subjects, run_subjects
 from pipeline.gate.output import junit_xml, markdown, verdict_for
 
 GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
@@ -16,8 +17,7 @@ GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
 def run_gate_stage(ctx: StageContext) -> dict:
     """Write gate.json, gate.md and junit.xml; the verdict is a result (a failed gate is still a finished stage)."""
     section = ctx.job.gate
-    manifest = {**ctx.store.manifest, "stages": {name: {"result": r} for name, r in ctx.results.items()}}
-    subjects = manifest_subjects(manifest, ctx.store.run_dir)
+    subjects = run_subjects(RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results))
     baseline = load_subjects(Path(section.baseline)) if section.baseline else None
     verdict = verdict_for(subjects, load_budgets(Path(section.budgets)), baseline, section.strict)
     write_json(ctx.staging / GATE_JSON, verdict.to_dict())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.errors import ConfigError
-from pipeline.core.artifacts import artifact_key
+from models.shared.errors import ConfigError
 from pipeline.core.context import StageContext
 from pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
+from pipeline.core.run_view import artifact_key
 from pipeline.core.store import write_json
 from pipeline.profile.details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
 from pipeline.profile.files import runtime_options

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields
+from dataclasses import asdict
 
 import torch
 
-from models.registry import ModelSpec
-from models.training import TrainSettings, fit
+from models.training import fit
 from models.zoo import get_model
-from pipeline.core.config import JobConfig
 from pipeline.core.context import StageContext
-
-
-def train_settings(job: JobConfig, spec: ModelSpec) -> TrainSettings:
-    """Library defaults, then the model's defaults, then what the job's [train] sets."""
-    overrides = {k: v for k, v in job.train.model_dump().items() if v is not None}
-    known = {f.name for f in fields(TrainSettings)}
-    merged = {**spec.train_defaults, **{k: v for k, v in overrides.items() if k in known}, "seed": job.job.seed}
-    return TrainSettings(**merged)
+from pipeline.core.modules import TRAINED, train_settings
 
 
 def run_train(ctx: StageContext) -> dict:
@@ -26,17 +17,10 @@ def run_train(ctx: StageContext) -> dict:
     spec = get_model(ctx.job.job.model)
     settings = train_settings(ctx.job, spec)
     fitted = fit(spec, settings, ctx.job.train.threads)
-    torch.save(fitted.module.state_dict(), ctx.staging / "model.pt")
+    torch.save(fitted.module.state_dict(), ctx.staging / TRAINED)
     return {
         "train": asdict(fitted.result),
         "settings": asdict(settings),
         "metrics": fitted.metrics,
         "parameters": sum(p.numel() for p in fitted.module.parameters()),
     }
-
-
-def load_trained(ctx: StageContext) -> torch.nn.Module:
-    """The trained module rebuilt from model.pt (weights only, never arbitrary pickles)."""
-    module = get_model(ctx.job.job.model).build()
-    module.load_state_dict(torch.load(ctx.path("model.pt"), weights_only=True))
-    return module.eval()

@@ -7,11 +7,11 @@ from dataclasses import asdict, dataclass
 from exporters.ledger import compare, require_parity
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
-from models.capture import output_to_log
-from models.errors import ParityError
-from pipeline.core.artifacts import artifact_key
+from models.shared.capture import output_to_log
+from models.shared.errors import ParityError
 from pipeline.core.context import StageContext, onnx_source, source_kind
 from pipeline.core.feeding import held_out, run_artifact
+from pipeline.core.run_view import artifact_key
 from pipeline.core.store import write_json
 
 LEDGER = "ledger.json"
@@ -70,12 +70,12 @@ def torch_reference(ctx: StageContext, samples: dict) -> dict:
     import torch
 
     from models.training import predict_outputs
-    from pipeline.stages.export import source_module
+    from pipeline.core.modules import TRAINED, source_module
 
     module, _, specs, _ = source_module(ctx)
     batch = 256
     if source_kind(ctx.job) == "factory":  # the weights exported, whatever the factory does on a second call
-        module.load_state_dict(torch.load(ctx.path("model.pt"), weights_only=True))
+        module.load_state_dict(torch.load(ctx.path(TRAINED), weights_only=True))
         batch = specs[0].shape[0]  # a user's module may only take the example's batch size
     outputs = predict_outputs(module, samples, [s.name for s in specs], batch)
     return {f"output_{i}": out for i, out in enumerate(outputs)}

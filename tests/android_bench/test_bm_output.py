@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from android_bench.bm_output import BenchmarkOutput, parse_benchmark_output
-from models.errors import DeviceError, EdgepipeError
+from models.shared.errors import DeviceError, EdgepipeError
 
 # Real outputs from boards and TFLite versions, kept beside the repository (../shared) and never copied in:
 # their tests skip where that folder is absent (a bare clone in CI); our own fixtures cover every format.

@@ -7,7 +7,7 @@ import pytest
 from android_bench.adb import parse_devices
 from android_bench.facts import cpu_mask, parse_facts
 from android_bench.rails import parse_rails
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 
 PROBE = {
     "prop.model": "SM-S918B",

@@ -257,7 +257,7 @@ def _exported_tflite(run_dir: Path) -> dict | None:
 
 def check_tflite(run_dir: Path, art: dict, reference: Reference) -> Check:
     """Feed the reference inputs to the exported TFLite through edgepipe's feeding and compare."""
-    from models.capture import output_to_log
+    from models.shared.capture import output_to_log
     from pipeline.core.feeding import run_artifact
 
     if art.get("custom_ops"):
@@ -390,7 +390,7 @@ def expected_counts(runs: dict[str, list[ModelResult]]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the suites; with --write, rewrite docs/conformance.md and expected_pass_count.json."""
-    from tests.conformance.conformance_doc import render_markdown
+    from tests.conformance.conformance_doc import render_markdown, source_revision
 
     parser = argparse.ArgumentParser(prog="python -m tests.conformance.backend_models", description=__doc__)
     parser.add_argument("--write", action="store_true", help="rewrite docs/conformance.md and the recorded pass counts")
@@ -404,6 +404,8 @@ def main(argv: list[str] | None = None) -> int:
     suites, modes = tuple(args.suite or SUITES), tuple(args.mode or MODES)
     if args.write and (args.pattern or suites != SUITES or modes != MODES):
         parser.error("--write needs every suite in both modes; drop -k, --suite and --mode")
+    if args.write and source_revision().endswith("-dirty"):
+        parser.error("--write records the commit it measured: commit or stash the changes to tracked files first")
     models = [m for m in discover(suites) if args.pattern in m.name]
 
     def progress(r: ModelResult) -> None:

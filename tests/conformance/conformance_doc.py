@@ -114,7 +114,7 @@ def _header(seconds: dict[str, float], workers: int, timeout_s: float, today: da
         "validation against ONNX Runtime must pass too. *TFLite vs reference* is the comparison, made whenever "
         "a file was written, even if validation failed first; *max abs err* is its worst output error.",
         "",
-        f"Source: git {_revision()}. Tools: " + ", ".join(f"{k} {_version(k)}" for k in TOOLS) + ".",
+        f"Source: git {source_revision()}. Tools: " + ", ".join(f"{k} {_version(k)}" for k in TOOLS) + ".",
         "",
     ]
 
@@ -222,7 +222,7 @@ def _version(tool: str) -> str:
         return "not installed"
 
 
-def _revision() -> str:
+def source_revision() -> str:
     """The checked-out commit, "-dirty" when tracked files differ from it (others' work in progress)."""
     try:
         return subprocess.run(

@@ -82,7 +82,7 @@ def _run(model: bm.BackendModel, work_dir: Path) -> tuple[bool, str, str, bm.Che
 
 def convert(onnx_path: Path, work_dir: Path) -> Path:
     """onnx2tf.convert on a copy of the model (onnxsim rewrites it in place); the float32 file it writes."""
-    from models.capture import output_to_log
+    from models.shared.capture import output_to_log
 
     work_dir.mkdir(parents=True, exist_ok=True)
     private = work_dir / "model.onnx"

@@ -13,8 +13,8 @@ from onnx import TensorProto, helper
 from exporters.boundary import BoundaryFix, fit_boundary
 from exporters.onnx_inputs import onnx_input_specs
 from exporters.onnx_to_tflite import export_tflite
-from models.errors import ExportError
-from models.specs import InputSpec
+from models.shared.errors import ExportError
+from models.shared.specs import InputSpec
 from profilers.runtimes import open_tflite
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from exporters.ledger import compare, output_figures, require_parity
-from models.errors import ParityError
+from models.shared.errors import ParityError
 
 
 def test_figures_of_a_known_error():

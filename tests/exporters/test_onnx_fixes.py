@@ -18,7 +18,7 @@ from exporters.onnx_channels_first import channels_first_blocks
 from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
 from exporters.onnx_to_tflite import export_tflite
 from exporters.torch_to_onnx import export_onnx
-from models.specs import convert_layout
+from models.shared.specs import convert_layout
 from profilers.runtimes import open_tflite
 
 
@@ -195,6 +195,7 @@ def _convnext_like() -> nn.Module:
     ).eval()
 
 
+@pytest.mark.slow
 def test_convnext_blocks_convert_channels_first(tmp_path):
     model, x = _convnext_like(), torch.randn(1, 3, 64, 64)
     onnx_file = export_onnx(torch.export.export(model, (x,)), (x,), ["x"], tmp_path / "model.onnx", tmp_path / "log")
@@ -230,6 +231,7 @@ def test_block_with_a_vector_add_of_its_own_is_left_alone():
     assert channels_first_blocks(model) == 0
 
 
+@pytest.mark.slow
 def test_strict_translation_when_the_fast_one_fails(tmp_path, monkeypatch):
     # Without the channels-first rewrite, onnx2tf's fast translation of these blocks breaks on the
     # layer scale's broadcast; the strict one (layouts by trial) converts them.

@@ -15,7 +15,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from exporters.ort_quantize import ORT_VARIANTS, OnnxQuantExport, quantize_onnx
 from exporters.torch_to_onnx import export_onnx
-from models.errors import ExportError
+from models.shared.errors import ExportError
 from models.training import TrainSettings, fit
 from models.zoo import get_model
 

@@ -14,8 +14,8 @@ from torch import nn
 from exporters.ledger import output_figures
 from exporters.onnx_to_tflite import VARIANTS, TfliteExport, export_tflite, export_tflite_variants
 from exporters.torch_to_onnx import export_onnx
-from models.errors import ExportError
-from models.specs import InputSpec, convert_layout
+from models.shared.errors import ExportError
+from models.shared.specs import InputSpec, convert_layout
 from pipeline.core.config import ExportSection, ValidateSection
 from pipeline.stages.validate import Limits, limits_for
 from profilers.runtimes import dequantize, open_tflite, quantize

@@ -18,7 +18,7 @@ from exporters.rewrite_transformer import PlainMultiheadAttention
 from exporters.rewrites import export_friendly
 from exporters.tflite_ops import custom_ops
 from exporters.torch_to_onnx import export_onnx
-from models.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
+from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from profilers.runtimes import open_tflite
 
 TORCH_ATOL = 1e-5  # rewritten vs original module, both in torch
@@ -305,7 +305,14 @@ class Converted:
     outputs: dict[str, np.ndarray]
 
 
-@pytest.fixture(scope="module", params=list(CASES))
+# One recurrent, one attention and one GELU case in the quick tier; every case in `make test`.
+QUICK_CASES = ("lstm_rows", "encoder_gelu_postnorm", "gelu_exact_and_tanh")
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(name, marks=() if name in QUICK_CASES else pytest.mark.slow) for name in CASES],
+)
 def converted(request, tmp_path_factory) -> Converted:
     """The case's model rewritten, exported torch -> ONNX -> TFLite, and run once in TFLite."""
     case = CASES[request.param]

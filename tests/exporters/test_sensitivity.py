@@ -13,8 +13,8 @@ from torch import nn
 
 from exporters.sensitivity import LayerLoss, export_mixed, layer_sensitivity
 from exporters.torch_to_onnx import export_onnx
-from models.capture import output_to_log
-from models.errors import ExportError
+from models.shared.capture import output_to_log
+from models.shared.errors import ExportError
 
 SHAPE = (1, 1, 8, 8)
 DAMAGED_CHANNELS = 12  # only the damaged conv writes 12 channels, so its output shape identifies it

@@ -237,6 +237,7 @@ def test_unauthorized_device(adb, tmp_path):
         adb.run("disconnect", device.serial)
 
 
+@pytest.mark.slow  # waits out adb's 10 s handshake timeout
 def test_offline_device(adb, tmp_path):
     with FakeAdbDevice(SandboxHandler(tmp_path), mode="offline") as device:
         started = time.monotonic()

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from models.distillation import distill, distillation_loss, narrower
-from models.errors import ConfigError
 from models.pruning import count_parameters
+from models.shared.errors import ConfigError
 from models.training import TrainSettings, predict
 from models.zoo import get_model
 

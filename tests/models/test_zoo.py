@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from models.errors import ModelNotFoundError
-from models.specs import InputSpec, channels_last, convert_layout
+from models.shared.errors import ModelNotFoundError
+from models.shared.specs import InputSpec, channels_last, convert_layout
 from models.zoo import MODELS, get_model
 
 

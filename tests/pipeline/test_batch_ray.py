@@ -12,8 +12,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
+
+# A real Ray instance per test: the slow tier.
+pytestmark = pytest.mark.slow
 
 FACTORIES = """
 import os, time

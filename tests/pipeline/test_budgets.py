@@ -6,15 +6,21 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 from pipeline.gate.budgets import Relative, load_budgets, parse_budgets
 
 ROOT = Path(__file__).resolve().parents[2]
 
 # Each bad file, and the words its one-line error must contain.
 BAD = {
-    "unknown key": ('[[budget]]\nmax_sise = "1 KiB"\n', "unknown key 'max_sise'; did you mean 'max_size'"),
-    "unknown metric": ("[[budget]]\nmin_metric = {acuracy = 0.9}\n", "min_metric.acuracy: unknown metric"),
+    "unknown key": (
+        '[[budget]]\nmax_sise = "1 KiB"\n',
+        "budget[0].max_sise: unknown key; did you mean 'budget[0].max_size'?",
+    ),
+    "unknown metric": (
+        "[[budget]]\nmin_metric = {acuracy = 0.9}\n",
+        "budget[0].min_metric.acuracy: unknown key; did you mean 'budget[0].min_metric.accuracy'?",
+    ),
     "wrong unit": ('[[budget]]\nmax_p90 = "3 MB"\n', "budget[0].max_p90 = '3 MB': unknown or wrong unit 'MB'"),
     "no unit": ("[[budget]]\nmax_size = 1000\n", "max_size = 1000: give a unit"),
     "negative size": ('[[budget]]\nmax_size = "-5 KiB"\n', "cannot be negative"),
@@ -29,8 +35,14 @@ BAD = {
     "no limit": ('[[budget]]\nvariant = "int8"\n', "sets no limit"),
     "no budget": ("strict = true\n", "expected one or more [[budget]] tables"),
     "not toml": ("[[budget]\n", "is not valid TOML"),
-    "bad baseline key": ('[[budget]]\nmax_size = "1 MiB"\n[baseline]\nlatency = 0.1\n', "unknown key 'latency'"),
-    "wrong type": ('[[budget]]\nmax_size = "1 MiB"\nrequire_energy = "yes"\n', "expected true or false"),
+    "bad baseline key": (
+        '[[budget]]\nmax_size = "1 MiB"\n[baseline]\nlatency = 0.1\n',
+        "baseline.latency: unknown key; known keys: latency_tolerance",
+    ),
+    "wrong type": (
+        '[[budget]]\nmax_size = "1 MiB"\nrequire_energy = "yes"\n',
+        "budget[0].require_energy = 'yes': Input should be a valid boolean",
+    ),
 }
 
 

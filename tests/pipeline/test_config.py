@@ -1,6 +1,6 @@
 import pytest
 
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 from pipeline.core.config import default_job_text, load_job, parse_job
 
 HEAD = '[job]\nname = "a"\nmodel = "cnn_digits"\n'

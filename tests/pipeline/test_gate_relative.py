@@ -32,6 +32,7 @@ def paired(target: Path, reference: Path) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_the_same_artifact_paired_with_itself_never_flaps(models):
     verdicts = []
     for _ in range(5):  # five fresh processes, each timing the pair interleaved
@@ -41,6 +42,7 @@ def test_the_same_artifact_paired_with_itself_never_flaps(models):
     assert all(c.detail.startswith("paired") for c in verdicts)
 
 
+@pytest.mark.slow
 def test_twice_the_work_fails(models):
     subject = replace(SUBJECT, paired={"onnx:fp32": paired(models["slow"], models["base"])})
     check = relative_check(BUDGET, subject, "p90", BUDGET.latency_ms["p90"], [])

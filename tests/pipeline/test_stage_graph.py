@@ -50,6 +50,7 @@ CHANGES = [
 ]
 
 
+@pytest.mark.slow
 def test_a_changed_setting_reruns_exactly_its_dependents(tmp_path):
     run_dir = tmp_path / "run"
     first = run_job(_job(), run_dir)

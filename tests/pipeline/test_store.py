@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from models.errors import OutputDirError
+from models.shared.errors import OutputDirError
 from pipeline.core.store import MANIFEST, Store, sha256_file, write_atomic
 
 

@@ -12,8 +12,8 @@ from torch import nn
 
 from exporters.onnx_to_tflite import export_tflite
 from exporters.torch_to_onnx import export_onnx
-from models.errors import InputFileError, ProfileError
-from models.specs import InputSpec
+from models.shared.errors import InputFileError, ProfileError
+from models.shared.specs import InputSpec
 from profilers.op_profile import OpProfile, profile_ops
 
 

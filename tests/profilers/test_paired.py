@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.errors import InputFileError
+from models.shared.errors import InputFileError
 from profilers.calibration import matmul_chain
 from profilers.paired import PairedRatio, paired_ratio, paired_ratio_isolated
 
@@ -32,6 +32,7 @@ def _side(path: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
     return ("onnxruntime", path, FEEDS)
 
 
+@pytest.mark.slow
 def test_self_pair_does_not_flap(models):
     results = [paired_ratio(_side(models["base"]), _side(models["base"]), seed=i) for i in range(SELF_REPEATS)]
     summary = [(round(r.p50_ratio, 3), round(r.p90_ratio, 3), r.p50_ratio_ci95, r.p90_ratio_ci95) for r in results]
@@ -49,6 +50,7 @@ def test_self_pair_does_not_flap(models):
     assert all(lo <= 1.15 and hi >= 1 / 1.15 and lo <= hi for lo, hi in intervals), summary
 
 
+@pytest.mark.slow
 def test_double_work_is_about_twice_as_slow(models):
     r = paired_ratio(_side(models["double"]), _side(models["base"]))
     assert r.p50_ratio > 1.5, r

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.errors import ConfigError
+from models.shared.errors import ConfigError
 from profilers.harness import QUICK, TimingSettings
 from profilers.profile import profile_in_process
 from profilers.runtimes import ORT_OPTIMIZATION, RuntimeOptions, open_onnxruntime, open_tflite, open_torch

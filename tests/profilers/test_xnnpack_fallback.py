@@ -9,7 +9,7 @@ from torch import nn
 
 from exporters.onnx_to_tflite import export_tflite
 from exporters.torch_to_onnx import export_onnx
-from models.specs import InputSpec
+from models.shared.specs import InputSpec
 from profilers.harness import TimingSettings
 from profilers.profile import profile_in_process
 from profilers.runtimes import open_tflite

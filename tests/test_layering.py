@@ -1,0 +1,77 @@
+"""Imports point one way (docs/architecture.md): read from the source, so a wrong import fails here."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("models", "exporters", "profilers", "android_bench", "pipeline")
+# What each package may import of ours (models.shared is below everything).
+ALLOWED = {
+    "models.shared": set(),
+    "models": {"models"},
+    "profilers": {"models.shared", "profilers"},
+    "exporters": {"models.shared", "models", "exporters"},
+    "android_bench": {"models.shared", "profilers", "android_bench"},
+}
+
+
+def _ours(path: Path) -> set[str]:
+    """The modules of ours a file imports, anywhere in it (function-level imports count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+    return found
+
+
+def _files(package: str) -> list[Path]:
+    return sorted((ROOT / package.replace(".", "/")).rglob("*.py"))
+
+
+def _layer(module: str) -> str:
+    return "models.shared" if module.startswith("models.shared") else module.split(".")[0]
+
+
+@pytest.mark.parametrize("package", ["models.shared", "profilers", "exporters", "android_bench"])
+def test_each_package_imports_only_what_is_below_it(package):
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in _files(package)
+        for module in _ours(path)
+        if _layer(module) not in ALLOWED[package]
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_the_zoo_never_imports_the_layers_above_it():
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in _files("models")
+        for module in _ours(path)
+        if not module.startswith("models")
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_nothing_imports_the_cli_and_no_stage_imports_another():
+    """cli imports everything; stages share code through pipeline/core, not through each other."""
+    importers = {
+        str(p.relative_to(ROOT))
+        for p in [*(ROOT / "pipeline").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+        if p.name != "__main__.py"  # `python -m pipeline` is the CLI's other entry
+        and any(m == "pipeline.cli" or m.startswith("pipeline.cli.") for m in _ours(p))
+    }
+    assert not importers, sorted(importers)
+    for stage in _files("pipeline.stages"):
+        assert not {m for m in _ours(stage) if m.startswith("pipeline.stages")}, stage
+
+
+def test_pipeline_keeps_at_most_ten_modules_on_its_top_level():
+    top = [p.name for p in (ROOT / "pipeline").glob("*.py")]
+    assert len(top) <= 10, top
