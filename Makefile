@@ -12,8 +12,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-compile -c constraints.txt -e '.[test,ray]'
 	touch $(STAMP)
 
 run: install
@@ -25,12 +25,20 @@ adb:
 		apt-get install -y -qq adb >/dev/null; } || \
 		{ echo "adb is missing: install Android platform-tools (Debian/Ubuntu: sudo apt-get install adb)"; exit 1; }
 
-test: install adb lint
-	$(BIN)/python -m pytest -q -ra --durations=15
+# The suite on JOBS workers (a file stays on one worker, so its fixtures are built once), then the
+# tests that measure time alone on a quiet machine. OpenMP threads sleep instead of spinning while
+# they wait: with two workers on two cores, spinning threads starve the other worker.
+JOBS ?= 2
+PARALLEL := OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q -ra -n $(JOBS) --dist loadfile
 
-# The developer's tier: everything but whole runs and the conformance suite (tests marked slow).
+test: install adb lint
+	$(PARALLEL) --durations=15 -m "not timing"
+	$(BIN)/python -m pytest -q -ra --durations=5 -m "timing"
+
+# The developer's tier: everything but whole runs, the conformance suite and long conversions (tests marked slow).
 test-fast: install adb lint
-	$(BIN)/python -m pytest -q -ra --durations=10 -m "not slow"
+	$(PARALLEL) --durations=10 -m "not slow and not timing"
+	$(BIN)/python -m pytest -q -ra --durations=5 -m "timing and not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -25,14 +27,25 @@ throughput_seconds = 0.1
 
 # Whole runs through the CLI and the ONNX conformance suite: `make test` runs them, `make test-fast` does not.
 SLOW_FOLDERS = ("e2e", "conformance")
+# Files whose assertions compare measured latencies: `make test` runs them after the rest, alone.
+TIMING_FILES = (
+    "e2e/test_gate_baseline.py",
+    "pipeline/test_gate_relative.py",
+    "profilers/test_energy.py",
+    "profilers/test_paired.py",
+    "profilers/test_stats_harness.py",
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test of the slow folders `slow` (other tests mark themselves)."""
+    """Mark the slow folders' tests `slow` and the timing files' tests `timing` (other tests mark themselves)."""
     tests = Path(__file__).parent
     for item in items:
-        if Path(item.path).relative_to(tests).parts[0] in SLOW_FOLDERS:
+        path = Path(item.path).relative_to(tests)
+        if path.parts[0] in SLOW_FOLDERS:
             item.add_marker(pytest.mark.slow)
+        if path.as_posix() in TIMING_FILES:
+            item.add_marker(pytest.mark.timing)
 
 
 def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -41,6 +54,33 @@ def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subproc
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
     )
+
+
+def edgepipe_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The same command inside this process, for input errors: no interpreter start-up or stack import.
+
+    The console entry runs with argv, working directory and output swapped in; the directory, sys.path
+    and the modules imported from `cwd` (a user's factory file) are put back after.
+    """
+    from pipeline.cli import entry
+
+    out, err = io.StringIO(), io.StringIO()
+    argv, here, path, modules = sys.argv, Path.cwd(), list(sys.path), set(sys.modules)
+    code = 0
+    try:
+        os.chdir(cwd or here)
+        sys.argv = ["edgepipe", *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            entry()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        for name in set(sys.modules) - modules if cwd else ():
+            if Path(getattr(sys.modules[name], "__file__", None) or "/").parent == Path(cwd):
+                del sys.modules[name]
+        os.chdir(here)
+        sys.argv, sys.path[:] = argv, path
+    return subprocess.CompletedProcess(["edgepipe", *args], code, out.getvalue(), err.getvalue())
 
 
 def quick_job(tmp: Path, name: str = "quick", extra: str = "") -> Path:

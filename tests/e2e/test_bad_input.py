@@ -1,6 +1,10 @@
-"""Every bad input gets one clear line on stderr, exit code 2 and nothing half-written."""
+"""Every bad input gets one clear line on stderr, exit code 2 and nothing half-written.
 
-from tests.conftest import edgepipe, quick_job
+The subprocess tests keep the console contract (exit code and stderr of a real process); the rest run the
+same entry point in-process (`edgepipe_here`), which costs no interpreter start-up.
+"""
+
+from tests.conftest import edgepipe, edgepipe_here, quick_job
 
 
 def _one_line_error(result, *fragments):
@@ -21,7 +25,7 @@ def test_missing_config(tmp_path):
 def test_unparsable_config(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[job]\nname = \n")
-    result = edgepipe("run", str(bad), "-o", str(tmp_path / "out"))
+    result = edgepipe_here("run", str(bad), "-o", str(tmp_path / "out"))
     _one_line_error(result, "bad.toml", "not valid TOML")
     assert not (tmp_path / "out").exists()
 
@@ -29,7 +33,7 @@ def test_unparsable_config(tmp_path):
 def test_config_typo_names_the_key_path(tmp_path):
     job = quick_job(tmp_path)
     job.write_text(job.read_text().replace("threads = 2", "threads = 2\npatiense = 3", 1))
-    result = edgepipe("run", str(job), "-o", str(tmp_path / "out"))
+    result = edgepipe_here("run", str(job), "-o", str(tmp_path / "out"))
     _one_line_error(result, "train.patiense: unknown key", "did you mean 'train.patience'?")
     assert not (tmp_path / "out").exists()
 
@@ -37,10 +41,10 @@ def test_config_typo_names_the_key_path(tmp_path):
 def test_unknown_model_in_config_and_on_the_command_line(tmp_path):
     job = quick_job(tmp_path)
     job.write_text(job.read_text().replace('model = "cnn_digits"', 'model = "cnn_digit"'))
-    result = edgepipe("run", str(job), "-o", str(tmp_path / "out"))
+    result = edgepipe_here("run", str(job), "-o", str(tmp_path / "out"))
     _one_line_error(result, "unknown model 'cnn_digit'", "did you mean 'cnn_digits'?")
     assert not (tmp_path / "out").exists()
-    result = edgepipe("export", "cnn_digts", "-o", str(tmp_path / "out2"))
+    result = edgepipe_here("export", "cnn_digts", "-o", str(tmp_path / "out2"))
     _one_line_error(result, "did you mean 'cnn_digits'?")
     assert not (tmp_path / "out2").exists()
 
@@ -48,7 +52,7 @@ def test_unknown_model_in_config_and_on_the_command_line(tmp_path):
 def test_corrupted_onnx(tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"\x08\x07garbage that is not a protobuf" * 10)
-    result = edgepipe("export", str(bad), "-o", str(tmp_path / "out"))
+    result = edgepipe_here("export", str(bad), "-o", str(tmp_path / "out"))
     _one_line_error(result, "broken.onnx", "not a valid ONNX model")
     assert not (tmp_path / "out").exists()
 
@@ -56,12 +60,12 @@ def test_corrupted_onnx(tmp_path):
 def test_corrupted_tflite(tmp_path):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"TFL3" + b"\x00" * 64)
-    result = edgepipe("profile", str(bad))
+    result = edgepipe_here("profile", str(bad))
     _one_line_error(result, "broken.tflite", "not a loadable TFLite model")
 
 
 def test_unknown_variant_is_refused_before_work(tmp_path):
-    result = edgepipe("export", "cnn_digits", "--variant", "fp32,int3", "-o", str(tmp_path / "out"))
+    result = edgepipe_here("export", "cnn_digits", "--variant", "fp32,int3", "-o", str(tmp_path / "out"))
     _one_line_error(result, "int3", "available")
     assert not (tmp_path / "out").exists()
 
@@ -69,7 +73,7 @@ def test_unknown_variant_is_refused_before_work(tmp_path):
 def test_unwritable_output_directory(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    result = edgepipe("run", str(quick_job(tmp_path)), "-o", str(blocker / "run"))
+    result = edgepipe_here("run", str(quick_job(tmp_path)), "-o", str(blocker / "run"))
     _one_line_error(result, "cannot write output directory", "-o DIR")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -30,18 +31,21 @@ def _job(tmp, name: str, edits: dict[str, str]):
     return job
 
 
-def _run(tmp_path_factory, name: str, edits: dict[str, str]) -> dict:
+def _run(tmp_path_factory, name: str, edits: dict[str, str], default_run: dict) -> dict:
+    """Run the edited job in a copy of the default run's directory: the stage cache keeps its training."""
     tmp = tmp_path_factory.mktemp(name)
     job = _job(tmp, name, edits)
+    shutil.copytree(default_run["dir"], tmp / "out")
     done = edgepipe("run", str(job), "-o", str(tmp / "out"))
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+    assert manifest["stages"]["train"] == default_run["manifest"]["stages"]["train"]  # taken from the cache
     return {"dir": tmp / "out", "manifest": manifest, "compress": manifest["stages"]["compress"]["result"]}
 
 
 @pytest.fixture(scope="module")
-def pruned(tmp_path_factory):
-    return _run(tmp_path_factory, "pruned", PRUNE)
+def pruned(tmp_path_factory, default_run):
+    return _run(tmp_path_factory, "pruned", PRUNE, default_run)
 
 
 def test_channel_pruning_removes_parameters_and_shrinks_the_tflite_file(pruned, default_run):
@@ -68,7 +72,7 @@ def test_report_shows_compression_variants_and_plots(pruned):
 
 
 def test_magnitude_pruning_reports_that_the_dense_file_does_not_shrink(tmp_path_factory, default_run):
-    run = _run(tmp_path_factory, "magnitude", MAGNITUDE)
+    run = _run(tmp_path_factory, "magnitude", MAGNITUDE, default_run)
     assert run["compress"]["compressed"]["sparsity"] == pytest.approx(0.5, abs=0.01)
     assert run["compress"]["compressed"]["parameters"] == 38378
     size = (run["dir"] / "model_fp32.tflite").stat().st_size
@@ -77,8 +81,8 @@ def test_magnitude_pruning_reports_that_the_dense_file_does_not_shrink(tmp_path_
     assert "store tensors densely" in (run["dir"] / "report.md").read_text()
 
 
-def test_distilled_student_has_at_most_half_the_parameters_and_takes_qat(tmp_path_factory):
-    run = _run(tmp_path_factory, "distilled", DISTILL)
+def test_distilled_student_has_at_most_half_the_parameters_and_takes_qat(tmp_path_factory, default_run):
+    run = _run(tmp_path_factory, "distilled", DISTILL, default_run)
     step, qat = run["compress"]["steps"]
     assert step["step"] == "distill" and step["student"] == "width 0.5"
     assert step["parameters"] <= run["compress"]["trained"]["parameters"] / 2

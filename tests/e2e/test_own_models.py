@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import edgepipe
+from tests.conftest import edgepipe, edgepipe_here
 
 FACTORIES = textwrap.dedent('''
     import numpy as np
@@ -257,7 +257,7 @@ def test_calibration_from_a_folder_of_images(project):
 def test_bad_calibration_data_is_one_line_and_exit_2(project, make, expected):
     path = project / "bad.npz"
     make(path)
-    result = edgepipe(
+    result = edgepipe_here(
         "export",
         "own_models:mobile",
         "--variant",
@@ -296,6 +296,7 @@ def test_an_unreadable_image_is_named(project):
     assert result.returncode == 2 and "bad.jpg cannot be read" in result.stderr, result.stderr
 
 
+@pytest.mark.timing
 def test_conversion_time_grows_at_most_linearly_with_model_size(project, tmp_path):
     """Four times the blocks must not cost more than about four times the conversion (ratio in one run)."""
     import time

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from tests.conftest import edgepipe
+from tests.conftest import edgepipe, edgepipe_here
 
 FACTORIES = textwrap.dedent("""
     import torch
@@ -135,7 +135,7 @@ def test_weights_needing_unsafe_unpickling_are_refused(project):
     ],
 )
 def test_bad_factory_input_is_one_clear_line(project, args, message):
-    result = edgepipe("export", *args, "-o", str(project / "bad"), cwd=project)
+    result = edgepipe_here("export", *args, "-o", str(project / "bad"), cwd=project)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (project / "bad").exists()
