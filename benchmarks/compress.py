@@ -44,6 +44,7 @@ def run(
     data["job"].update(name=name, model=model)
     data["export"].update(variants=variants, onnx_variants=list(onnx_variants))
     data["compress"] = compress or {}
+    data.pop("gate", None)
     data["profile"].update(QUICK_PROFILE)
     only = None if profile else ("train", "compress", "export", "validate")
     result = run_job(validate_job(data, name), work / name, only=only)

@@ -23,6 +23,7 @@ from exporters.tflite_signature import (
 )
 from models.shared.capture import output_to_log
 from models.shared.errors import ExportError, first_line
+from models.shared.progress import step
 from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 
@@ -160,6 +161,7 @@ def _convert(
         _simplify(private, log_path)
         _fix_untranslatable(private, log_path)
         out_dir = work_dir / "out"
+        step("export: onnx2tf translating the graph to TensorFlow, writing model_fp32.tflite")
         model, layouts = _translated(private, (cind, keep), onnx_path, specs, out_dir, log_path)
         files = _write_variants(out_dir, onnx_path, targets, samples, mixed_float_layers, log_path)
         mixed = files.pop("mixed", {})
@@ -220,7 +222,9 @@ def _translated(
             layouts = _layouts(onnx_path, out_dir / "model_fp32.tflite", specs, keep, log_path)
         except Exception:  # the file's signature cannot be read: only the strict translation is trusted
             layouts = None
-        if layouts and _reproduces_onnxruntime(onnx_path, out_dir / "model_fp32.tflite", specs, layouts):
+        with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
+            reproduces = layouts and _reproduces_onnxruntime(onnx_path, out_dir / "model_fp32.tflite", specs, layouts)
+        if reproduces:
             return model, layouts
         reason = "does not reproduce ONNX Runtime (or ONNX Runtime cannot run the model)"
     except ExportError as exc:
@@ -286,6 +290,8 @@ def _write_variants(
     with output_to_log(log_path):
         for variant in [v for v in variants if v != "fp32"]:
             path = out_dir / f"model_{variant}.tflite"
+            calibrated = f", calibrated on {len(next(iter(samples.values())))} samples" if samples else ""
+            step(f"export: writing {path.name}{calibrated if VARIANTS[variant].calibrated else ''}")
             if variant == "int8_mixed":
                 written["mixed"] = _write_mixed(out_dir, path, samples, mixed_float_layers, log_path)
             else:

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.metrics import classification
-from models.registry import ModelSpec, register
-from models.shared.specs import InputSpec
-from models.synthetic import AUDIO_CLASSES, N_MELS, keyword_audio
+from models.synthetic import AUDIO_CLASSES
 
 
 def build() -> nn.Module:
@@ -25,25 +22,3 @@ def build() -> nn.Module:
         nn.Flatten(),
         nn.Linear(32, len(AUDIO_CLASSES)),
     )
-
-
-register(
-    ModelSpec(
-        name="audio_kws",
-        description="keyword-spotting CNN on log-mel features of synthetic tones, chirps and noise (6 classes)",
-        task="classification",
-        build=build,
-        dataset=keyword_audio,
-        inputs=(InputSpec("features", (1, 1, N_MELS, 32), "float32", "NCHW"),),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={
-            "epochs": 40,
-            "lr": 0.003,
-            "batch_size": 32,
-            "patience": 8,
-            "lr_schedule": "step",
-            "lr_step_size": 15,
-        },
-    )
-)

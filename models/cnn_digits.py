@@ -4,11 +4,6 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.datasets import digits
-from models.metrics import classification
-from models.registry import ModelSpec, register
-from models.shared.specs import InputSpec
-
 
 def build(width: float = 1.0) -> nn.Module:
     """Two conv blocks and a linear head, about 38k parameters at width 1; width scales every hidden layer."""
@@ -26,19 +21,3 @@ def build(width: float = 1.0) -> nn.Module:
         nn.ReLU(),
         nn.Linear(hidden, 10),
     )
-
-
-register(
-    ModelSpec(
-        name="cnn_digits",
-        description="small CNN on the bundled 8x8 digits (10 classes)",
-        task="classification",
-        build=build,
-        dataset=digits,
-        inputs=(InputSpec("x", (1, 1, 8, 8), "float32", "NCHW"),),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={"epochs": 40, "lr": 0.003, "batch_size": 64},
-        image_inputs=("x",),
-    )
-)

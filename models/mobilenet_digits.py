@@ -5,11 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.datasets import digits
-from models.metrics import classification
-from models.registry import ModelSpec, register
-from models.shared.specs import InputSpec
-
 
 class SqueezeExcite(nn.Module):
     """Channel attention: global pool, bottleneck, hard-sigmoid gate."""
@@ -52,26 +47,3 @@ def build(width: float = 1.0) -> nn.Module:
         nn.Flatten(),
         nn.Linear(c[3], 10),
     )
-
-
-register(
-    ModelSpec(
-        name="mobilenet_digits",
-        description="MobileNet-style depthwise-separable CNN with SE on the bundled 8x8 digits",
-        task="classification",
-        build=build,
-        dataset=digits,
-        inputs=(InputSpec("x", (1, 1, 8, 8), "float32", "NCHW"),),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={
-            "epochs": 60,
-            "lr": 0.005,
-            "batch_size": 64,
-            "patience": 10,
-            "lr_schedule": "cosine",
-            "augment": True,
-        },
-        image_inputs=("x",),
-    )
-)

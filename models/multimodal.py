@@ -7,9 +7,7 @@ import torch
 from torch import nn
 
 from models.datasets import digits_images, split
-from models.metrics import classification
-from models.registry import DatasetSplits, ModelSpec, register
-from models.shared.specs import InputSpec
+from models.registry import DatasetSplits
 
 
 class ImageAndProfile(nn.Module):
@@ -38,18 +36,3 @@ def digits_with_profile(seed: int) -> DatasetSplits:
     profile = np.concatenate([x[:, 0].mean(axis=2), x[:, 0].mean(axis=1)], axis=1)
     profile += np.random.default_rng(4000 + seed).normal(0, 0.02, profile.shape)
     return split({"image": x, "profile": profile.astype(np.float32)}, y, seed)
-
-
-register(
-    ModelSpec(
-        name="multimodal",
-        description="two named inputs (8x8 digit image, 16-value ink profile) fused by concatenation",
-        task="classification",
-        build=ImageAndProfile,
-        dataset=digits_with_profile,
-        inputs=(InputSpec("image", (1, 1, 8, 8), "float32", "NCHW"), InputSpec("profile", (1, 16), "float32", "NC")),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={"epochs": 40, "lr": 0.003, "batch_size": 64, "patience": 8},
-    )
-)

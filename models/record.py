@@ -6,22 +6,23 @@ Run `python -m models.record` after changing a model; `edgepipe models --json` r
 from __future__ import annotations
 
 import json
+import os
 import platform
 from importlib import metadata, resources
 from pathlib import Path
 
-import torch
-
 from models.registry import ModelSpec
-from models.training import TrainSettings, fit
 
 RECORD = "trained.json"
 SEED = 0
 
 
-def train_default(spec: ModelSpec, seed: int = SEED, threads: int = 2) -> dict:
+def train_default(spec: ModelSpec, seed: int = SEED, threads: int | None = None) -> dict:
     """Train one model exactly as the default job does; its held-out metrics and training seconds."""
-    fitted = fit(spec, TrainSettings(**{**spec.train_defaults, "seed": seed}), threads)
+    from models.registry import DEFAULT_THREADS
+    from models.training import TrainSettings, fit
+
+    fitted = fit(spec, TrainSettings(**{**spec.train_defaults, "seed": seed}), threads or DEFAULT_THREADS)
     return {
         "metrics": fitted.metrics,
         "train_seconds": round(fitted.result.seconds, 2),
@@ -33,14 +34,32 @@ def train_default(spec: ModelSpec, seed: int = SEED, threads: int = 2) -> dict:
 
 def recorded() -> dict:
     """The recorded figures shipped with the package ({} when none were recorded)."""
+    return recording().get("models", {})
+
+
+def recording() -> dict:
+    """The whole record: the figures and the settings and machine they were measured with."""
     try:
-        return json.loads(resources.files("models").joinpath(RECORD).read_text())["models"]
+        return json.loads(resources.files("models").joinpath(RECORD).read_text())
     except FileNotFoundError:
         return {}
 
 
+def recorded_with() -> str:
+    """One sentence naming what the recorded figures were measured with."""
+    r = recording()
+    if not r:
+        return "no figures recorded: run python -m models.record"
+    return (
+        f"trained with each model's defaults, seed {r['seed']}, {r['threads']} training thread(s), "
+        f"torch {r['torch']}, on {r['machine']} (python -m models.record)"
+    )
+
+
 def main() -> None:
     """Train all models and rewrite models/trained.json."""
+
+    from models.registry import DEFAULT_THREADS
     from models.zoo import MODELS
 
     figures = {}
@@ -49,8 +68,8 @@ def main() -> None:
         print(f"{name:18s} {figures[name]['train_seconds']:6.1f} s  {figures[name]['metrics']}", flush=True)
     record = {
         "seed": SEED,
-        "threads": 2,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "threads": DEFAULT_THREADS,
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
         "torch": metadata.version("torch"),
         "models": figures,
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -28,6 +30,28 @@ class DatasetSplits:
 
 
 @dataclass(frozen=True)
+class Ref:
+    """A function named "module:attribute", imported on its first call.
+
+    The zoo's table names its builders, datasets and metrics this way, so listing the zoo (or
+    rejecting a mistyped name) does not import PyTorch.
+    """
+
+    path: str
+
+    def resolve(self) -> Callable:
+        module, _, name = self.path.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def __call__(self, *args, **kwargs):
+        return self.resolve()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """Everything edgepipe needs to build, train and judge one zoo model."""
 
@@ -49,6 +73,9 @@ class ModelSpec:
 
 
 MODELS: dict[str, ModelSpec] = {}
+# Training's compute threads unless a job says otherwise, and those the recorded metrics were trained with:
+# on 2 cores with anything else running, 2 threads made 3 epochs ~4x slower than 1.
+DEFAULT_THREADS = 1
 
 
 def register(spec: ModelSpec) -> ModelSpec:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from models.datasets import digits_images, split
 from models.registry import DatasetSplits
+
+if TYPE_CHECKING:
+    import torch
 
 VOCAB, SEQ_LEN, TEXT_CLASSES = 64, 16, 4
 SAMPLE_RATE, CLIP_SAMPLES, N_FFT, HOP, N_MELS = 4000, 2000, 256, 64, 20
@@ -39,6 +43,8 @@ def keyword_audio(seed: int, per_class: int = 200) -> DatasetSplits:
         for _ in range(per_class):
             waves.append(_clip(kind, rng))
             labels.append(label)
+    import torch
+
     feats = log_mel(torch.from_numpy(np.asarray(waves, dtype=np.float32))).numpy()[:, None]
     feats = ((feats - feats.mean()) / feats.std()).astype(np.float32)
     return split({"features": feats}, np.asarray(labels, dtype=np.int64), seed)
@@ -57,6 +63,8 @@ def noisy_digits(seed: int, noise: float = 0.3) -> DatasetSplits:
 
 def log_mel(waves: torch.Tensor) -> torch.Tensor:
     """log(mel power + 1e-6) of a batch of waveforms: (batch, N_MELS, frames)."""
+    import torch
+
     spec = torch.stft(waves, N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True).abs() ** 2
     return torch.log(torch.einsum("mf,bft->bmt", mel_filterbank(), spec) + 1e-6)
 
@@ -71,6 +79,8 @@ def mel_filterbank() -> torch.Tensor:
     for m in range(N_MELS):
         lo, mid, hi = edges[m : m + 3]
         bank[m] = np.clip(np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)), 0, None)
+    import torch
+
     return torch.tensor(bank, dtype=torch.float32)
 
 

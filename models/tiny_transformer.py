@@ -5,11 +5,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.datasets import digits_rows
-from models.metrics import classification
-from models.registry import ModelSpec, register
-from models.shared.specs import InputSpec
-
 
 class RowTransformer(nn.Module):
     """Rows -> linear tokens + learned positions -> encoder (LayerNorm, MHA, GELU) -> mean pool -> classes."""
@@ -28,25 +23,3 @@ class RowTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         tokens = self.encoder(self.project(x) + self.position)
         return self.head(self.norm(tokens).mean(dim=1))
-
-
-register(
-    ModelSpec(
-        name="tiny_transformer",
-        description="2-layer transformer encoder (LayerNorm, 4-head attention, GELU) over the digits' 8 rows",
-        task="classification",
-        build=RowTransformer,
-        dataset=digits_rows,
-        inputs=(InputSpec("x", (1, 8, 8), "float32", "NTC"),),
-        metric=classification,
-        primary_metric="accuracy",
-        train_defaults={
-            "epochs": 60,
-            "lr": 0.002,
-            "batch_size": 64,
-            "patience": 10,
-            "grad_clip_norm": 1.0,
-            "lr_schedule": "cosine",
-        },
-    )
-)

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.registry import DatasetSplits, ModelSpec
+from models.registry import DEFAULT_THREADS, DatasetSplits, ModelSpec
+from models.shared.progress import tick
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ def train(
         model.eval()
         with torch.no_grad():
             val_loss = float(loss_fn(model(*x_val), y_val))
+        tick(f"epoch {epoch}/{settings.epochs}, validation loss {val_loss:.4f}")
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
         elif epoch - best_epoch >= settings.patience:
@@ -104,7 +106,7 @@ class Fitted:
     metrics: dict[str, float]
 
 
-def fit(spec: ModelSpec, settings: TrainSettings, threads: int) -> Fitted:
+def fit(spec: ModelSpec, settings: TrainSettings, threads: int = DEFAULT_THREADS) -> Fitted:
     """Build, train and score one zoo model, seeded by settings.seed."""
     torch.set_num_threads(threads)
     torch.manual_seed(settings.seed)

@@ -11,9 +11,9 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from models.shared.errors import EdgepipeError
+from pipeline.core.console import keyed_table, progress_shown
 from pipeline.core.run_view import RunView
 
 app = typer.Typer(
@@ -46,29 +46,24 @@ def run(
     if print_config:
         typer.echo(default_job_text() if config is None else config.read_text(), nl=False)
         return
-    result = run_job(job, out or default_run_dir(job), on_stage=None if as_json else _print_stage)
+    with progress_shown() as progress:
+        result = run_job(job, out or default_run_dir(job), on_stage=None if as_json else _stage_printer(progress))
     if as_json:
         typer.echo(json.dumps({"job": job.job.name, "run_dir": str(result.run_dir), "results": result.results}))
     else:
         _print_summary(result)
-    verdict = result.results.get("gate")
-    if verdict and not verdict["passed"]:
-        print(
-            f"edgepipe: gate failed: {verdict['failed']} of {len(verdict['checks'])} checks; see "
-            f"{result.run_dir / verdict['markdown']}",
-            file=sys.stderr,
-        )
-        raise typer.Exit(1)
+    if "gate" in result.results:
+        _report_gate(result.results["gate"], result.run_dir, as_json)
 
 
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the model zoo with the metric each reaches when trained with its defaults."""
-    from models.record import recorded
+    from models.record import recorded, recorded_with
     from models.zoo import MODELS
 
     trained = recorded()
-    rows = [
+    rows_json = [
         {
             "name": s.name,
             "task": s.task,
@@ -80,19 +75,22 @@ def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable 
         for s in MODELS.values()
     ]
     if as_json:
-        typer.echo(json.dumps({"models": rows}))
+        typer.echo(json.dumps({"models": rows_json, "recorded_with": recorded_with()}))
         return
-    table = Table("model", "task", "inputs", "trained metric", "train s")
-    for r in rows:
+    rows = []
+    for r in rows_json:
         inputs = ", ".join(f"{i['name']} {'x'.join(map(str, i['shape']))} {i['layout']}" for i in r["inputs"])
         done = r["trained"]
-        table.add_row(
-            r["name"],
-            r["task"],
-            inputs,
-            f"{r['metric']} {done['metrics'][r['metric']]:.4f}" if done else "not recorded",
-            f"{done['train_seconds']:.0f}" if done else "-",
+        rows.append(
+            (
+                r["name"],
+                r["task"],
+                inputs,
+                f"{r['metric']} {done['metrics'][r['metric']]:.4f}" if done else "not recorded",
+                f"{done['train_seconds']:.0f}" if done else "-",
+            )
         )
+    table = keyed_table(("model", "task", "inputs", "trained metric", "train s"), rows, caption=recorded_with())
     console.print(table)
 
 
@@ -137,32 +135,41 @@ def export(
 
     data = UserData(calibration, eval_data, image_mean, image_std, pixel_scale)
     job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant), data)
-    result = run_job(
-        job, out or default_run_dir(job, Path("runs")), only=EXPORT_ONLY, on_stage=None if as_json else _print_stage
-    )
+    with progress_shown() as progress:
+        result = run_job(
+            job,
+            out or default_run_dir(job, Path("runs")),
+            only=EXPORT_ONLY,
+            on_stage=None if as_json else _stage_printer(progress),
+        )
     summary = export_summary(job, result)
     if as_json:
         typer.echo(json.dumps(summary))
         return
-    table = Table("format", "variant", "size (bytes)", "metrics", "max abs err", "SQNR dB", "ok")
+    rows = []
     for a in summary["artifacts"]:
         led = a["ledger"] or {}
-        table.add_row(
-            a["format"],
-            a["variant"],
-            f"{a['size_bytes']:,}",
-            ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
-            f"{led['max_abs']:.2e}" if led else "reference",
-            f"{led['sqnr_db']:.1f}" if led else "-",
-            str(led.get("ok", "-")),
+        rows.append(
+            (
+                a["format"],
+                a["variant"],
+                f"{a['size_bytes']:,}",
+                ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
+                f"{led['max_abs']:.2e}" if led else "reference",
+                f"{led['sqnr_db']:.1f}" if led else "-",
+                str(led.get("ok", "-")),
+            )
         )
+    table = keyed_table(("format", "variant", "size (bytes)", "metrics", "max abs err", "SQNR dB", "ok"), rows, keys=2)
     console.print(table)
     console.print(f"run directory: {result.run_dir}")
 
 
 @app.command()
 def profile(
-    artifact: Path = typer.Argument(..., help="A .tflite, .onnx or .pt2 file."),
+    artifact: Path = typer.Argument(
+        ..., help="A .tflite, .onnx or .pt2 file, or TorchScript (.pt, .ts; with --inputs)."
+    ),
     runtime: Optional[str] = typer.Option(None, "--runtime", help="tflite, onnxruntime or torch (default: by suffix)."),
     device: str = typer.Option("host", "--device", help="host, a phone's serial, serials joined by commas, or all."),
     threads: int = typer.Option(1, "--threads", min=1, help="Inference threads."),
@@ -171,7 +178,9 @@ def profile(
         None, "--inputs", help="Inputs .npz, one array per input name (default: seeded)."
     ),
     quick: bool = typer.Option(
-        False, "--quick", help="A ~1 s look (50 runs) instead of the full >= 10 s, 1024-run measure."
+        False,
+        "--quick",
+        help="At least 50 runs and 0.5 s (at most 5 s) instead of at least 1024 runs and 10 s (at most 60 s).",
     ),
     xnnpack: bool = typer.Option(
         True, "--xnnpack/--no-xnnpack", help="TFLite: the XNNPACK delegate, or built-in kernels only."
@@ -219,7 +228,9 @@ def profile(
     from profilers.runtimes import RuntimeOptions
 
     options = RuntimeOptions(xnnpack=xnnpack, ort_optimization=ort_optimization, batch=batch)
-    result = profile_file(artifact, runtime, threads, QUICK if quick else TimingSettings(), options, inputs)
+    with progress_shown() as progress:
+        result = profile_file(artifact, runtime, threads, QUICK if quick else TimingSettings(), options, inputs)
+        progress.pause()
     if as_json:
         typer.echo(json.dumps({k: v for k, v in result.items() if k != "samples_ns"}))
         return
@@ -284,7 +295,13 @@ def devices(as_json: bool = typer.Option(False, "--json", help="Machine-readable
     from pipeline.profile.device_view import print_devices
     from pipeline.profile.devices import list_devices
 
-    rows = list_devices()
+    try:
+        rows = list_devices()
+    except EdgepipeError as exc:  # no adb: --json still answers in JSON, with the same exit code
+        if not as_json:
+            raise
+        typer.echo(json.dumps({"devices": [], "error": str(exc)}))
+        raise typer.Exit(exc.exit_code) from None
     if as_json:
         typer.echo(json.dumps({"devices": rows}))
         return
@@ -345,27 +362,52 @@ def batch(
         raise typer.Exit(1)
 
 
+def _report_gate(record: dict, run_dir: Path, as_json: bool) -> None:
+    """The job's gate verdict on the console; every failed check named, and exit 1 when one failed."""
+    from pipeline.gate.checks import Check
+    from pipeline.gate.output import Verdict, failure_lines
+
+    verdict = Verdict([Check(**c) for c in record["checks"]], record["warnings"])
+    where = run_dir / record["markdown"]
+    if verdict.passed:
+        if not as_json:
+            console.print(f"gate passed: {verdict.counts}; see {where}")
+        return
+    lines = [f"edgepipe: gate failed: {verdict.counts}; see {where}", *(f"  {x}" for x in failure_lines(verdict))]
+    print("\n".join(lines), file=sys.stderr)
+    raise typer.Exit(1)
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-def _print_stage(name: str, record: dict) -> None:
-    state = "cached" if record["cached"] else f"done in {record['seconds']:.1f}s"
-    console.print(f"[bold]{name:<9}[/bold] {state}")
+def _stage_printer(progress):
+    """Prints each stage's line as it ends, clearing the live progress line first."""
+
+    def print_stage(name: str, record: dict) -> None:
+        progress.pause()
+        state = "cached" if record["cached"] else f"done in {record['seconds']:.1f}s"
+        console.print(f"[bold]{name:<9}[/bold] {state}")
+
+    return print_stage
 
 
 def _print_summary(result) -> None:
     run = RunView.read(result.run_dir)
-    table = Table("artifact", "metrics", "max abs err", "cosine", "ok", title=f"run {result.run_dir}")
+    rows = []
     for art in run.artifacts:
         led = run.ledger(art.key)
-        table.add_row(
-            art.path,
-            ", ".join(f"{k} {v:.4f}" for k, v in run.metrics(art.key).items()),
-            f"{led.get('max_abs', 0):.2e}",
-            f"{led.get('cosine', 1):.6f}",
-            str(led.get("ok", "-")),
+        rows.append(
+            (
+                art.path,
+                ", ".join(f"{k} {v:.4f}" for k, v in run.metrics(art.key).items()),
+                f"{led.get('max_abs', 0):.2e}",
+                f"{led.get('cosine', 1):.6f}",
+                str(led.get("ok", "-")),
+            )
         )
+    table = keyed_table(("artifact", "metrics", "max abs err", "cosine", "ok"), rows, title=f"run {result.run_dir}")
     console.print(table)
     profiles = run.result("profile").get("results", [])
     _latency_table(profiles)
@@ -380,20 +422,24 @@ def _print_summary(result) -> None:
 
 
 def _latency_table(results: list[dict]) -> None:
-    table = Table("runtime", "artifact", "p50 ms", "p90 ms", "p99 ms", "n", "inf/s", "RSS MB", "energy")
+    rows = []
     for r in results:
         lat, energy = r["latency_ms"], r["energy"]
-        table.add_row(
-            r["runtime"],
-            Path(r["artifact"]).name,
-            f"{lat['p50']:.4f}",
-            f"{lat['p90']:.4f}",
-            f"{lat['p99']:.4f}",
-            str(lat["n"]),
-            f"{r['throughput_ips']:.0f}",
-            f"{r['memory']['peak_rss_mb']:.0f}",
-            f"{energy['mj_per_inference']:.4f} mJ" if energy["status"] == "measured" else "n/a",
+        rows.append(
+            (
+                r["runtime"],
+                Path(r["artifact"]).name,
+                f"{lat['p50']:.4f}",
+                f"{lat['p90']:.4f}",
+                f"{lat['p99']:.4f}",
+                str(lat["n"]),
+                f"{r['throughput_ips']:.0f}",
+                f"{r['memory']['peak_rss_mb']:.0f}",
+                f"{energy['mj_per_inference']:.4f} mJ" if energy["status"] == "measured" else "n/a",
+            )
         )
+    headers = ("runtime", "artifact", "p50 ms", "p90 ms", "p99 ms", "n", "inf/s", "RSS MB", "energy")
+    table = keyed_table(headers, rows, keys=2)
     console.print(table)
 
 

@@ -236,7 +236,10 @@ def _prepare_torch(path, feeds, batch, threads):
     try:
         outputs = session.run(feeds)
     except Exception as exc:  # guards raise AssertionError, kernels RuntimeError, and so on
-        raise _Unavailable(_first_line(exc)) from None
+        message = _first_line(exc)
+        if batch > 1 and "Guard failed" in message:  # torch.export's "input.size()[0] == 1" guard
+            message = f"the program was exported with a fixed batch of 1 ({message})"
+        raise _Unavailable(message) from None
     return session.bind(feeds), list(outputs.values())
 
 

@@ -6,10 +6,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, PositiveInt
+from pydantic import BaseModel, Field, PositiveInt, model_validator
 
 from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
+from models.registry import DEFAULT_THREADS
 from pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
 
 # Variant names are declared once, by the exporters; a name they do not know is a config error.
@@ -41,7 +42,7 @@ class TrainSection(BaseModel):
     lr_step_size: int | None = Field(None, ge=1)
     lr_gamma: float | None = Field(None, gt=0, le=1)
     augment: bool | None = None
-    threads: int = Field(2, ge=1)
+    threads: int = Field(DEFAULT_THREADS, ge=1)  # more threads than free cores collapse
 
 
 class CompressSection(BaseModel):
@@ -143,9 +144,16 @@ class GateSection(BaseModel):
     """Budgets applied as the run's last stage; a failed check makes `edgepipe run` exit 1."""
 
     model_config = STRICT
-    budgets: str  # budgets.toml (see examples/budgets.toml)
+    budgets: str | None = Field(None, min_length=1)  # a budgets.toml (see examples/budgets.toml) ...
+    budget: tuple[dict, ...] = ()  # ... or [[gate.budget]] tables written here, as in a budgets file
     baseline: str | None = None  # an older run directory or manifest.json to compare with
-    strict: bool = False  # a budget that selects nothing is an error
+    strict: bool = False  # a budget that selects nothing is an error; so is a check that could not be measured
+
+    @model_validator(mode="after")
+    def _one_source(self) -> GateSection:
+        if (self.budgets is None) == (not self.budget):
+            raise ValueError('give either budgets = "budgets.toml" or [[gate.budget]] tables, not both or neither')
+        return self
 
 
 class JobConfig(BaseModel):

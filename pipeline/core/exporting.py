@@ -76,6 +76,8 @@ def export_job(
     if unknown:
         raise ConfigError(f"unknown ONNX Runtime variant(s) {', '.join(unknown)}; available: {', '.join(ORT_VARIANTS)}")
     data = parse_toml(default_job_text(), "<embedded default job>")
+    # The default job's compression and gate are for `edgepipe run`; export converts the model as it is.
+    data.pop("compress", None), data.pop("gate", None)
     name = Path(model).stem if model.endswith(".onnx") else model
     data["job"].update(
         name=f"export-{_safe(name)}",

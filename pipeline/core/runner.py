@@ -13,18 +13,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
+from models.registry import Ref
 from models.shared.errors import ConfigError, EdgepipeError, InputFileError
+from models.shared.progress import step
 from pipeline.core.config import JobConfig
 from pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
 from pipeline.core.store import Store, sha256_file
 from pipeline.core.user_data import fingerprint
-from pipeline.report.document import run_report
-from pipeline.stages.compress import run_compress
-from pipeline.stages.export import run_export
-from pipeline.stages.gate import run_gate_stage
-from pipeline.stages.profile import run_profile
-from pipeline.stages.train import run_train
-from pipeline.stages.validate import run_validate
 
 TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
@@ -61,22 +56,24 @@ def _model_settings(job: JobConfig) -> dict:
     }
 
 
-TRAIN = Stage("train", run_train, lambda j: {**_model_settings(j), **j.train.model_dump()}, ())
+TRAIN = Stage(
+    "train", Ref("pipeline.stages.train:run_train"), lambda j: {**_model_settings(j), **j.train.model_dump()}, ()
+)
 COMPRESS = Stage(
     "compress",
-    run_compress,
+    Ref("pipeline.stages.compress:run_compress"),
     lambda j: {**_model_settings(j), **j.train.model_dump(), **j.compress.model_dump()},
     ("train",),
 )
 EXPORT = Stage(
     "export",
-    run_export,
+    Ref("pipeline.stages.export:run_export"),
     lambda j: {**_model_settings(j), **j.export.model_dump(), "calibration_data": fingerprint(j.export.calibration)},
     ("train", "compress"),
 )
 VALIDATE = Stage(
     "validate",
-    run_validate,
+    Ref("pipeline.stages.validate:run_validate"),
     lambda j: {
         **_model_settings(j),
         **j.validate_.model_dump(),
@@ -85,12 +82,17 @@ VALIDATE = Stage(
     },
     ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
-PROFILE = Stage("profile", run_profile, lambda j: j.profile.model_dump(), ("export",))
+PROFILE = Stage("profile", Ref("pipeline.stages.profile:run_profile"), lambda j: j.profile.model_dump(), ("export",))
 # The report and the gate describe every stage's results, so they read them all.
-REPORT = Stage("report", run_report, lambda j: {}, ("train", "compress", "export", "validate", "profile"))
+REPORT = Stage(
+    "report",
+    Ref("pipeline.report.document:run_report"),
+    lambda j: {},
+    ("train", "compress", "export", "validate", "profile"),
+)
 GATE = Stage(
     "gate",
-    run_gate_stage,
+    Ref("pipeline.stages.gate:run_gate_stage"),
     lambda j: {
         **j.gate.model_dump(),
         "budgets_sha256": _sha_or_none(j.gate.budgets),
@@ -142,6 +144,11 @@ def run_job(
     on_stage: Callable[[str, dict], None] | None = None,
 ) -> RunResult:
     """Run (or reuse from the cache) each stage in order; the manifest records every step."""
+    path = list(sys.path)
+    try:
+        check_source(job)  # before PyTorch is imported: bad input answers at once
+    finally:
+        sys.path[:] = path
     with _process_state_kept():
         return _run_stages(job, run_dir, only, on_stage)
 
@@ -163,7 +170,6 @@ def _process_state_kept():
 def _run_stages(
     job: JobConfig, run_dir: Path, only: tuple[str, ...] | None, on_stage: Callable[[str, dict], None] | None
 ) -> RunResult:
-    check_source(job)
     store = Store.open(run_dir)
     report = on_stage or (lambda name, record: None)
     versions = tool_versions()
@@ -182,6 +188,7 @@ def _run_stages(
         staging = store.staging_dir(stage.name)
         try:
             start = time.perf_counter()
+            step(f"{stage.name}: started")
             result = stage.run(StageContext(job, store, staging, DeclaredResults(stage.name, stage.reads, results)))
             record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
             store.commit_stage(stage.name, staging, record)
@@ -238,9 +245,9 @@ def check_source(job: JobConfig) -> None:
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
     _check_user_data(job, specs)
     if job.gate:
-        from pipeline.gate.budgets import load_budgets
+        from pipeline.gate.budgets import job_budgets
 
-        load_budgets(Path(job.gate.budgets))  # a bad budgets file fails before hours of work, not after
+        job_budgets(job.gate)  # bad budgets fail before hours of work, not after
         if job.gate.baseline and not Path(job.gate.baseline).exists():
             raise InputFileError(f"[gate] baseline {job.gate.baseline} not found; check the path")
 

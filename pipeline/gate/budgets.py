@@ -54,6 +54,7 @@ class Budget:
     min_sqnr_db: float | None = None
     min_inferences_per_joule: float | None = None
     require_energy: bool = False
+    written_units: dict[str, str] = field(default_factory=dict)  # "max_size" -> "KiB", as the file wrote it
 
     def selects(self, model: str, fmt: str, variant: str, device: str) -> bool:
         """Whether this budget applies to one artifact on one device."""
@@ -246,15 +247,31 @@ def load_budgets(path: Path) -> Budgets:
     return parse_budgets(read_toml(path, "check the path given to --budgets"), str(path))
 
 
+def job_budgets(gate) -> Budgets:
+    """The budgets of a job's [gate] section: its budgets file, or the [[gate.budget]] tables written in the job."""
+    if gate.budgets is not None:
+        return load_budgets(Path(gate.budgets))
+    return parse_budgets({"budget": [dict(b) for b in gate.budget]}, "[gate] of the job")
+
+
 def parse_budgets(data: dict, where: str) -> Budgets:
     """Budgets from parsed TOML; `where` names the file in errors."""
     file = checked(BudgetsFile, data, where)
     b = file.baseline
     tolerances = Tolerances(b.latency_tolerance, b.size_tolerance, b.metric_tolerance)
-    return Budgets(tuple(_budget(e, file.require_energy) for e in file.budget), tolerances, file.strict)
+    budgets = (_budget(e, file.require_energy, _units(raw)) for e, raw in zip(file.budget, data["budget"]))
+    return Budgets(tuple(budgets), tolerances, file.strict)
 
 
-def _budget(entry: BudgetEntry, default_energy: bool) -> Budget:
+def _units(table: dict) -> dict[str, str]:
+    """The unit each quantity of one [[budget]] table was written in, to echo limits as the user wrote them."""
+    quantities = {key: value for key, value in table.items() if key in ("max_size", "max_peak_memory", *LATENCY_KEYS)}
+    return {
+        key: m.group(2) for key, value in quantities.items() if isinstance(value, str) and (m := _QUANTITY.match(value))
+    }
+
+
+def _budget(entry: BudgetEntry, default_energy: bool, written_units: dict[str, str]) -> Budget:
     selectors = {key: getattr(entry, key) for key in ("model", "format", "variant", "device")}
     return Budget(
         entry.name or "/".join(selectors.values()),
@@ -268,6 +285,7 @@ def _budget(entry: BudgetEntry, default_energy: bool) -> Budget:
         min_sqnr_db=entry.min_sqnr_db,
         min_inferences_per_joule=entry.min_inferences_per_joule,
         require_energy=default_energy if entry.require_energy is None else entry.require_energy,
+        written_units=written_units,
     )
 
 

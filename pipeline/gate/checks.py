@@ -60,6 +60,7 @@ class Check:
     unit: str
     status: str
     detail: str = ""
+    shown_unit: str = ""  # the unit the limit was written in ("400 MB"); value and limit are in `unit`
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,9 +182,12 @@ def budget_checks(b: Budget, s: Subject, everyone: list[Subject]) -> list[Check]
     """Every limit of one budget on one subject."""
 
     def upper(name: str, value, limit, unit: str, detail: str = "") -> Check:
+        shown = b.written_units.get(name, "")
         if value is None:
-            return Check(b.name, s.label, name, None, limit, unit, NOT_MEASURED, detail or "no figure in the report")
-        return Check(b.name, s.label, name, value, limit, unit, PASS if value <= limit else FAIL, detail)
+            return Check(
+                b.name, s.label, name, None, limit, unit, NOT_MEASURED, detail or "no figure in the report", shown
+            )
+        return Check(b.name, s.label, name, value, limit, unit, PASS if value <= limit else FAIL, detail, shown)
 
     def lower(name: str, value, limit, unit: str) -> Check:
         if value is None:

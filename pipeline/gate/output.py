@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
 from models.shared.errors import ConfigError
+from pipeline.core.console import keyed_table
 from pipeline.core.store import write_atomic
-from pipeline.gate.budgets import Budgets, load_budgets
+from pipeline.gate.budgets import MEMORY_UNITS, SIZE_UNITS, TIME_UNITS, Budgets, load_budgets
 from pipeline.gate.checks import (
     FAIL,
+    NOT_MEASURED,
     PASS,
     Check,
     Subject,
@@ -36,10 +37,22 @@ class Verdict:
     def passed(self) -> bool:
         return not any(c.status == FAIL for c in self.checks)
 
+    def count(self, status: str) -> int:
+        return sum(c.status == status for c in self.checks)
+
+    @property
+    def counts(self) -> str:
+        """'8 checks: 6 passed, 1 failed, 1 not measured'."""
+        return (
+            f"{len(self.checks)} checks: {self.count(PASS)} passed, {self.count(FAIL)} failed, "
+            f"{self.count(NOT_MEASURED)} not measured"
+        )
+
     def to_dict(self) -> dict:
         return {
             "passed": self.passed,
-            "failed": sum(c.status == FAIL for c in self.checks),
+            "failed": self.count(FAIL),
+            "not_measured": self.count(NOT_MEASURED),
             "checks": [c.to_dict() for c in self.checks],
             "warnings": self.warnings,
         }
@@ -54,14 +67,25 @@ def run_gate(report: Path, budgets: Path, baseline: Path | None = None, strict: 
 
 
 def verdict_for(subjects: list[Subject], budgets: Budgets, baseline: list[Subject] | None, strict: bool) -> Verdict:
-    """Every budget's checks and the baseline's, with the warnings; --strict turns an idle budget into an error."""
+    """Every budget's checks and the baseline's, with the warnings.
+
+    Strict (--strict, or `strict = true` in the budgets): a budget that selects nothing is bad input,
+    and a check that could not be measured fails.
+    """
     check_metrics_exist(budgets, subjects)
     checks, warnings = apply_budgets(budgets, subjects)
     if baseline is not None:
         more, notes = baseline_checks(subjects, baseline, budgets.tolerances)
         checks, warnings = checks + more, warnings + notes
-    if (strict or budgets.strict) and any("selects nothing" in w for w in warnings):
-        raise ConfigError(next(w for w in warnings if "selects nothing" in w) + " (an error with --strict)")
+    if strict or budgets.strict:
+        if any("selects nothing" in w for w in warnings):
+            raise ConfigError(next(w for w in warnings if "selects nothing" in w) + " (an error with --strict)")
+        checks = [
+            replace(c, status=FAIL, detail=f"not measured, a failure with --strict: {c.detail}")
+            if c.status == NOT_MEASURED
+            else c
+            for c in checks
+        ]
     return Verdict(checks, warnings)
 
 
@@ -69,20 +93,20 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
     """One table per budget (every check on every artifact it selects), then the warnings and the verdict."""
     jobs = {c.subject.split(" ")[0] for c in verdict.checks}
     for budget in dict.fromkeys(c.budget for c in verdict.checks):
-        table = Table("artifact", "check", "value", "limit", "status", title=budget, title_justify="left")
+        rows = []
         for c in (c for c in verdict.checks if c.budget == budget):
             style = {PASS: "green", FAIL: "bold red"}.get(c.status, "yellow")
             subject = c.subject if len(jobs) > 1 else c.subject.split(" ", 1)[1]
-            table.add_row(
-                subject, c.check, _figure(c.value, c.unit), _figure(c.limit, c.unit), f"[{style}]{c.status}[/{style}]"
-            )
+            rows.append((subject, c.check, _figure(c, c.value), _figure(c, c.limit), f"[{style}]{c.status}[/{style}]"))
+        headers = ("artifact", "check", "value", "limit", "status")
+        table = keyed_table(headers, rows, keys=2, title=budget, title_justify="left")
         console.print(table)
     for warning in verdict.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")
-    failed = [c for c in verdict.checks if c.status == FAIL]
-    console.print(
-        f"gate {'passed' if verdict.passed else 'FAILED'}: {len(verdict.checks)} checks, {len(failed)} failed"
-    )
+    for c in verdict.checks:
+        if c.status == NOT_MEASURED:
+            console.print(f"[yellow]not measured:[/yellow] {c.subject}: {c.check} ({c.detail}); --strict fails it")
+    console.print(f"gate {'passed' if verdict.passed else 'FAILED'}: {verdict.counts}")
 
 
 def junit_xml(verdict: Verdict) -> str:
@@ -110,18 +134,12 @@ def junit_xml(verdict: Verdict) -> str:
 def markdown(verdict: Verdict) -> str:
     """A summary for a CI job page: the verdict, the failures first, then every check."""
     failed = [c for c in verdict.checks if c.status == FAIL]
-    lines = [
-        f"## edgepipe gate: {'passed' if verdict.passed else 'FAILED'}",
-        "",
-        f"{len(verdict.checks)} checks, {len(failed)} failed.",
-        "",
-    ]
+    lines = [f"## edgepipe gate: {'passed' if verdict.passed else 'FAILED'}", "", f"{verdict.counts}.", ""]
     if failed:
         lines += ["### Failed", "", *[f"- {_sentence(c)}" for c in failed], ""]
     lines += ["| budget | artifact | check | value | limit | status |", "|---|---|---|---:|---:|---|"]
     lines += [
-        f"| {c.budget} | {c.subject} | {c.check} | {_figure(c.value, c.unit)} | {_figure(c.limit, c.unit)} | "
-        f"{c.status} |"
+        f"| {c.budget} | {c.subject} | {c.check} | {_figure(c, c.value)} | {_figure(c, c.limit)} | {c.status} |"
         for c in verdict.checks
     ]
     lines += ["", *[f"> warning: {w}" for w in verdict.warnings]]
@@ -136,16 +154,27 @@ def write_outputs(verdict: Verdict, junit: Path | None, summary: Path | None) ->
         write_atomic(summary, markdown(verdict))
 
 
+def failure_lines(verdict: Verdict) -> list[str]:
+    """One sentence per failed check."""
+    return [_sentence(c) for c in verdict.checks if c.status == FAIL]
+
+
 def _sentence(c: Check) -> str:
     detail = f" ({c.detail})" if c.detail else ""
-    return (
-        f"{c.subject}: {c.check} is {_figure(c.value, c.unit)}, limit {_figure(c.limit, c.unit)} [{c.budget}]{detail}"
-    )
+    return f"{c.subject}: {c.check} is {_figure(c, c.value)}, limit {_figure(c, c.limit)} [{c.budget}]{detail}"
 
 
-def _figure(value, unit: str) -> str:
+# A check's unit -> the table of the units a budget may write it in (each: base units per written unit).
+_WRITTEN = {"bytes": SIZE_UNITS, "MiB": MEMORY_UNITS, "ms": TIME_UNITS}
+
+
+def _figure(c: Check, value) -> str:
+    """A figure in the unit the budget was written in: '262.1 MB' for a limit of '400 MB'."""
     if value is None:
         return "-"
-    if unit == "bytes":
+    shown = c.shown_unit or {"bytes": "B"}.get(c.unit, c.unit)
+    if c.unit in _WRITTEN and shown in _WRITTEN[c.unit]:
+        value = value / _WRITTEN[c.unit][shown]
+    if shown == "B":
         return f"{value:,.0f} B"
-    return f"{value:.4g} {unit}".strip()
+    return f"{value:.4g} {shown}".strip()

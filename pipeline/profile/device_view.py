@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
 
+from pipeline.core.console import keyed_table
 from pipeline.report.figures import figure
 from pipeline.report.phones import phone_notes
 
@@ -26,27 +26,30 @@ def print_devices(console: Console, rows: list[dict]) -> None:
             "then check 'adb devices'"
         )
         return
-    table = Table("serial", "state", "model", "Android (API)", "ABI", "SoC", "cores", "governor", "battery")
+    cells = []
     for r in rows:
         if r["state"] != "device":
-            table.add_row(r["serial"], r["state"], r.get("model", "-"), "", "", "", "", "", "")
+            cells.append((r["serial"], r["state"], r.get("model", "-"), "", "", "", "", "", ""))
             continue
         b = r["battery"]
         battery = f"{b['level']}% {b['status']}, {b['temperature_c']} C" + (
             f", powered by {'+'.join(b['powered_by'])}" if b["powered_by"] else ""
         )
-        table.add_row(
-            r["serial"],
-            r["state"],
-            f"{r['manufacturer']} {r['model']}",
-            f"{r['android_version']} ({r['api_level']})",
-            r["abi"] or "-",
-            r["soc"] or "-",
-            cores_text(r["clusters"]),
-            ", ".join(r["governors"]) or "-",
-            battery,
+        cells.append(
+            (
+                r["serial"],
+                r["state"],
+                f"{r['manufacturer']} {r['model']}",
+                f"{r['android_version']} ({r['api_level']})",
+                r["abi"] or "-",
+                r["soc"] or "-",
+                cores_text(r["clusters"]),
+                ", ".join(r["governors"]) or "-",
+                battery,
+            )
         )
-    console.print(table)
+    headers = ("serial", "state", "model", "Android (API)", "ABI", "SoC", "cores", "governor", "battery")
+    console.print(keyed_table(headers, cells))
     for r in rows:
         if r["state"] != "device":
             console.print(f"{r['serial']} is {r['state']}: {r['hint']}")
@@ -55,29 +58,31 @@ def print_devices(console: Console, rows: list[dict]) -> None:
 def print_phone_results(console: Console, result: dict) -> None:
     """Latency, memory and energy per phone, then every note a user must see (fallbacks, throttling, energy)."""
     per_phone = result.get("devices") or {result["device"]["serial"]: {"status": "ok", **result}}
-    table = Table("serial", "model", "median ms", "mean ms", "std ms", "n", "peak MB", "mJ/inference", "status")
-    notes = []
+    cells, notes = [], []
     for serial, r in per_phone.items():
         if r["status"] != "ok":
-            table.add_row(serial, "-", "", "", "", "", "", "", f"failed: {r['error'][:60]}")
+            cells.append((serial, "-", "", "", "", "", "", "", f"failed: {r['error'][:60]}"))
             notes.append(f"{serial}: {r['error']}")
             continue
         lat, energy = r["latency_ms"], r["energy"]
-        table.add_row(
-            serial,
-            r["device"]["model"] or "-",
-            figure(lat["p50"]),
-            figure(lat["mean"]),
-            figure(lat["std"]),
-            str(lat["n"]),
-            figure(r["memory"]["peak_rss_mb"], ".1f"),
-            f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
-            if energy["status"] == "measured"
-            else "n/a",
-            "ok",
+        cells.append(
+            (
+                serial,
+                r["device"]["model"] or "-",
+                figure(lat["p50"]),
+                figure(lat["mean"]),
+                figure(lat["std"]),
+                str(lat["n"]),
+                figure(r["memory"]["peak_rss_mb"], ".1f"),
+                f"{energy['mj_per_inference']:.4f} ± {energy['uncertainty_mj_per_inference']:.4f}"
+                if energy["status"] == "measured"
+                else "n/a",
+                "ok",
+            )
         )
         notes += [f"{serial}: {note}" for note in phone_notes(r)]
-    console.print(table)
+    headers = ("serial", "model", "median ms", "mean ms", "std ms", "n", "peak MB", "mJ/inference", "status")
+    console.print(keyed_table(headers, cells))
     console.print(f"artifact: {Path(result['artifact']).name}")
     for note in notes:
         console.print(note)

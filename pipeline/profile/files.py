@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from models.shared.capture import output_to_log
 from models.shared.errors import ConfigError, InputFileError, ProfileError
+from models.shared.progress import step
 from pipeline.profile.inputs import generated_inputs, read_inputs
 from profilers.harness import TimingSettings
 from profilers.profile import profile_isolated
 from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
+
+log = logging.getLogger(__name__)
 
 
 def profile_file(
@@ -30,11 +36,18 @@ def profile_file(
     runtime = runtime or RUNTIME_FOR_SUFFIX.get(path.suffix)
     if runtime not in RUNTIMES:
         raise ConfigError(f"cannot tell the runtime for {path}; pass --runtime with one of {', '.join(RUNTIMES)}")
-    session = RUNTIMES[runtime](path, threads, options)
-    feeds = read_inputs(inputs, session) if inputs is not None else generated_inputs(session)
-    _check_runs(session, feeds, options.batch)
-    del session  # the child loads its own copy; this one only checked the file and the inputs
-    return profile_isolated(runtime, path, feeds, threads, timing, options=options)
+    with tempfile.TemporaryDirectory(prefix="edgepipe-profile-") as tmp:
+        log_path = Path(tmp) / "profile.log"  # the runtimes' native banners; shown with --debug
+        with output_to_log(log_path):
+            session = RUNTIMES[runtime](path, threads, options)
+            feeds = read_inputs(inputs, session) if inputs is not None else generated_inputs(session)
+            _check_runs(session, feeds, options.batch)
+            del session  # the child loads its own copy; this one only checked the file and the inputs
+        step(f"profile: timing {path.name} on {runtime}, {threads} thread(s), in a child process")
+        try:
+            return profile_isolated(runtime, path, feeds, threads, timing, options=options, log_path=log_path)
+        finally:
+            log.debug("runtime output:\n%s", log_path.read_text(errors="replace"))
 
 
 def _check_runs(session: Session, feeds: dict[str, np.ndarray], batch: int | None) -> None:

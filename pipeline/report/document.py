@@ -77,16 +77,20 @@ def render(run: RunView, variants: list[str] = ()) -> str:
         "",
         "## Host latency",
         "",
-        "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV | n | throughput /s "
+        "| runtime | artifact | p50 ms | p90 ms (95 % CI) | p99 ms | mean ms | CV (std/mean) | n | throughput /s "
         "| peak RSS MB | energy |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for r in results.get("profile", {}).get("results", []):
+    profiled = results.get("profile", {}).get("results", [])
+    reasons = {r["energy"].get("reason") for r in profiled if r["energy"]["status"] != "measured"}
+    for r in profiled:
         lat = r["latency_ms"]
         energy = r["energy"]
         energy_text = (
             f"{energy['mj_per_inference']:.4f} mJ/inf"
             if energy["status"] == "measured"
+            else "unavailable"
+            if len(reasons) == 1
             else f"unavailable: {energy['reason']}"
         )
         lo, hi = lat["ci95"]["p90"]
@@ -99,9 +103,10 @@ def render(run: RunView, variants: list[str] = ()) -> str:
     notes = [
         f"`{r['artifact']}`: {r['kernels_note']}; TFLite's built-in kernels ran it, so its latency is not "
         "what XNNPACK would give."
-        for r in results.get("profile", {}).get("results", [])
+        for r in profiled
         if r.get("kernels_note")
     ]
+    notes += [f"Energy unavailable for every row: {reasons.pop()}."] if len(reasons) == 1 else []
     lines += ["", *notes] if notes else []
     if results.get("profile"):
         device = results["profile"]["results"][0]["device"]

@@ -89,7 +89,31 @@ def _throughput_table(result: dict, plot: str | None) -> list[str]:
         )
     reasons = sorted({p["reason"] for p in points if p["status"] != "measured"})
     lines += [""] + [f"n/a: {reason}" for reason in reasons] + ([""] if reasons else [])
+    lines += _oversubscribed(points)
     return lines + ([f"![throughput]({plot})", ""] if plot else [])
+
+
+def _oversubscribed(points: list[dict]) -> list[str]:
+    """A note when more threads gave less throughput: the threads outnumbered the cores free at the time."""
+    measured = [p for p in points if p["status"] == "measured"]
+    worse = sorted(
+        {
+            p["batch"]
+            for p in measured
+            for q in measured
+            if p["batch"] == q["batch"]
+            and p["threads"] > q["threads"]
+            and p["inferences_per_second"] < 0.9 * q["inferences_per_second"]
+        }
+    )
+    if not worse:
+        return []
+    return [
+        f"At batch {', '.join(map(str, worse))} more threads gave less throughput: the threads outnumbered the "
+        "cores that were free during the measurement (other processes, or the other threads' own overhead on "
+        "a model this small), so they waited on each other.",
+        "",
+    ]
 
 
 def _paired_table(results: list[dict]) -> list[str]:

@@ -91,8 +91,8 @@ def write_plots(rows: list[VariantRow], metric_name: str | None, out_dir: Path) 
         return []
     written = [
         tradeoff_plot(
-            [Point(r.label, r.size_bytes / 1024, r.metric) for r in measured],
-            "file size (KiB)",
+            [Point(r.label, r.size_bytes, r.metric) for r in measured],
+            "file size (bytes)",
             metric_name,
             "size vs metric",
             out_dir / "plots" / "size_vs_metric.png",

@@ -9,6 +9,7 @@ import torch
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import export_tflite_variants
 from exporters.ort_quantize import quantize_onnx
+from models.shared.progress import step
 from models.shared.specs import InputSpec
 from pipeline.core.context import StageContext, onnx_source, source_kind
 from pipeline.core.modules import TRAINED, source_module, user_calibration
@@ -25,6 +26,7 @@ def run_export(ctx: StageContext) -> dict:
         module, examples, specs, calibration = source_module(ctx)
         if source_kind(ctx.job) == "factory":  # zoo models already have model.pt from training
             torch.save(module.state_dict(), ctx.staging / TRAINED)
+        step("export: PyTorch -> torch.export -> ONNX")
         rewrites = _export_torch(ctx, module, examples, specs, log_path)
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]
     else:
@@ -37,6 +39,7 @@ def run_export(ctx: StageContext) -> dict:
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
     # One onnx2tf run writes every variant: converting once per variant would repeat the whole
     # ONNX -> TensorFlow translation for each.
+    step(f"export: ONNX -> TFLite with onnx2tf: {', '.join(ctx.job.export.variants)}")
     results = export_tflite_variants(
         ctx.staging / "model.onnx",
         ctx.staging,

@@ -7,7 +7,7 @@ from pathlib import Path
 from pipeline.core.context import StageContext
 from pipeline.core.run_view import RunView
 from pipeline.core.store import write_atomic, write_json
-from pipeline.gate.budgets import load_budgets
+from pipeline.gate.budgets import job_budgets
 from pipeline.gate.checks import load_subjects, run_subjects
 from pipeline.gate.output import junit_xml, markdown, verdict_for
 
@@ -19,7 +19,7 @@ def run_gate_stage(ctx: StageContext) -> dict:
     section = ctx.job.gate
     subjects = run_subjects(RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results))
     baseline = load_subjects(Path(section.baseline)) if section.baseline else None
-    verdict = verdict_for(subjects, load_budgets(Path(section.budgets)), baseline, section.strict)
+    verdict = verdict_for(subjects, job_budgets(section), baseline, section.strict)
     write_json(ctx.staging / GATE_JSON, verdict.to_dict())
     write_atomic(ctx.staging / GATE_MARKDOWN, markdown(verdict))
     write_atomic(ctx.staging / GATE_JUNIT, junit_xml(verdict))

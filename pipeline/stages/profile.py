@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from models.shared.errors import ConfigError
+from models.shared.progress import step
 from pipeline.core.context import StageContext
 from pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
 from pipeline.core.run_view import artifact_key
@@ -39,16 +40,21 @@ def run_profile(ctx: StageContext) -> dict:
         if runtime not in ctx.job.profile.runtimes:
             continue
         path, feeds = ctx.path(art["path"]), feeds_for(art, first)
+        step(f"profile: {runtime} {art['path']}: latency")
         result = profile_isolated(
             runtime, path, feeds, threads, timing_settings(ctx.job), log, options=runtime_options(ctx.job.profile)
         )
         if settings.op_profile and runtime in OP_PROFILE_RUNTIMES:
+            step(f"profile: {runtime} {art['path']}: time by op ({settings.op_profile_runs} runs)")
             result["op_profile"] = op_profile_isolated(runtime, path, feeds, threads, settings.op_profile_runs, log)
         if settings.throughput_batches:
+            step(f"profile: {runtime} {art['path']}: throughput at batches {list(settings.throughput_batches)}")
             result["throughput"] = throughput_isolated(
                 runtime, path, feeds, settings.throughput_batches, settings.throughput_seconds, log
             )
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
+    if ctx.job.profile.paired_with:
+        step(f"profile: paired with {', '.join(ctx.job.profile.paired_with)}, interleaved in one process")
     _pair(ctx, results, first, log)
     phones = _on_phones(ctx) if settings.device != "host" else []
     plots = _plots(results, ctx.staging)
@@ -118,7 +124,10 @@ def _plots(results: list[dict], staging: Path) -> dict:
             latency_distribution_plot(series, staging / "plots" / "latency_distribution.png").relative_to(staging)
         )
     }
-    for r in (r for r in results if r.get("throughput")):
+    # A plot over batch sizes needs two measured batch sizes; one is already the whole story in the table.
+    for r in (
+        r for r in results if len({p["batch"] for p in r.get("throughput", []) if p["status"] == "measured"}) > 1
+    ):
         name = Path(r["artifact"]).name.replace(".", "_")
         path = throughput_plot(
             r["throughput"], f"{r['runtime']} {r['artifact']}", staging / "plots" / f"throughput_{name}.png"

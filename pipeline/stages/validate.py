@@ -9,6 +9,7 @@ from exporters.onnx_to_tflite import VARIANTS
 from exporters.ort_quantize import ORT_VARIANTS
 from models.shared.capture import output_to_log
 from models.shared.errors import ParityError
+from models.shared.progress import step
 from pipeline.core.context import StageContext, onnx_source, source_kind
 from pipeline.core.feeding import held_out, run_artifact
 from pipeline.core.run_view import artifact_key
@@ -23,7 +24,10 @@ def run_validate(ctx: StageContext) -> dict:
     artifacts = ctx.results["export"]["artifacts"]
     samples, metric = held_out(ctx)
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
-        outputs = {artifact_key(a): run_artifact(ctx.path(a["path"]), a, samples) for a in artifacts}
+        outputs = {}
+        for a in artifacts:
+            step(f"validate: {a['path']} on {len(next(iter(samples.values())))} held-out samples")
+            outputs[artifact_key(a)] = run_artifact(ctx.path(a["path"]), a, samples)
     if onnx_source(ctx.job) is None:
         reference_name = "torch"
         reference = torch_reference(ctx, samples)

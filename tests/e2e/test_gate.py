@@ -67,7 +67,7 @@ def test_a_budget_met_passes_and_one_byte_short_fails_once(run_dir, tmp_path):
     assert "max_size" in suite.find("testcase[failure]").get("name")
     assert f"{size:,} B, limit {size - 1:,} B" in failures[0].get("message")
     assert "FAILED" in summary.read_text() and f"limit {size - 1:,} B" in summary.read_text()
-    assert "gate FAILED: 5 checks, 1 failed" in missed.stdout.replace("\n", " ")
+    assert "gate FAILED: 5 checks: 4 passed, 1 failed, 0 not measured" in missed.stdout.replace("\n", " ")
 
 
 def test_unmeasured_energy_passes_unless_required(run_dir, tmp_path):
@@ -75,8 +75,26 @@ def test_unmeasured_energy_passes_unless_required(run_dir, tmp_path):
     loose = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, text)), "--json")
     (check,) = json.loads(loose.stdout)["checks"]
     assert loose.returncode == 0 and check["status"] == "not measured" and "energy not measured" in check["detail"]
+    assert "not measured" in edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, text))).stdout
     strict = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, text + "require_energy = true\n")))
     assert strict.returncode == 1
+    junit = tmp_path / "junit.xml"
+    flagged = edgepipe(
+        "gate", str(run_dir), "--budgets", str(budgets(tmp_path, text)), "--strict", "--junit", str(junit)
+    )
+    failures = ET.parse(junit).getroot().findall("testcase/failure")
+    assert flagged.returncode == 1 and failures and "not measured" in failures[0].get("message")
+
+
+def test_shipped_budgets_pass_on_the_default_run_and_limits_echo_their_unit(run_dir, tmp_path):
+    from pathlib import Path
+
+    shipped = (Path(__file__).parents[2] / "examples" / "budgets.toml").read_text()
+    passed = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, shipped)))
+    assert passed.returncode == 0, passed.stdout
+    assert "400 MB" in passed.stdout.replace("\n", " ") and "MiB" not in passed.stdout
+    tight = edgepipe("gate", str(run_dir), "--budgets", str(budgets(tmp_path, shipped.replace('"64 KiB"', '"1 B"'))))
+    assert tight.returncode == 1
 
 
 def test_bad_input_exits_2_with_one_line(run_dir, tmp_path):

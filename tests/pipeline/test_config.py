@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from models.shared.errors import ConfigError
@@ -8,8 +10,24 @@ HEAD = '[job]\nname = "a"\nmodel = "cnn_digits"\n'
 
 def test_default_job_is_valid_and_embedded():
     job = load_job(None)
-    assert job.job.model == "cnn_digits" and job.export.variants == ("fp32",)
+    assert job.job.model == "cnn_digits" and job.export.variants == ("fp32", "fp16", "int8")
+    assert job.compress.prune == "channels" and job.profile.paired_with == ("tflite:fp32",)
     assert parse_job(default_job_text(), "x") == job
+
+
+def test_default_jobs_gate_is_examples_budgets():
+    """The default job's [[gate.budget]] tables are examples/budgets.toml's, so the README's gate command agrees."""
+    from pipeline.gate.budgets import job_budgets, load_budgets
+
+    examples = Path(__file__).parents[2] / "examples" / "budgets.toml"
+    assert job_budgets(load_job(None).gate).budgets == load_budgets(examples).budgets
+
+
+def test_gate_takes_a_budgets_file_or_tables_not_both():
+    with pytest.raises(ConfigError, match="either budgets"):
+        parse_job(HEAD + "[gate]\nstrict = true\n", "job.toml")
+    with pytest.raises(ConfigError, match="either budgets"):
+        parse_job(HEAD + '[gate]\nbudgets = "b.toml"\n[[gate.budget]]\nmax_size = "1 KiB"\n', "job.toml")
 
 
 def test_near_miss_key_names_the_path_and_the_intended_key():

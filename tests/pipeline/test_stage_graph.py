@@ -24,6 +24,8 @@ def test_reading_an_undeclared_result_raises():
 
 def _job(**changes):
     data = tomllib.loads(default_job_text())
+    data.pop("gate")
+    data["compress"]["prune"] = "none"
     data["job"].update(name="graph", model="mlp_tabular")
     data["train"].update(epochs=1, threads=1)
     data["export"]["variants"] = ["fp32"]
