@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.console import Console
 
 from models.shared.errors import EdgepipeError
@@ -439,7 +440,9 @@ def _latency_table(results: list[dict]) -> None:
             )
         )
     headers = ("runtime", "artifact", "p50 ms", "p90 ms", "p99 ms", "n", "inf/s", "RSS MB", "energy")
-    table = keyed_table(headers, rows, keys=2)
+    if all(r["energy"]["status"] != "measured" for r in results):  # said once, below the table
+        headers, rows = headers[:-1], [row[:-1] for row in rows]
+    table = keyed_table(headers, rows, keys=2, box=box.SIMPLE_HEAD)
     console.print(table)
 
 

@@ -32,7 +32,7 @@ def test_unparsable_config(tmp_path):
 
 def test_config_typo_names_the_key_path(tmp_path):
     job = quick_job(tmp_path)
-    job.write_text(job.read_text().replace("threads = 2", "threads = 2\npatiense = 3", 1))
+    job.write_text(job.read_text().replace("threads = 1", "threads = 1\npatiense = 3", 1))
     result = edgepipe_here("run", str(job), "-o", str(tmp_path / "out"))
     _one_line_error(result, "train.patiense: unknown key", "did you mean 'train.patience'?")
     assert not (tmp_path / "out").exists()

@@ -14,7 +14,7 @@ from tests.conftest import edgepipe
 def test_run_succeeds_and_prints_the_summary(default_run):
     first = default_run["first"]
     assert first.returncode == 0, first.stderr
-    assert "model_fp32.tflite" in first.stdout and "p50 ms" in first.stdout
+    assert "model_fp32.tflite" in first.stdout and "p50" in first.stdout
     assert "Unable to register" not in first.stdout + first.stderr, "TensorFlow noise must go to the log"
     assert (default_run["dir"] / "logs" / "convert.log").stat().st_size > 0
 
@@ -44,14 +44,14 @@ def test_ledger_within_tolerance_and_accuracy_kept(default_run):
     ledger = json.loads((default_run["dir"] / "ledger.json").read_text())
     hops = {h["hop"]: h for h in ledger["hops"]}
     assert {"torch -> onnx:fp32", "torch -> tflite:fp32", "onnx:fp32 -> tflite:fp32"} <= set(hops)
-    for hop in hops.values():
+    for hop in (h for name, h in hops.items() if name.endswith(":fp32")):  # float files; fp16 and int8 by SQNR
         for out in hop["outputs"]:
             assert out["max_abs"] <= 1e-4 * out["scale"], (hop["hop"], out)
             assert out["cosine"] > 0.99999
     torch_acc = ledger["metrics"]["torch"]["accuracy"]
     assert torch_acc >= 0.95
     for key, metrics in ledger["metrics"].items():
-        assert metrics["accuracy"] >= 0.95 and abs(metrics["accuracy"] - torch_acc) <= 0.005, key
+        assert metrics["accuracy"] >= 0.95 and abs(metrics["accuracy"] - torch_acc) <= 0.01, key
     assert ledger["samples"] == 360
 
 
@@ -138,3 +138,16 @@ def test_parity_failure_exits_1_and_is_not_recorded_as_done(default_run, tmp_pat
     assert "ledger.json" not in {a["path"] for a in manifest["artifacts"]}
     assert json.loads((run_dir / "ledger.json").read_text())["rel_tolerance"] == 1e-12
     assert not list(run_dir.glob(".staging-*"))
+
+
+def test_report_tables_repeat_no_sentence_and_progress_stays_off_stdout(default_run):
+    first = default_run["first"]
+    assert "train: started" in first.stderr and "train: started" not in first.stdout
+    table: list[list[str]] = []
+    for line in [*(default_run["dir"] / "report.md").read_text().splitlines(), ""]:
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip("|").split("|")])
+            continue
+        sentences = [cell for row in table for cell in row if len(cell.split()) >= 5]
+        assert len(sentences) == len(set(sentences)), sentences
+        table = []
