@@ -12,8 +12,9 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,ray]'
+	@echo "make install: the pinned stack into $(VENV) (torch, TensorFlow, onnx2tf: about 2 minutes when new)"
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt torch==2.13.0
+	$(BIN)/python -m pip install --progress-bar off -c constraints.txt -e '.[test,ray]'
 	touch $(STAMP)
 
 run: install

@@ -70,6 +70,14 @@ class TensorQuant:
 
 
 @dataclass(frozen=True)
+class MixedTarget:
+    """What int8_mixed aims at: the output SQNR floor, and at most how many layers may stay float32 for it."""
+
+    min_sqnr_db: float = 20.0  # the ledger's floor for quantized variants ([validate] quantized_min_sqnr_db)
+    max_float_layers: int = 4
+
+
+@dataclass(frozen=True)
 class TfliteExport:
     """One written TFLite file and its inputs as the TFLite signature takes them."""
 
@@ -82,6 +90,7 @@ class TfliteExport:
     quantization: tuple[TensorQuant, ...] = ()  # integer inputs and outputs only
     sensitivity: tuple = ()  # int8_mixed: every layer's int8 loss (exporters.sensitivity.LayerLoss), worst first
     kept_float: tuple[str, ...] = ()  # int8_mixed: the layers left in float32
+    mixed_choice: object = None  # int8_mixed: exporters.sensitivity.MixedChoice, how kept_float was chosen
     op_histogram: dict[str, int] = field(default_factory=dict)  # operators by kind, most frequent first
     size_split: FileComposition | None = None  # where the file's bytes go
     boundary: tuple = ()  # exporters.boundary.BoundaryFix: inputs/outputs reshaped or transposed to the ONNX shape
@@ -120,14 +129,15 @@ def export_tflite_variants(
     onnx_inputs: tuple[InputSpec, ...] | None = None,
     calibration: dict[str, np.ndarray] | None = None,
     allow_flex: bool = False,
-    mixed_float_layers: int = 2,
+    mixed: MixedTarget = MixedTarget(),
 ) -> dict[str, TfliteExport]:
     """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each.
 
-    int8_mixed ranks every layer by its int8 loss and keeps the worst mixed_float_layers in float32.
+    int8_mixed keeps in float32 the fewest layers that reach mixed.min_sqnr_db, taken by the
+    output noise they remove per byte (exporters.sensitivity.export_to_floor).
     """
     targets = {v: Path(out_dir) / f"{Path(onnx_path).stem}_{v}.tflite" for v in variants}
-    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex, mixed_float_layers)
+    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex, mixed)
 
 
 def _convert(
@@ -137,7 +147,7 @@ def _convert(
     onnx_inputs: tuple[InputSpec, ...] | None,
     calibration: dict[str, np.ndarray] | None,
     allow_flex: bool,
-    mixed_float_layers: int = 2,
+    mixed: MixedTarget = MixedTarget(),
 ) -> dict[str, TfliteExport]:
     """One onnx2tf run writes every target; none is moved into place unless all of them pass."""
     # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
@@ -163,15 +173,15 @@ def _convert(
         out_dir = work_dir / "out"
         step("export: onnx2tf translating the graph to TensorFlow, writing model_fp32.tflite")
         model, layouts = _translated(private, (cind, keep), onnx_path, specs, out_dir, log_path)
-        files = _write_variants(out_dir, onnx_path, targets, samples, mixed_float_layers, log_path)
-        mixed = files.pop("mixed", {})
+        files = _write_variants(out_dir, onnx_path, targets, samples, mixed, log_path)
+        mixed_record = files.pop("mixed", {})
         needs = {v: _builtin_only(files[v], v, onnx_path, allow_flex) for v in targets}
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
             results = {
                 v: replace(_describe(files[v], v, targets[v], layouts, needs[v]), boundary=model.fixes) for v in targets
             }
-        if mixed:
-            results["int8_mixed"] = replace(results["int8_mixed"], **mixed)
+        if mixed_record:
+            results["int8_mixed"] = replace(results["int8_mixed"], **mixed_record)
         for variant, target in targets.items():
             shutil.move(str(files[variant]), target)
     return results
@@ -280,7 +290,7 @@ def _reproduces_onnxruntime(onnx_path: Path, tflite_path: Path, specs: tuple[Inp
 
 
 def _write_variants(
-    out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray], mixed_float_layers: int, log_path: Path
+    out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray], mixed: MixedTarget, log_path: Path
 ) -> dict:
     """Each variant's file from the SavedModel in out_dir: {variant: path, "mixed": int8_mixed record}."""
     from exporters.tflite_convert import calibration_feeds
@@ -293,7 +303,7 @@ def _write_variants(
             calibrated = f", calibrated on {len(next(iter(samples.values())))} samples" if samples else ""
             step(f"export: writing {path.name}{calibrated if VARIANTS[variant].calibrated else ''}")
             if variant == "int8_mixed":
-                written["mixed"] = _write_mixed(out_dir, path, samples, mixed_float_layers, log_path)
+                written["mixed"] = _write_mixed(out_dir, path, samples, mixed, onnx_path, log_path)
             else:
                 if VARIANTS[variant].calibrated and not feeds:
                     feeds = calibration_feeds(onnx_path.name, samples, signature_details(written["fp32"])[0])
@@ -314,14 +324,16 @@ def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_p
         ) from None
 
 
-def _write_mixed(out_dir: Path, path: Path, samples: dict[str, np.ndarray], keep: int, log_path: Path) -> dict:
-    """Rank the SavedModel's layers by int8 loss and write the int8 model that keeps the worst `keep` in float."""
-    from exporters.sensitivity import export_mixed, layer_sensitivity
+def _write_mixed(
+    out_dir: Path, path: Path, samples: dict[str, np.ndarray], mixed: MixedTarget, onnx_path: Path, log_path: Path
+) -> dict:
+    """The int8 model that keeps the fewest layers in float32 to reach the target, and how they were chosen."""
+    from exporters.sensitivity import export_to_floor
 
-    losses = layer_sensitivity(out_dir, samples, log_path)
-    kept = tuple(loss.name for loss in losses[:keep])
-    export_mixed(out_dir, samples, list(kept), path, log_path)
-    return {"sensitivity": tuple(losses), "kept_float": kept}
+    losses, choice = export_to_floor(
+        out_dir, samples, path, log_path, mixed.min_sqnr_db, mixed.max_float_layers, onnx_path
+    )
+    return {"sensitivity": tuple(losses), "kept_float": choice.kept_float, "mixed_choice": choice}
 
 
 def _builtin_only(path: Path, variant: str, onnx_path: Path, allow_flex: bool) -> tuple[str, ...]:

@@ -35,6 +35,14 @@ class LayerLoss:
     # debugger's layer-direct comparison). Blind to an outlier channel: its power masks the loss.
     layer_sqnr_db: float
     shape: tuple[int, ...]  # the layer's output shape (NHWC for image tensors)
+    float_bytes: int  # how much the int8 file grows when this layer alone stays float32
+    module: str | None = None  # the PyTorch module it comes from (exporters.layer_origin), when that can be told
+
+    @property
+    def loss_per_byte(self) -> float:
+        """The output noise (as a share of the signal) that keeping this layer in float removes, per byte it costs."""
+        noise = 10 ** (-self.sqnr_db / 10) if math.isfinite(self.sqnr_db) else (math.inf if self.sqnr_db < 0 else 0.0)
+        return noise / max(self.float_bytes, 1)
 
     def to_dict(self) -> dict:
         """JSON form; a figure that is infinite (no error at all) becomes None."""
@@ -56,36 +64,127 @@ class _Calibrated:
     layers: dict[int, str]  # debug model's quantized tensor index -> layer name
 
 
-def layer_sensitivity(saved_model_dir: Path, samples: dict[str, np.ndarray], log_path: Path) -> list[LayerLoss]:
-    """Every quantized layer's int8 loss alone (model output SQNR with only it in int8), worst first."""
+@dataclass(frozen=True)
+class MixedStep:
+    """One int8_mixed candidate that was kept: these layers in float32, the rest int8."""
+
+    float_layers: tuple[str, ...]
+    sqnr_db: float  # model output against the float model, on the calibration samples
+    size_bytes: int
+
+    def to_dict(self) -> dict:
+        """JSON form; an infinite SQNR (no error at all) becomes None."""
+        return {
+            "float_layers": list(self.float_layers),
+            "sqnr_db": self.sqnr_db if math.isfinite(self.sqnr_db) else None,
+            "size_bytes": self.size_bytes,
+        }
+
+
+@dataclass(frozen=True)
+class MixedChoice:
+    """Which layers int8_mixed keeps in float32 and the trail that led there."""
+
+    target_sqnr_db: float  # the SQNR floor plus HELD_OUT_MARGIN_DB
+    max_float_layers: int
+    steps: tuple[MixedStep, ...]  # from all-int8 to the file written: layers added, then layers found unneeded
+
+    @property
+    def kept_float(self) -> tuple[str, ...]:
+        """The written file's float32 layers."""
+        return self.steps[-1].float_layers
+
+    @property
+    def met(self) -> bool:
+        """Whether the written file reaches the target."""
+        return self.steps[-1].sqnr_db >= self.target_sqnr_db
+
+    def to_dict(self) -> dict:
+        """JSON form."""
+        return {
+            "target_sqnr_db": self.target_sqnr_db,
+            "max_float_layers": self.max_float_layers,
+            "met": self.met,
+            "steps": [step.to_dict() for step in self.steps],
+        }
+
+
+# The choice is measured on the calibration samples; the ledger judges other samples against
+# PyTorch, where the same file reads a little differently. The floor is aimed at with this margin.
+HELD_OUT_MARGIN_DB = 1.0
+
+
+def layer_sensitivity(
+    saved_model_dir: Path, samples: dict[str, np.ndarray], log_path: Path, onnx_path: Path | None = None
+) -> list[LayerLoss]:
+    """Every quantized layer's int8 loss alone (model output SQNR with only it in int8), worst first.
+
+    With the ONNX file the SavedModel was translated from, each layer also names its PyTorch module.
+    """
     saved_model_dir, log_path = Path(saved_model_dir), Path(log_path)
     try:
         with output_to_log(log_path):
-            calibrated = _calibrate(saved_model_dir, samples)
-            direct = _direct_statistics(calibrated)
-            reference = _run(calibrated.float_model, calibrated.feeds)
-            names = list(calibrated.layers.values())
-            losses = []
-            for row in direct:
-                name = calibrated.layers[int(row["tensor_idx"])]
-                # Only this layer in int8: error from other layers cannot mask or add to its own.
-                alone = _quantized(calibrated.debugger, [n for n in names if n != name])
-                losses.append(
-                    LayerLoss(
-                        name,
-                        row["op_name"],
-                        _sqnr(reference, _run(alone, calibrated.feeds)),
-                        math.sqrt(float(row["mean_squared_error"])) / float(row["scale"]),
-                        _ratio_db(float(row["signal_power"]), float(row["noise_power"])),
-                        row["shape"],
-                    )
-                )
+            return _losses(_calibrate(saved_model_dir, samples), onnx_path)
     except EdgepipeError:
         raise
     except Exception as exc:  # converter and debugger raise many types; all mean the same to a user
         raise _failure(saved_model_dir, "int8 sensitivity analysis", exc, log_path) from exc
-    order = {name: i for i, name in enumerate(names)}
-    return sorted(losses, key=lambda loss: (loss.sqnr_db, order[loss.name]))
+
+
+def export_to_floor(
+    saved_model_dir: Path,
+    samples: dict[str, np.ndarray],
+    out_path: Path,
+    log_path: Path,
+    min_sqnr_db: float,
+    max_float_layers: int,
+    onnx_path: Path | None = None,
+) -> tuple[list[LayerLoss], MixedChoice]:
+    """The int8 model (float32 I/O) that keeps few layers in float32 and reaches min_sqnr_db.
+
+    Layers are added in order of the output noise they remove per byte they cost in float
+    (LayerLoss.loss_per_byte), each step measured, until the SQNR against the float model
+    reaches min_sqnr_db + HELD_OUT_MARGIN_DB or max_float_layers are float. Then every kept
+    layer is dropped again whose removal still leaves the target reached (a layer that costs
+    no bytes ranks first even when it removes little noise). Returns every layer's loss
+    (worst first) and the choice; the file is written atomically.
+    """
+    saved_model_dir, out_path, log_path = Path(saved_model_dir), Path(out_path), Path(log_path)
+    try:
+        with output_to_log(log_path):
+            calibrated = _calibrate(saved_model_dir, samples)
+            losses = _losses(calibrated, onnx_path)
+            reference = _run(calibrated.float_model, calibrated.feeds)
+            target = min_sqnr_db + HELD_OUT_MARGIN_DB
+
+            def measured(layers: tuple[str, ...]) -> tuple[MixedStep, bytes]:
+                flatbuffer = _quantized(calibrated.debugger, list(layers))
+                return MixedStep(
+                    layers, _sqnr(reference, _run(flatbuffer, calibrated.feeds)), len(flatbuffer)
+                ), flatbuffer
+
+            # Never every layer: that is the fp32 file with extra steps.
+            ranked = sorted(losses, key=lambda loss: -loss.loss_per_byte)[: min(max_float_layers, len(losses) - 1)]
+            step, flatbuffer = measured(())
+            steps = [step]
+            for loss in ranked:
+                if steps[-1].sqnr_db >= target:
+                    break
+                step, flatbuffer = measured((*steps[-1].float_layers, loss.name))
+                steps.append(step)
+            if steps[-1].sqnr_db >= target:
+                least_noise_first = sorted(losses, key=lambda loss: -loss.sqnr_db)
+                for loss in [loss for loss in least_noise_first if loss.name in steps[-1].float_layers]:
+                    trial, trial_flatbuffer = measured(tuple(n for n in steps[-1].float_layers if n != loss.name))
+                    if trial.sqnr_db >= target:
+                        steps.append(trial)
+                        flatbuffer = trial_flatbuffer
+    except EdgepipeError:
+        raise
+    except Exception as exc:
+        raise _failure(saved_model_dir, "mixed-precision export", exc, log_path) from exc
+    _write_atomically(flatbuffer, out_path)
+    return losses, MixedChoice(target, max_float_layers, tuple(steps))
 
 
 def export_mixed(
@@ -106,6 +205,11 @@ def export_mixed(
         raise
     except Exception as exc:
         raise _failure(saved_model_dir, "mixed-precision export", exc, log_path) from exc
+    _write_atomically(flatbuffer, out_path)
+    return out_path
+
+
+def _write_atomically(flatbuffer: bytes, out_path: Path) -> None:
     out_path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
     try:
@@ -115,7 +219,47 @@ def export_mixed(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return out_path
+
+
+def _losses(calibrated: _Calibrated, onnx_path: Path | None) -> list[LayerLoss]:
+    """Each layer's loss alone, what keeping it in float costs, and its module; worst first."""
+    direct = _direct_statistics(calibrated)
+    reference = _run(calibrated.float_model, calibrated.feeds)
+    names = list(calibrated.layers.values())
+    all_int8 = len(_quantized(calibrated.debugger, []))
+    origins = _origins(calibrated, names, onnx_path)
+    losses = []
+    for row in direct:
+        name = calibrated.layers[int(row["tensor_idx"])]
+        # Only this layer in int8: error from other layers cannot mask or add to its own.
+        alone = _quantized(calibrated.debugger, [n for n in names if n != name])
+        losses.append(
+            LayerLoss(
+                name,
+                row["op_name"],
+                _sqnr(reference, _run(alone, calibrated.feeds)),
+                math.sqrt(float(row["mean_squared_error"])) / float(row["scale"]),
+                _ratio_db(float(row["signal_power"]), float(row["noise_power"])),
+                row["shape"],
+                len(_quantized(calibrated.debugger, [name])) - all_int8,
+                origins.get(name),
+            )
+        )
+    order = {name: i for i, name in enumerate(names)}
+    return sorted(losses, key=lambda loss: (loss.sqnr_db, order[loss.name]))
+
+
+def _origins(calibrated: _Calibrated, names: list[str], onnx_path: Path | None) -> dict[str, str]:
+    """Layer -> PyTorch module; a label only, so a graph it cannot read leaves the layers unnamed (said in the log)."""
+    if onnx_path is None:
+        return {}
+    from exporters.layer_origin import torch_origins
+
+    try:
+        return torch_origins(calibrated.debugger.calibrated_model, names, onnx_path)
+    except Exception as exc:  # the ranking stands without names
+        print(f"int8 sensitivity: layers not matched to modules: {type(exc).__name__}: {first_line(exc)}")
+        return {}
 
 
 def _calibrate(saved_model_dir: Path, samples: dict[str, np.ndarray]) -> _Calibrated:

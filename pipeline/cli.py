@@ -147,21 +147,23 @@ def export(
     if as_json:
         typer.echo(json.dumps(summary))
         return
+    names, metric_cells = _metric_columns([a["metrics"] for a in summary["artifacts"]])
     rows = []
-    for a in summary["artifacts"]:
+    for a, cells in zip(summary["artifacts"], metric_cells):
         led = a["ledger"] or {}
         rows.append(
             (
                 a["format"],
                 a["variant"],
                 f"{a['size_bytes']:,}",
-                ", ".join(f"{k} {v:.4f}" for k, v in a["metrics"].items()) or "-",
+                *cells,
                 f"{led['max_abs']:.2e}" if led else "reference",
                 f"{led['sqnr_db']:.1f}" if led else "-",
                 str(led.get("ok", "-")),
             )
         )
-    table = keyed_table(("format", "variant", "size (bytes)", "metrics", "max abs err", "SQNR dB", "ok"), rows, keys=2)
+    header = ("format", "variant", "size (bytes)", *names, "max abs err", "SQNR dB", "ok")
+    table = keyed_table(header, rows, keys=2)
     console.print(table)
     console.print(f"run directory: {result.run_dir}")
 
@@ -394,21 +396,29 @@ def _stage_printer(progress):
     return print_stage
 
 
+def _metric_columns(metrics: list[dict[str, float]]) -> tuple[list[str], list[list[str]]]:
+    """One column per metric name (so a number never shares a cell with its name); '-' where one is missing."""
+    names = list(dict.fromkeys(name for values in metrics for name in values))
+    return names, [[f"{values[n]:.4f}" if n in values else "-" for n in names] for values in metrics]
+
+
 def _print_summary(result) -> None:
     run = RunView.read(result.run_dir)
+    names, metric_cells = _metric_columns([run.metrics(art.key) for art in run.artifacts])
     rows = []
-    for art in run.artifacts:
+    for art, cells in zip(run.artifacts, metric_cells):
         led = run.ledger(art.key)
         rows.append(
             (
                 art.path,
-                ", ".join(f"{k} {v:.4f}" for k, v in run.metrics(art.key).items()),
+                *cells,
                 f"{led.get('max_abs', 0):.2e}",
                 f"{led.get('cosine', 1):.6f}",
                 str(led.get("ok", "-")),
             )
         )
-    table = keyed_table(("artifact", "metrics", "max abs err", "cosine", "ok"), rows, title=f"run {result.run_dir}")
+    header = ("artifact", *names, "max abs err", "cosine", "ok")
+    table = keyed_table(header, rows, title=f"run {result.run_dir}")
     console.print(table)
     profiles = run.result("profile").get("results", [])
     _latency_table(profiles)

@@ -19,6 +19,7 @@ _DETAILS = (
     "quantization",
     "quantized_nodes",
     "kept_float",
+    "mixed_choice",
     "sensitivity",
     "op_count",
     "op_histogram",

@@ -68,7 +68,13 @@ COMPRESS = Stage(
 EXPORT = Stage(
     "export",
     Ref("pipeline.stages.export:run_export"),
-    lambda j: {**_model_settings(j), **j.export.model_dump(), "calibration_data": fingerprint(j.export.calibration)},
+    lambda j: {
+        **_model_settings(j),
+        **j.export.model_dump(),
+        "calibration_data": fingerprint(j.export.calibration),
+        # int8_mixed aims at the ledger's floor, so only it depends on a [validate] setting
+        "mixed_min_sqnr_db": j.validate_.quantized_min_sqnr_db if "int8_mixed" in j.export.variants else None,
+    },
     ("train", "compress"),
 )
 VALIDATE = Stage(

@@ -113,7 +113,7 @@ def write_plots(rows: list[VariantRow], metric_name: str | None, out_dir: Path) 
 
 
 def sensitivity_lines(results: dict) -> list[str]:
-    """Markdown: the layers int8 hurts most and what keeping them in float bought; none without int8_mixed."""
+    """Markdown: the layers int8 hurts most, how int8_mixed chose what to keep in float, and what it bought."""
     mixed = next((a for a in results["export"]["artifacts"] if a.get("sensitivity")), None)
     if mixed is None:
         return []
@@ -122,23 +122,43 @@ def sensitivity_lines(results: dict) -> list[str]:
         "## Per-layer int8 sensitivity",
         "",
         "Each layer quantized to int8 alone, every other layer in float32: the model output's SQNR against "
-        "the float model on the calibration samples. Lowest first.",
+        "the float model on the calibration samples. Lowest first. Bytes in float: how much the int8 file "
+        "grows when that layer alone stays float32.",
         "",
-        "| rank | layer (TFLite tensor) | op | output shape | SQNR alone (dB) | kept in float |",
-        "|---:|---|---|---|---:|---|",
+        "| rank | layer (PyTorch module, else TFLite tensor) | op | output shape | SQNR alone (dB) | "
+        "bytes in float | kept in float |",
+        "|---:|---|---|---|---:|---:|---|",
     ]
     for rank, loss in enumerate(mixed["sensitivity"][:10], 1):
-        name = loss["name"] if len(loss["name"]) <= 60 else loss["name"][:57] + "..."
+        name = loss.get("module") or loss["name"]
+        name = name if len(name) <= 60 else name[:57] + "..."
         lines.append(
             f"| {rank} | `{name}` | {loss['op']} | {'x'.join(map(str, loss['shape']))} | "
-            f"{figure(loss['sqnr_db'], '.1f')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |"
+            f"{figure(loss['sqnr_db'], '.1f')} | {loss['float_bytes']:,} | "
+            f"{'yes' if loss['name'] in mixed['kept_float'] else ''} |"
         )
+    choice = mixed["mixed_choice"]
+    trail = "; ".join(
+        f"{len(step['float_layers'])} float: {figure(step['sqnr_db'], '.1f')} dB, {step['size_bytes']:,} bytes"
+        for step in choice["steps"]
+    )
+    verdict = (
+        f"reached with {len(mixed['kept_float'])} layer(s) in float32"
+        if choice["met"]
+        else f"not reached with the {len(mixed['kept_float'])} layer(s) [export] mixed_float_layers allows"
+    )
+    lines += [
+        "",
+        f"int8_mixed adds layers by noise removed per byte kept in float until the output reaches "
+        f"{choice['target_sqnr_db']:.1f} dB (the SQNR floor plus a 1 dB margin), then drops those it can do "
+        f"without: {verdict} (steps: {trail}).",
+    ]
     plain, kept = ledger.get("tflite:int8_float_io") or ledger.get("tflite:int8"), ledger.get("tflite:int8_mixed")
     if plain and kept:
         lines += [
             "",
-            f"Keeping {len(mixed['kept_float'])} layer(s) in float32 moves the output SQNR against PyTorch "
-            f"from {plain['sqnr_db']:.1f} dB (all int8) to {kept['sqnr_db']:.1f} dB (int8_mixed); sizes, "
-            "metrics and latency of both are in the table above.",
+            f"Against PyTorch on the validation samples the output SQNR moves from {plain['sqnr_db']:.1f} dB "
+            f"(all int8) to {kept['sqnr_db']:.1f} dB (int8_mixed); sizes, metrics and latency of both are in "
+            "the table above.",
         ]
     return lines

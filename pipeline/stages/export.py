@@ -7,7 +7,7 @@ import shutil
 import torch
 
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
-from exporters.onnx_to_tflite import export_tflite_variants
+from exporters.onnx_to_tflite import MixedTarget, export_tflite_variants
 from exporters.ort_quantize import quantize_onnx
 from models.shared.progress import step
 from models.shared.specs import InputSpec
@@ -48,7 +48,7 @@ def run_export(ctx: StageContext) -> dict:
         specs,
         calibration,
         ctx.job.export.allow_flex,
-        ctx.job.export.mixed_float_layers,
+        MixedTarget(ctx.job.validate_.quantized_min_sqnr_db, ctx.job.export.mixed_float_layers),
     )
     for variant, result in results.items():
         artifacts.append(
@@ -65,6 +65,7 @@ def run_export(ctx: StageContext) -> dict:
                     {
                         "sensitivity": [loss.to_dict() for loss in result.sensitivity],
                         "kept_float": list(result.kept_float),
+                        "mixed_choice": result.mixed_choice.to_dict(),
                     }
                     if result.sensitivity
                     else {}

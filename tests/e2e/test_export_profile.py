@@ -46,3 +46,27 @@ def test_profile_onnx_and_pt2_by_suffix(default_run):
         result = edgepipe("profile", str(default_run["dir"] / name), "--quick", "--json")
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["runtime"] == runtime
+
+
+def test_int8_mixed_keeps_no_layer_float_when_int8_meets_the_floor(tmp_path):
+    from pipeline.report.variants import sensitivity_lines
+
+    variants = "int8_float_io,int8_mixed"
+    result = edgepipe("export", "cnn_digits", "--variant", variants, "-o", str(tmp_path / "m"), "--json")
+    assert result.returncode == 0, result.stderr
+    artifacts = {a["variant"]: a for a in json.loads(result.stdout)["artifacts"] if a["format"] == "tflite"}
+    mixed, plain = artifacts["int8_mixed"], artifacts["int8_float_io"]
+    choice = mixed["mixed_choice"]
+    assert plain["ledger"]["sqnr_db"] > 30 and choice["target_sqnr_db"] == 21.0  # [validate]'s 20 dB + 1 dB
+    assert mixed["kept_float"] == [] and choice["met"] and len(choice["steps"]) == 1
+    assert abs(mixed["size_bytes"] - plain["size_bytes"]) <= 0.02 * plain["size_bytes"]
+    # nn.Sequential's indices name the layers: convs 0 and 3, linears 8 and 10 (see models/zoo builders).
+    modules = {(loss["op"], loss["shape"][-1]): loss["module"] for loss in mixed["sensitivity"]}
+    assert modules[("FULLY_CONNECTED", 10)] == "10" and modules[("FULLY_CONNECTED", 64)] == "8"
+    assert all(isinstance(loss["float_bytes"], int) for loss in mixed["sensitivity"])
+
+    ledger = {f"tflite:{v}": a["ledger"] for v, a in artifacts.items()}
+    text = "\n".join(
+        sensitivity_lines({"export": {"artifacts": list(artifacts.values())}, "validate": {"ledger": ledger}})
+    )
+    assert "| `10` | FULLY_CONNECTED |" in text and "reached with 0 layer(s) in float32" in text

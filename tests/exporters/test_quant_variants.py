@@ -110,14 +110,19 @@ def test_file_sizes_relate_as_their_weights(converted):
     for variant in ("dynamic", "int8", "int8_float_io", "int16x8"):  # int8 weights everywhere
         assert size[variant] <= 0.35 * size["fp32"], variant
         assert size[variant] < size["fp16"], variant
-    assert size["int8"] < size["int8_mixed"] < size["fp32"]  # two layers' weights stay float32
+    assert size["int8"] < size["int8_mixed"] <= 0.35 * size["fp32"]  # int8 already meets the floor: no float layer
 
 
-def test_mixed_variant_keeps_the_worst_ranked_layers_in_float(converted):
+def test_mixed_variant_keeps_layers_by_loss_per_byte_until_the_floor(converted):
     mixed = converted.exports["int8_mixed"]
     ranking = [loss.sqnr_db for loss in mixed.sensitivity]
     assert len(ranking) >= 4 and ranking == sorted(ranking)
-    assert mixed.kept_float == tuple(loss.name for loss in mixed.sensitivity[:2])
+    by_value = sorted(mixed.sensitivity, key=lambda loss: -loss.loss_per_byte)
+    assert mixed.kept_float == tuple(loss.name for loss in by_value[: len(mixed.kept_float)])
+    choice = mixed.mixed_choice
+    assert choice.met and choice.target_sqnr_db == 21.0 and choice.max_float_layers == 4
+    assert choice.kept_float == mixed.kept_float == ()  # this model's int8 is far above 20 dB
+    assert choice.steps[-1].size_bytes == mixed.path.stat().st_size
     assert not any(r.sensitivity for v, r in converted.exports.items() if v != "int8_mixed")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.sensitivity import LayerLoss, export_mixed, layer_sensitivity
+from exporters.sensitivity import HELD_OUT_MARGIN_DB, LayerLoss, export_mixed, export_to_floor, layer_sensitivity
 from exporters.torch_to_onnx import export_onnx
 from models.shared.capture import output_to_log
 from models.shared.errors import ExportError
@@ -56,6 +57,7 @@ class Converted:
     work: Path
     saved_model: Path
     float_tflite: Path
+    onnx_path: Path  # the exporter's file, with torch.onnx's module metadata (onnx2tf rewrote a copy)
     calibration: np.ndarray  # NHWC
     held_out: np.ndarray  # NHWC
 
@@ -83,6 +85,7 @@ def _convert(module: nn.Module, work: Path) -> Converted:
     onnx_file = export_onnx(torch.export.export(module, example), example, ["x"], work / "model.onnx", log)
     calibration = _nhwc(1, 64)
     np.save(work / "calibration.npy", calibration)
+    shutil.copyfile(onnx_file.path, work / "exported.onnx")  # onnx2tf rewrites the file it converts
     with output_to_log(log), contextlib.chdir(work):  # onnx2tf writes scratch files into the cwd
         import onnx2tf
 
@@ -99,7 +102,12 @@ def _convert(module: nn.Module, work: Path) -> Converted:
             non_verbose=True,
         )
     return Converted(
-        work, work / "saved_model", work / "saved_model" / "model_float32.tflite", calibration, _nhwc(2, 48)
+        work,
+        work / "saved_model",
+        work / "saved_model" / "model_float32.tflite",
+        work / "exported.onnx",
+        calibration,
+        _nhwc(2, 48),
     )
 
 
@@ -110,12 +118,14 @@ def converted(tmp_path_factory) -> Converted:
 
 @pytest.fixture(scope="module")
 def ranking(converted) -> list[LayerLoss]:
-    losses = layer_sensitivity(converted.saved_model, {"x": converted.calibration}, converted.work / "sens.log")
+    losses = layer_sensitivity(
+        converted.saved_model, {"x": converted.calibration}, converted.work / "sens.log", converted.onnx_path
+    )
     print("\nlayer ranking (output SQNR with only this layer int8 | layer-direct SQNR | rmse/scale):")
     for loss in losses:
         print(
             f"  {loss.op:16} {str(loss.shape):16} {loss.sqnr_db:7.1f} dB | {loss.layer_sqnr_db:6.1f} dB | "
-            f"{loss.rmse_over_scale:5.2f}  {loss.name}"
+            f"{loss.rmse_over_scale:5.2f} | {loss.float_bytes:6} B | {loss.module}  {loss.name}"
         )
     return losses
 
@@ -194,6 +204,43 @@ def test_mixed_export_keeping_the_worst_layers_beats_plain_int8(converted, ranki
     # Its consumer re-quantizes the damaged tensor on the same scale, so keeping the conv alone cannot help.
     assert figures["damaged conv float"] < figures["plain int8"] + 3
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{k.replace(' ', '_')}.tflite" for k in figures)
+
+
+def test_layers_name_the_pytorch_modules_they_come_from(ranking):
+    by_shape = {(loss.op, loss.shape[-1]): loss.module for loss in ranking}
+    # nn.Sequential's indices: conv 0 (8 ch), conv 2 (the damaged, 12 ch), conv 4 (8 ch, 1x1), linear 8.
+    assert by_shape[("CONV_2D", 8)] in {"0", "4"} and by_shape[("CONV_2D", DAMAGED_CHANNELS)] == "2"
+    assert by_shape[("FULLY_CONNECTED", 10)] == "8"
+    assert all(loss.module is None or loss.module[0].isdigit() for loss in ranking), [r.module for r in ranking]
+
+
+def test_mixed_export_keeps_the_fewest_layers_that_reach_the_floor(converted, ranking):
+    FLOOR = 40.0  # above plain int8 of the damaged CNN (about 34 dB), below both layers in float (about 49)
+    reference = _run(converted.float_tflite, converted.held_out)
+    samples, log, out = {"x": converted.calibration}, converted.work / "floor.log", converted.work / "floor"
+    losses, choice = export_to_floor(
+        converted.saved_model, samples, out / "to_40.tflite", log, FLOOR, 4, converted.onnx_path
+    )
+    assert [loss.name for loss in losses] == [loss.name for loss in ranking]
+    plain = choice.steps[0]
+    assert plain.float_layers == () and plain.sqnr_db < FLOOR + HELD_OUT_MARGIN_DB  # the damage needs float layers
+    # Neither the damaged conv nor its consumer helps alone (both quantize the damaged tensor): both are kept.
+    damaged = next(loss for loss in ranking if loss.shape[-1] == DAMAGED_CHANNELS)
+    assert set(choice.kept_float) == {damaged.name, *_consumers(converted.saved_model, damaged.name)}
+    assert choice.met and choice.target_sqnr_db == FLOOR + HELD_OUT_MARGIN_DB
+    assert choice.steps[0].float_layers == () and choice.steps[-1].float_layers == choice.kept_float
+    # The final linear layer costs no bytes in float, so it ranks first; once both convs are float it is dropped.
+    assert "PartitionedCall:0" in {n for step in choice.steps for n in step.float_layers}
+    assert choice.steps[-1].size_bytes == (out / "to_40.tflite").stat().st_size
+    assert _sqnr_db(reference, _run(out / "to_40.tflite", converted.held_out)) >= FLOOR
+
+    # A floor plain int8 already reaches keeps nothing in float.
+    _, low = export_to_floor(converted.saved_model, samples, out / "low.tflite", log, plain.sqnr_db - 5, 4)
+    assert low.kept_float == () and low.met and len(low.steps) == 1
+    # One layer allowed cannot reach it: the file keeps one and says the target was missed.
+    _, capped = export_to_floor(converted.saved_model, samples, out / "one.tflite", log, FLOOR, 1)
+    assert len(capped.kept_float) == 1 and not capped.met
+    assert capped.to_dict()["met"] is False and len(capped.to_dict()["steps"]) == 2
 
 
 def test_unknown_layer_name_is_an_export_error(converted, ranking):
