@@ -27,6 +27,9 @@ _WEIGHTLESS = {
     "SOFTMAX": ("Softmax",),
     "HARD_SWISH": ("HardSwish",),
     "LOGISTIC": ("Sigmoid",),
+    "RELU_0_TO_1": ("HardSigmoid",),
+    "RELU": ("Relu",),
+    "PAD": ("Pad",),
     "CONCATENATION": ("Concat",),
     "BATCH_MATMUL": ("MatMul",),
 }
@@ -40,6 +43,7 @@ def torch_origins(tflite_model: bytes, layer_names: list[str], onnx_path: Path) 
     model = onnx.shape_inference.infer_shapes(onnx.load(str(onnx_path)))
     layers = _tflite_layers(tflite_model, set(layer_names))
     origins = _by_weights(layers, model)
+    origins.update(_convs_by_place(layers, model, origins))
     origins.update(_by_place({k: v for k, v in layers.items() if k not in origins}, model))
     return origins
 
@@ -98,6 +102,24 @@ def _by_weights(layers: dict, model) -> dict[str, str]:
         if len(matches) == 1:  # two initializers with equal values (fresh zeros, say) cannot be told apart
             origins[name] = matches[0].removesuffix(".weight")
     return origins
+
+
+def _convs_by_place(layers: dict, model, known: dict[str, str]) -> dict[str, str]:
+    """Convolutions whose weights onnx2tf changed (a following scale folded in): the n-th TFLite convolution is
+    the n-th ONNX Conv, when both graphs hold as many, sizes agree and every one matched by weights sits there."""
+    sizes = _element_counts(model)
+    convs = [node for node in model.graph.node if node.op_type == "Conv"]
+    found = sorted(
+        ((name, info) for name, info in layers.items() if info[0] in ("CONV_2D", "DEPTHWISE_CONV_2D")),
+        key=lambda item: item[1][3],
+    )
+    if len(convs) != len(found):
+        return {}
+    labels = [node.input[1].removesuffix(".weight") for node in convs]
+    for node, label, (name, info) in zip(convs, labels, found):
+        if sizes.get(node.output[0]) != info[2] or known.get(name, label) != label:
+            return {}
+    return {name: label for label, (name, _) in zip(labels, found) if name not in known}
 
 
 def _by_place(layers: dict, model) -> dict[str, str]:

@@ -211,6 +211,7 @@ def test_layers_name_the_pytorch_modules_they_come_from(ranking):
     # nn.Sequential's indices: conv 0 (8 ch), conv 2 (the damaged, 12 ch), conv 4 (8 ch, 1x1), linear 8.
     assert by_shape[("CONV_2D", 8)] in {"0", "4"} and by_shape[("CONV_2D", DAMAGED_CHANNELS)] == "2"
     assert by_shape[("FULLY_CONNECTED", 10)] == "8"
+    assert by_shape[("MEAN", 8)] == "6 (mean)"  # weightless: the call and the module it ran in
     assert all(loss.module is None or loss.module[0].isdigit() for loss in ranking), [r.module for r in ranking]
 
 
