@@ -295,3 +295,87 @@ def spelt_hard_swish(model) -> int:
     del graph.node[:]
     graph.node.extend(nodes)
     return len(swishes)
+
+
+# Ops whose outputs are never negative: a max over them never needs a padding below zero.
+_NON_NEGATIVE = {"Relu", "Sigmoid", "HardSigmoid", "Softplus", "Softmax", "Abs", "Exp"}
+
+
+def padded_max_pools(model) -> int:
+    """MaxPool(pads) -> Pad + MaxPool without pads, with the same maxima; returns how many were rewritten.
+
+    onnx2tf pads a MaxPool's input with float32's lowest value. int8 calibration then takes that
+    value into the tensor's range (resnet18's stem: scale 1.3e36), and TFLite's int8 ADD that reads
+    it aborts the whole process in its Prepare. Zeros pad an input that cannot be negative (after a
+    ReLU); any other input is padded with its edge values. Either way every window still holds at
+    least one real element (pads never exceed half the kernel) that is at least as large as its
+    padding, so each maximum is unchanged.
+    """
+    import numpy as np
+    import onnx.helper
+    from onnx import numpy_helper
+
+    graph = model.graph
+    candidates = [node for node in graph.node if _explicitly_padded_pool(node)]
+    if not candidates:
+        return 0
+    producer = {out: node for node in graph.node for out in node.output}
+    constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    shapes = _static_shapes(model)
+    replaced = {}
+    for node in candidates:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kernel, pads = list(attrs["kernel_shape"]), list(attrs["pads"])
+        if _tf_same_pads(shapes.get(node.input[0]), kernel, list(attrs.get("strides", [1] * len(kernel)))) == pads:
+            continue  # onnx2tf writes these as one SAME pooling, which pads with nothing
+        spatial = len(kernel)
+        source = producer.get(node.input[0])
+        non_negative = source is not None and (
+            source.op_type in _NON_NEGATIVE
+            or (
+                source.op_type == "Clip"
+                and len(source.input) > 1
+                and source.input[1] in constants
+                and float(constants[source.input[1]]) >= 0
+            )
+        )
+        name = f"{node.name or node.output[0]}__pads"
+        # ONNX Pad: begins then ends of every axis; batch and channels are not padded.
+        widths = [0, 0, *pads[:spatial], 0, 0, *pads[spatial:]]
+        graph.initializer.append(numpy_helper.from_array(np.array(widths, np.int64), name))
+        padded = f"{node.output[0]}__padded"
+        pad = onnx.helper.make_node(
+            "Pad", [node.input[0], name], [padded], name=f"{name}_pad", mode="constant" if non_negative else "edge"
+        )
+        pool = onnx.helper.make_node("MaxPool", [padded], list(node.output), name=node.name)
+        pool.attribute.extend(a for a in node.attribute if a.name != "pads")
+        replaced[id(node)] = [pad, pool]
+    if replaced:
+        nodes = [new for node in graph.node for new in replaced.get(id(node), [node])]
+        del graph.node[:]
+        graph.node.extend(nodes)
+    return len(replaced)
+
+
+def _explicitly_padded_pool(node) -> bool:
+    """A single-output MaxPool with explicit pads of at most half its kernel and no dilation."""
+    import onnx.helper
+
+    if node.op_type != "MaxPool" or len(node.output) != 1:
+        return False
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    kernel, pads = list(attrs.get("kernel_shape", [])), list(attrs.get("pads", []))
+    return (
+        attrs.get("auto_pad", b"NOTSET") in (b"NOTSET", "NOTSET")
+        and any(pads)
+        and all(d == 1 for d in attrs.get("dilations", []))
+        and all(p <= k // 2 for p, k in zip(pads, kernel + kernel))
+    )
+
+
+def _tf_same_pads(shape: tuple | None, kernel: list[int], strides: list[int]) -> list[int] | None:
+    """The begins and ends TensorFlow's SAME padding gives a pooling of an NC... input; None if unknown."""
+    if shape is None or len(shape) != len(kernel) + 2:
+        return None
+    totals = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(shape[2:], kernel, strides)]
+    return [t // 2 for t in totals] + [t - t // 2 for t in totals]

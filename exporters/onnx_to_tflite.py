@@ -14,7 +14,14 @@ import numpy as np
 
 from exporters.boundary import fit_boundary
 from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
-from exporters.tflite_ops import FileComposition, custom_op_nodes, custom_ops, file_composition, op_histogram
+from exporters.tflite_ops import (
+    FileComposition,
+    custom_op_nodes,
+    custom_ops,
+    file_composition,
+    op_histogram,
+    sentinel_scaled_tensors,
+)
 from exporters.tflite_signature import (
     onnxruntime_outputs,
     settle_ambiguous_outputs,
@@ -308,8 +315,21 @@ def _write_variants(
                 if VARIANTS[variant].calibrated and not feeds:
                     feeds = calibration_feeds(onnx_path.name, samples, signature_details(written["fp32"])[0])
                 path.write_bytes(_converted(out_dir, variant, feeds, onnx_path, log_path))
+            _check_scales(path, variant, onnx_path)
             written[variant] = path
     return written
+
+
+def _check_scales(path: Path, variant: str, onnx_path: Path) -> None:
+    """Refuse a quantized file that calibration gave a sentinel's range: TFLite aborts the process on some."""
+    wrong = sentinel_scaled_tensors(path) if VARIANTS[variant].calibrated else []
+    if wrong:
+        raise ExportError(
+            f"{onnx_path.name} -> {variant}: calibration gave tensor(s) {', '.join(wrong[:3])}"
+            f"{' ...' if len(wrong) > 3 else ''} a range no real activation has (a padding or masking value "
+            "such as float32's lowest reached it), which rounds every value there to zero; keep padding and mask "
+            "values within the activations' range in the model, or choose fp32, fp16 or dynamic"
+        )
 
 
 def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_path: Path) -> bytes:
@@ -464,7 +484,13 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     import onnx
 
     from exporters.onnx_channels_first import channels_first_blocks
-    from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, decompose_reduce_l2, spelt_hard_swish
+    from exporters.onnx_fixes import (
+        batchnorm_between_reshapes,
+        canonical_gelu,
+        decompose_reduce_l2,
+        padded_max_pools,
+        spelt_hard_swish,
+    )
 
     model = onnx.load(str(path))
     counts = {
@@ -474,6 +500,7 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
         "exact GELU(s) respelt as the chain onnx2tf makes one GELU": canonical_gelu(model),
         "BatchNorm(s) between reshapes applied on the last axis instead": batchnorm_between_reshapes(model),
         "HardSwish(es) spelt as the chain TFLite makes one HARD_SWISH": spelt_hard_swish(model),
+        "padded MaxPool(s) given an explicit Pad (zeros or edge values, not float32's lowest)": padded_max_pools(model),
     }
     if any(counts.values()):
         onnx.save(model, str(path))

@@ -99,6 +99,29 @@ def op_histogram(path: Path) -> dict[str, int]:
     return dict(counts.most_common())
 
 
+# A real activation's int8 range never reaches this: a scale past it means calibration saw a
+# padding or masking sentinel (float32's lowest, -1e30) and every real value would round to zero.
+SENTINEL_SCALE = 1e20
+
+
+def sentinel_scaled_tensors(path: Path) -> list[str]:
+    """Names of the tensors whose quantization scale is not finite or above SENTINEL_SCALE, activations first."""
+    import math
+
+    model, _ = _model(path)
+    found = []
+    for g in range(model.SubgraphsLength()):
+        subgraph = model.Subgraphs(g)
+        for t in range(subgraph.TensorsLength()):
+            tensor = subgraph.Tensors(t)
+            q = tensor.Quantization()
+            scales = [q.Scale(i) for i in range(q.ScaleLength())] if q is not None else []
+            if any(not math.isfinite(s) or s > SENTINEL_SCALE for s in scales):
+                constant = model.Buffers(tensor.Buffer()).DataLength() > 0
+                found.append((constant, (tensor.Name() or b"?").decode()))
+    return [name for _, name in sorted(found, key=lambda f: f[0])]
+
+
 @dataclass(frozen=True)
 class FileComposition:
     """Where a .tflite file's bytes go: tensor data, quantization parameters, tensor names, and the rest."""
