@@ -1,14 +1,17 @@
 """Real torchvision and timm networks through edgepipe, side by side with Google's litert-torch.
 
-Usage: python benchmarks/real_models.py [--models a,b,...] [--work DIR] [--litert-venv DIR] [--no-litert]
-                                        [--json FILE] [--markdown FILE]
+Usage: python benchmarks/real_models.py [--models a,b,...] [--int8-models a,b,...] [--work DIR]
+                                        [--litert-venv DIR] [--no-litert] [--json FILE] [--markdown FILE]
 
 Needs the model libraries (`make real-models`). litert-torch pins its own ai-edge-litert and
 numpy, so it lives in its own venv (created on first use with pip, default .venv-litert-torch)
 and converts in a child process. Per model it prints: the whole `edgepipe export` process's wall
 time and peak RSS, the fp32 file's size and op count, its ledger figures against PyTorch, and
 the same for litert-torch; then both files' median latency on one thread, measured interleaved
-in this one process (profilers.paired), and the ratios. Measure on a quiet machine.
+in this one process (profilers.paired), and the ratios. Both stacks are imported once, untimed,
+before the first export, so neither pays for a cold disk cache. For --int8-models it also exports
+int8 calibrated on a seeded .npz, from the factory and from edgepipe's own .onnx file, and prints
+their ledgers. Measure on a quiet machine.
 """
 
 from __future__ import annotations
@@ -85,6 +88,53 @@ def edgepipe_export(name: str, work: Path) -> dict:
     summary = json.loads((work / "edgepipe.json").read_text())
     art = next(a for a in summary["artifacts"] if a["format"] == "tflite" and a["variant"] == "fp32")
     return {**run, "path": art["path"], "inputs": art["inputs"], "ledger": art["ledger"]}
+
+
+def warm_up(litert_python: Path | None) -> None:
+    """Import each converter's stack once, so the first timed export does not read it from a cold disk."""
+    subprocess.run([str(ROOT / ".venv/bin/python"), "-c", "import torch, tensorflow, onnx2tf, onnxruntime"], check=True)
+    if litert_python is not None:
+        subprocess.run([str(litert_python), "-c", "import torch, litert_torch"], check=True)
+
+
+def int8_exports(name: str, work: Path, onnx_file: Path) -> dict:
+    """`edgepipe export ... --variant int8 --calibration calib.npz` from the factory and from the .onnx file."""
+    import real_model_zoo
+
+    samples = np.random.default_rng(1).standard_normal((64, *real_model_zoo.SHAPE[1:])).astype(np.float32)
+    np.savez(work / "calib.npz", x=samples)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
+    found = {}
+    for source, model in (("factory", f"real_model_zoo:{name}"), ("onnx", str(onnx_file))):
+        out = work / f"int8_{source}"
+        cmd = [str(ROOT / ".venv/bin/edgepipe"), "export", model, "--variant", "int8", "--calibration"]
+        run = timed([*cmd, str(work / "calib.npz"), "-o", str(out), "--json"], work / f"int8_{source}.json", env, work)
+        if run["rc"] != 0:
+            found[source] = {**run, "error": _last_line(work / f"int8_{source}.err")}
+            continue
+        summary = json.loads((work / f"int8_{source}.json").read_text())
+        art = next(a for a in summary["artifacts"] if a["format"] == "tflite")
+        found[source] = {**run, "input_dtype": art["inputs"][0]["dtype"], "ledger": art["ledger"]}
+    return found
+
+
+def int8_markdown(rows: list[dict]) -> str:
+    """The int8 exports as one Markdown table."""
+    lines = [
+        "| model | source | export s | input dtype | SQNR dB vs reference | cosine | ok |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        for source, e in r.get("int8", {}).items():
+            if "error" in e:
+                lines.append(f"| {r['model']} | {source} | failed: {e['error'][:120]} | | | | |")
+                continue
+            led = e["ledger"]
+            lines.append(
+                f"| {r['model']} | {source} ({led['reference']}) | {e['seconds']:.0f} | {e['input_dtype']} | "
+                f"{led['sqnr_db']:.1f} | {led['cosine']:.6f} | {led['ok']} |"
+            )
+    return "\n".join(lines)
 
 
 def litert_export(name: str, work: Path, python: Path) -> dict:
@@ -205,6 +255,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default=",".join(real_model_zoo.MODELS))
+    parser.add_argument("--int8-models", default="resnet18")
     parser.add_argument("--work", type=Path)
     parser.add_argument("--litert-venv", type=Path, default=ROOT / ".venv-litert-torch")
     parser.add_argument("--no-litert", action="store_true")
@@ -213,6 +264,8 @@ def main() -> None:
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="real-models-"))
     python = None if args.no_litert else ensure_litert_venv(args.litert_venv)
+    warm_up(python)
+    int8_models = set(filter(None, args.int8_models.split(",")))
     rows = []
     for name in args.models.split(","):
         where = work / name
@@ -222,13 +275,16 @@ def main() -> None:
             row["litert"] = litert_export(name, where, python)
         if "error" not in row["edgepipe"]:
             row["files"] = compare_files(row["edgepipe"], row.get("litert"))
+            if name in int8_models:
+                row["int8"] = int8_exports(name, where, Path(row["edgepipe"]["path"]).parent / "model.onnx")
         rows.append(row)
         print(markdown([row]).splitlines()[-1], file=sys.stderr, flush=True)
         if args.json:  # after every model: a long run cut short keeps what it measured
             args.json.write_text(json.dumps(rows, indent=1))
         if args.markdown:
-            args.markdown.write_text(markdown(rows) + "\n")
+            args.markdown.write_text(markdown(rows) + "\n\n" + int8_markdown(rows) + "\n")
     print(markdown(rows))
+    print("\n" + int8_markdown(rows))
     load = os.getloadavg()
     print(
         f"\nload average while measured (1/5/15 min): {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f}; "
