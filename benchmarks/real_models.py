@@ -40,18 +40,34 @@ LITERT_TORCH = "litert-torch==0.10.0"
 def timed(cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
     """Run a child to completion: wall seconds, peak RSS (MiB), exit code; stdout in out_path.
 
-    The peak is the child's VmHWM polled from /proc: wait4's ru_maxrss would include this
-    (large) process's RSS at fork, which Linux carries across exec.
+    The peak is the sum of each process's VmHWM, polled from /proc, over the child and every process
+    it starts (edgepipe converts in a second process): an upper bound of their joint peak. wait4's
+    ru_maxrss would include this (large) process's RSS at fork, which Linux carries across exec.
     """
     with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
-        peak_kb = 0
+        peaks: dict[int, int] = {}
         while proc.poll() is None:
-            peak_kb = max(peak_kb, _hwm_kb(proc.pid))
+            for pid in _tree(proc.pid):
+                peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
             time.sleep(0.05)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "peak_rss_mb": peak_kb / 1024, "rc": proc.returncode}
+    return {"seconds": seconds, "peak_rss_mb": sum(peaks.values()) / 1024, "rc": proc.returncode}
+
+
+def _tree(pid: int) -> list[int]:
+    """pid and all its descendants alive now."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        try:
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return found
 
 
 def _hwm_kb(pid: int) -> int:

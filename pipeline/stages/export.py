@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 
 import torch
 
+from exporters.converter_process import ConverterProcess, worth_a_child
 from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
 from exporters.onnx_to_tflite import MixedTarget, export_tflite_variants
 from exporters.ort_quantize import quantize_onnx
 from models.shared.progress import step
 from models.shared.specs import InputSpec
 from pipeline.core.context import StageContext, onnx_source, source_kind
+from pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
 from pipeline.core.modules import TRAINED, source_module, user_calibration
 
 CONVERT_LOG = "logs/convert.log"
@@ -20,14 +23,21 @@ CONVERT_LOG = "logs/convert.log"
 def run_export(ctx: StageContext) -> dict:
     """Write every artifact of the job's variants into staging; return their records."""
     log_path = ctx.staging / CONVERT_LOG
+    # Started first, so that TensorFlow loads on the other core while PyTorch exports here.
+    with ConverterProcess(log_path) if worth_a_child() else contextlib.nullcontext() as converter:
+        return _export(ctx, log_path, converter)
+
+
+def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> dict:
     source = onnx_source(ctx.job)
     rewrites: list[str] = []
+    module = program = None
     if source is None:
         module, examples, specs, calibration = source_module(ctx)
         if source_kind(ctx.job) == "factory":  # zoo models already have model.pt from training
             torch.save(module.state_dict(), ctx.staging / TRAINED)
         step("export: PyTorch -> torch.export -> ONNX")
-        rewrites = _export_torch(ctx, module, examples, specs, log_path)
+        program, rewrites = _export_torch(ctx, module, examples, specs, log_path)
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]
     else:
         load_onnx(source)
@@ -40,16 +50,25 @@ def run_export(ctx: StageContext) -> dict:
     # One onnx2tf run writes every variant: converting once per variant would repeat the whole
     # ONNX -> TensorFlow translation for each.
     step(f"export: ONNX -> TFLite with onnx2tf: {', '.join(ctx.job.export.variants)}")
-    results = export_tflite_variants(
-        ctx.staging / "model.onnx",
-        ctx.staging,
-        ctx.job.export.variants,
-        log_path,
-        specs,
-        calibration,
-        ctx.job.export.allow_flex,
-        MixedTarget(ctx.job.validate_.quantized_min_sqnr_db, ctx.job.export.mixed_float_layers),
-    )
+    conversion = {
+        "onnx_path": ctx.staging / "model.onnx",
+        "out_dir": ctx.staging,
+        "variants": ctx.job.export.variants,
+        "log_path": log_path,
+        "onnx_inputs": specs,
+        "calibration": calibration,
+        "allow_flex": ctx.job.export.allow_flex,
+        "mixed": MixedTarget(ctx.job.validate_.quantized_min_sqnr_db, ctx.job.export.mixed_float_layers),
+    }
+    if converter:
+        converter.submit(**conversion)
+    if program is not None:  # written while the converter works
+        torch.export.save(program, ctx.staging / "model.pt2")
+    if converter:
+        _run_ahead(ctx, artifacts, module, log_path)
+        results = converter.result()
+    else:
+        results = export_tflite_variants(**conversion)
     for variant, result in results.items():
         artifacts.append(
             {
@@ -82,16 +101,41 @@ def run_export(ctx: StageContext) -> dict:
     return {"artifacts": artifacts, "rewrites": rewrites}
 
 
-def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> list[str]:
-    """torch.export the module (after export-friendly rewrites) to model.pt2 and model.onnx."""
+def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> None:
+    """While the converter process works, run what validation compares with the TFLite files (the PyTorch
+    and ONNX files, a factory's module) on its samples, on one core fewer than validation would use (the
+    converter has the other); the validate stage recalls them."""
+    if ctx.job.validate_.eval_data:  # read against the ONNX file in the run directory, not yet there
+        return
+    view = StageContext(ctx.job, ctx.store, ctx.staging, {"export": {"artifacts": artifacts}})
+    threads, before = max(1, validation_threads() - 1), torch.get_num_threads()
+    try:
+        samples, _ = held_out(view)
+        for a in artifacts:
+            run_ahead(ctx.staging / a["path"], a, samples, threads)
+        if source_kind(ctx.job) == "factory":
+            from models.training import predict_outputs
+
+            torch.set_num_threads(threads)
+            specs = specs_of(artifacts[0])
+            outputs = predict_outputs(module, samples, [s.name for s in specs], specs[0].shape[0])
+            remember(ctx.staging / TRAINED, TORCH_REFERENCE, samples, {f"output_{i}": o for i, o in enumerate(outputs)})
+    except Exception as exc:  # validation runs them itself, and reports what is wrong
+        with open(log_path, "a") as log:
+            log.write(f"edgepipe: validation outputs not run ahead: {type(exc).__name__}: {exc}\n")
+    finally:
+        torch.set_num_threads(before)
+
+
+def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> tuple:
+    """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and model.onnx."""
     from exporters.rewrites import export_friendly
     from exporters.torch_to_onnx import export_onnx
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)
-    torch.export.save(program, ctx.staging / "model.pt2")
     export_onnx(program, examples, [s.name for s in specs], ctx.staging / "model.onnx", log_path, ctx.job.export.opset)
-    return rewrites
+    return program, rewrites
 
 
 def _record(fmt: str, variant: str, path: str, inputs: tuple[InputSpec, ...]) -> dict:

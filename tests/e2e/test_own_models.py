@@ -1,6 +1,7 @@
 """A user's own mobile networks: torchvision-style blocks, LeViT-style attention, int8 from the user's data."""
 
 import json
+import re
 import textwrap
 
 import numpy as np
@@ -169,6 +170,11 @@ def test_mobile_blocks_convert_with_native_depthwise_and_grouped_convolutions(pr
     manifest = json.loads((project / "mobile" / "manifest.json").read_text())
     recorded = next(a for a in manifest["stages"]["export"]["result"]["artifacts"] if a["format"] == "tflite")
     assert recorded["op_histogram"] == ops and recorded["size_split"] == split
+    # A fresh process converts in a child that loaded TensorFlow while PyTorch exported, and meanwhile
+    # ran validation's PyTorch and ONNX side, which the validate stage then took instead of rerunning.
+    log = (project / "mobile" / "logs" / "convert.log").read_text()
+    assert re.search(r"edgepipe: converter \d+ loaded TensorFlow in [\d.]+ s", log), log[-2000:]
+    assert "not run ahead" not in log
 
 
 def test_levit_style_attention_with_learned_position_bias_converts(project):
