@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -141,10 +142,29 @@ def _load_tflite(loader: tuple, path: Path, threads: int, xnnpack: bool, batch: 
     interpreter_class, resolvers, _ = loader
     resolver = resolvers.AUTO if xnnpack else resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     interpreter = interpreter_class(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
-    interpreter.allocate_tensors()
+    try:
+        interpreter.allocate_tensors()
+    except RuntimeError as exc:
+        # Select-TF (Flex) ops run on TensorFlow's kernels, which the interpreter links once TensorFlow is
+        # loaded in the process; a fresh process (the converter ran in a child) has not loaded it yet.
+        if "Select TensorFlow op" not in str(exc) or "tensorflow" in sys.modules or not _tensorflow_loads():
+            raise
+        interpreter = interpreter_class(
+            model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver
+        )
+        interpreter.allocate_tensors()
     if batch is not None:
         _resize_batch(interpreter, path, batch)
     return interpreter, interpreter.get_signature_runner()
+
+
+def _tensorflow_loads() -> bool:
+    """Import TensorFlow (it brings the Flex kernels); False where it is not installed, as on edge boards."""
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _resize_batch(interpreter, path: Path, batch: int) -> None:
