@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.shared.errors import DeviceError
+from edgepipe.models.shared.errors import DeviceError
 
 INSTALL_HINT = (
     "install Android platform-tools (Debian/Ubuntu: 'apt-get install adb'; elsewhere "

@@ -12,7 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from models.shared.errors import DeviceError
+from edgepipe.models.shared.errors import DeviceError
 
 # adb logcat's formats (AOSP liblog logprint.cpp), each with any padding inside the tag and the ids:
 #   threadtime  "11-29 12:00:01.123  4242  4250 I tflite  : msg"     (uid modifier: "... u0_a12  4242  4250 I ...")

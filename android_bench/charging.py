@@ -11,9 +11,9 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
-from android_bench.adb import Adb
-from android_bench.facts import Battery, parse_battery, probe
-from models.shared.errors import DeviceError
+from edgepipe.android_bench.adb import Adb
+from edgepipe.android_bench.facts import Battery, parse_battery, probe
+from edgepipe.models.shared.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

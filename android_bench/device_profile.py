@@ -7,11 +7,11 @@ import logging
 from pathlib import Path
 from typing import Callable
 
-from android_bench.adb import Adb, quote
-from android_bench.battery_energy import battery_energy, parse_samples, sampler_script, unavailable
-from android_bench.bm_output import parse_benchmark_output
-from android_bench.charging import charging_suspended
-from android_bench.device_run import (
+from edgepipe.android_bench.adb import Adb, quote
+from edgepipe.android_bench.battery_energy import battery_energy, parse_samples, sampler_script, unavailable
+from edgepipe.android_bench.bm_output import parse_benchmark_output
+from edgepipe.android_bench.charging import charging_suspended
+from edgepipe.android_bench.device_run import (
     BenchSettings,
     Trace,
     benchmark_args,
@@ -22,10 +22,10 @@ from android_bench.device_run import (
     run_session,
     session_script,
 )
-from android_bench.facts import DeviceFacts, cpu_mask, device_facts
-from android_bench.rails import DUMPSYS, RailSnapshot, parse_rails, rails_energy
-from android_bench.thermal import cool_down, thermal_now, thermal_record
-from models.shared.errors import DeviceError
+from edgepipe.android_bench.facts import DeviceFacts, cpu_mask, device_facts
+from edgepipe.android_bench.rails import DUMPSYS, RailSnapshot, parse_rails, rails_energy
+from edgepipe.android_bench.thermal import cool_down, thermal_now, thermal_record
+from edgepipe.models.shared.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from android_bench.adb import Adb, gone, quote
-from android_bench.rails import DUMPSYS
-from models.shared.errors import ConfigError, DeviceError
+from edgepipe.android_bench.adb import Adb, gone, quote
+from edgepipe.android_bench.rails import DUMPSYS
+from edgepipe.models.shared.errors import ConfigError, DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from android_bench.adb import Adb
-from models.shared.errors import ConfigError
+from edgepipe.android_bench.adb import Adb
+from edgepipe.models.shared.errors import ConfigError
 
 PROPS = {
     "model": "ro.product.model",

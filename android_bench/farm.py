@@ -6,10 +6,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from android_bench.adb import Adb
-from android_bench.device_profile import profile_on_device
-from android_bench.device_run import BenchSettings
-from models.shared.errors import DeviceError, EdgepipeError
+from edgepipe.android_bench.adb import Adb
+from edgepipe.android_bench.device_profile import profile_on_device
+from edgepipe.android_bench.device_run import BenchSettings
+from edgepipe.models.shared.errors import DeviceError, EdgepipeError
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from android_bench.adb import Adb
-from android_bench.facts import Thermal, parse_thermal, probe
+from edgepipe.android_bench.adb import Adb
+from edgepipe.android_bench.facts import Thermal, parse_thermal, probe
 
 STATUS_NAMES = {0: "none", 1: "light", 2: "moderate", 3: "severe", 4: "critical", 5: "emergency", 6: "shutdown"}
 

@@ -16,9 +16,9 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from exporters.tflite_ops import file_composition
-from pipeline.core.config import default_job_text, validate_job
-from pipeline.core.runner import run_job
+from edgepipe.exporters.tflite_ops import file_composition
+from edgepipe.pipeline.core.config import default_job_text, validate_job
+from edgepipe.pipeline.core.runner import run_job
 
 ALL_TFLITE = ["fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed"]
 QUICK_PROFILE = {

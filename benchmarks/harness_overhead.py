@@ -37,8 +37,8 @@ def bare_loop(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
 
 def our_runner(path: Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
     """edgepipe's session and harness with the same run count."""
-    from profilers.harness import TimingSettings, time_invocations
-    from profilers.runtimes import open_tflite
+    from edgepipe.profilers.harness import TimingSettings, time_invocations
+    from edgepipe.profilers.runtimes import open_tflite
 
     settings = TimingSettings(warmup_runs=100, warmup_seconds=0, min_runs=RUNS, min_seconds=0, max_seconds=600)
     return time_invocations(open_tflite(path, 1).bind(feeds), settings).samples_ns
@@ -48,7 +48,7 @@ def main() -> None:
     """Print each round's p50s and the ratio of their medians."""
     with tempfile.TemporaryDirectory() as tmp:
         path = model_from_argv(Path(tmp))
-        from profilers.runtimes import open_tflite
+        from edgepipe.profilers.runtimes import open_tflite
 
         rng = np.random.default_rng(0)
         feeds = {s.name: rng.standard_normal(s.shape).astype(s.dtype) for s in open_tflite(path, 1).inputs}

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from profilers.harness import QUICK, time_invocations
-from profilers.op_profile import profile_ops
-from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES
+from edgepipe.profilers.harness import QUICK, time_invocations
+from edgepipe.profilers.op_profile import profile_ops
+from edgepipe.profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES
 
 
 def compare(path: Path) -> None:
@@ -42,7 +42,7 @@ def main() -> None:
         paths = [Path(p) for p in sys.argv[1:]]
         if not paths:
             subprocess.run(
-                [sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
+                [sys.executable, "-m", "edgepipe.pipeline", "export", "cnn_digits", "-o", tmp, "--json"],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )

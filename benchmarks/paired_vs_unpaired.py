@@ -23,8 +23,8 @@ BLOCKS, BLOCK_SECONDS, WARMUP_SECONDS = 30, 0.05, 0.5
 
 def model_and_feeds(tmp: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
     """(runtime, path, feeds): argv[1] with its runtime from the suffix, else the built-in chain."""
-    from profilers.calibration import matmul_chain
-    from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES
+    from edgepipe.profilers.calibration import matmul_chain
+    from edgepipe.profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES
 
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else matmul_chain(tmp / "chain.onnx", 6, (32, 256))
     runtime = RUNTIME_FOR_SUFFIX[path.suffix]
@@ -42,9 +42,9 @@ def model_and_feeds(tmp: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
 
 def main() -> None:
     """Print both series of p90 self-ratios, their max |ratio - 1| and spreads, and the spread ratio."""
-    from profilers.harness import TimingSettings
-    from profilers.paired import paired_ratio_isolated
-    from profilers.profile import profile_isolated
+    from edgepipe.profilers.harness import TimingSettings
+    from edgepipe.profilers.paired import paired_ratio_isolated
+    from edgepipe.profilers.profile import profile_isolated
 
     timing = TimingSettings(
         warmup_runs=10,

@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from exporters.tflite_ops import file_composition, op_histogram  # noqa: E402
-from models.shared.specs import convert_layout  # noqa: E402
-from profilers.paired import paired_ratio  # noqa: E402
+from edgepipe.exporters.tflite_ops import file_composition, op_histogram  # noqa: E402
+from edgepipe.models.shared.specs import convert_layout  # noqa: E402
+from edgepipe.profilers.paired import paired_ratio  # noqa: E402
 
 LITERT_TORCH = "litert-torch==0.10.0"
 

@@ -18,7 +18,7 @@ def main() -> None:
     """Print each repeat's p50 and p90 and the spread (max - min) / median of the p50s."""
     import numpy as np
 
-    from pipeline.profile.files import profile_file
+    from edgepipe.pipeline.profile.files import profile_file
 
     with tempfile.TemporaryDirectory() as tmp:
         path = model_from_argv(Path(tmp))

@@ -16,7 +16,9 @@ def timed_run(job: list[str], run_dir: Path) -> float:
     """Wall seconds of one `edgepipe run` in a fresh interpreter, as a user would start it."""
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "pipeline", "run", *job, "-o", str(run_dir)], check=True, stdout=subprocess.DEVNULL
+        [sys.executable, "-m", "edgepipe.pipeline", "run", *job, "-o", str(run_dir)],
+        check=True,
+        stdout=subprocess.DEVNULL,
     )
     return time.perf_counter() - start
 

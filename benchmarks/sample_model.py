@@ -12,7 +12,7 @@ def model_from_argv(tmp: Path) -> Path:
     if len(sys.argv) > 1:
         return Path(sys.argv[1])
     subprocess.run(
-        [sys.executable, "-m", "pipeline", "export", "cnn_digits", "-o", str(tmp), "--json"],
+        [sys.executable, "-m", "edgepipe.pipeline", "export", "cnn_digits", "-o", str(tmp), "--json"],
         check=True,
         stdout=subprocess.DEVNULL,
     )

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.tflite_signature import onnxruntime_outputs
-from models.shared.capture import output_to_log
-from models.shared.specs import InputSpec, channels_last
+from edgepipe.exporters.tflite_signature import onnxruntime_outputs
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.specs import InputSpec, channels_last
 
 LOG_PREFIX = "edgepipe: boundary: "  # each fix is one line of the conversion log after this
 MAX_TRIALS = 64  # combinations of input readings tried against ONNX Runtime
@@ -81,7 +81,7 @@ class Bounded:
 
 def fit_boundary(keras, onnx_path: Path, inputs: tuple[InputSpec, ...], kept: set[str], log_path: Path) -> Bounded:
     """Keras model plus the reshapes and transposes that give it the ONNX boundary; none where shapes already fit."""
-    from exporters.onnx_inputs import onnx_output_specs
+    from edgepipe.exporters.onnx_inputs import onnx_output_specs
 
     outputs = onnx_output_specs(onnx_path)
     if len(keras.inputs) != len(inputs) or len(keras.outputs) != len(outputs):

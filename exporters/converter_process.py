@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
-from models.shared.errors import ExportError
-from models.shared.progress import LOG, step, tick
+from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.progress import LOG, step, tick
 
 
 def worth_a_child() -> bool:
@@ -49,7 +49,7 @@ class ConverterProcess:
             [
                 sys.executable,
                 "-m",
-                "exporters.converter_process",
+                "edgepipe.exporters.converter_process",
                 str(request_read),
                 str(reply_write),
                 str(self.log_path),
@@ -153,7 +153,7 @@ def _child(request_fd: int, reply_fd: int, log_path: Path) -> None:
     import onnx2tf  # noqa: F401  the import this process exists to make early
     import onnxsim  # noqa: F401
 
-    from exporters.onnx_to_tflite import export_tflite_variants
+    from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
 
     ready = time.perf_counter()
     with os.fdopen(request_fd, "rb") as request:

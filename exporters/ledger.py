@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from models.shared.errors import ParityError
+from edgepipe.models.shared.errors import ParityError
 
 # The tolerance of an all-zero reference output: float32's smallest normal number, so only
 # values that are zero in float32 terms agree with it.

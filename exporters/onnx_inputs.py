@@ -8,8 +8,8 @@ from pathlib import Path
 import onnx
 from onnx import helper
 
-from models.shared.errors import InputFileError, first_line
-from models.shared.specs import InputSpec
+from edgepipe.models.shared.errors import InputFileError, first_line
+from edgepipe.models.shared.specs import InputSpec
 
 # ONNX's convention for tensors of rank 3 to 5 is channels-first.
 _DEFAULT_LAYOUT = {2: "NC", 3: "NCW", 4: "NCHW", 5: "NCDHW"}

@@ -12,9 +12,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from exporters.boundary import fit_boundary
-from exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
-from exporters.tflite_ops import (
+from edgepipe.exporters.boundary import fit_boundary
+from edgepipe.exporters.onnx_inputs import onnx_input_specs, onnx_output_specs
+from edgepipe.exporters.tflite_ops import (
     FileComposition,
     custom_op_nodes,
     custom_ops,
@@ -22,16 +22,16 @@ from exporters.tflite_ops import (
     op_histogram,
     sentinel_scaled_tensors,
 )
-from exporters.tflite_signature import (
+from edgepipe.exporters.tflite_signature import (
     onnxruntime_outputs,
     settle_ambiguous_outputs,
     signature,
     signature_details,
 )
-from models.shared.capture import output_to_log
-from models.shared.errors import ExportError, first_line
-from models.shared.progress import step
-from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ExportError, first_line
+from edgepipe.models.shared.progress import step
+from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 
 @dataclass(frozen=True)
@@ -255,7 +255,7 @@ def _translated(
 
 def _saved(model, onnx_path: Path, specs: tuple[InputSpec, ...], keep: list[str], out_dir: Path, log_path: Path):
     """The model with its boundary fitted, saved to out_dir with its float32 TFLite file."""
-    from exporters.tflite_convert import write_saved_model
+    from edgepipe.exporters.tflite_convert import write_saved_model
 
     model = fit_boundary(model, onnx_path, specs, set(keep), log_path)
     with output_to_log(log_path):
@@ -300,7 +300,7 @@ def _write_variants(
     out_dir: Path, onnx_path: Path, variants, samples: dict[str, np.ndarray], mixed: MixedTarget, log_path: Path
 ) -> dict:
     """Each variant's file from the SavedModel in out_dir: {variant: path, "mixed": int8_mixed record}."""
-    from exporters.tflite_convert import calibration_feeds
+    from edgepipe.exporters.tflite_convert import calibration_feeds
 
     written: dict = {"fp32": out_dir / "model_fp32.tflite"}
     feeds: tuple = ()
@@ -333,7 +333,7 @@ def _check_scales(path: Path, variant: str, onnx_path: Path) -> None:
 
 
 def _converted(out_dir: Path, variant: str, feeds: tuple, onnx_path: Path, log_path: Path) -> bytes:
-    from exporters.tflite_convert import convert_variant
+    from edgepipe.exporters.tflite_convert import convert_variant
 
     try:
         return convert_variant(out_dir, variant, feeds)
@@ -348,7 +348,7 @@ def _write_mixed(
     out_dir: Path, path: Path, samples: dict[str, np.ndarray], mixed: MixedTarget, onnx_path: Path, log_path: Path
 ) -> dict:
     """The int8 model that keeps the fewest layers in float32 to reach the target, and how they were chosen."""
-    from exporters.sensitivity import export_to_floor
+    from edgepipe.exporters.sensitivity import export_to_floor
 
     losses, choice = export_to_floor(
         out_dir, samples, path, log_path, mixed.min_sqnr_db, mixed.max_float_layers, onnx_path
@@ -425,7 +425,7 @@ def _run_onnx2tf(onnx_path: Path, cind: list, keep_shape: list[str], log_path: P
         with output_to_log(log_path), contextlib.chdir(onnx_path.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
 
-            from exporters.onnx2tf_fixes import translator_fixes
+            from edgepipe.exporters.onnx2tf_fixes import translator_fixes
 
             with translator_fixes():
                 return onnx2tf.convert(
@@ -483,8 +483,8 @@ def _fix_untranslatable(path: Path, log_path: Path) -> None:
     """Rewrite, in the private copy, ONNX ops onnx2tf cannot translate (the ledger checks the result)."""
     import onnx
 
-    from exporters.onnx_channels_first import channels_first_blocks
-    from exporters.onnx_fixes import (
+    from edgepipe.exporters.onnx_channels_first import channels_first_blocks
+    from edgepipe.exporters.onnx_fixes import (
         batchnorm_between_reshapes,
         canonical_gelu,
         decompose_reduce_l2,

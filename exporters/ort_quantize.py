@@ -15,9 +15,9 @@ from typing import Iterator, Mapping
 import numpy as np
 import onnx
 
-from exporters.onnx_inputs import load_onnx
-from models.shared.capture import output_to_log
-from models.shared.errors import ExportError, first_line
+from edgepipe.exporters.onnx_inputs import load_onnx
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ExportError, first_line
 
 ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
     {

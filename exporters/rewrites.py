@@ -12,8 +12,8 @@ from typing import Callable
 
 from torch import nn
 
-from exporters.rewrite_rnn import UnrolledGRU, UnrolledLSTM
-from exporters.rewrite_transformer import PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
+from edgepipe.exporters.rewrite_rnn import UnrolledGRU, UnrolledLSTM
+from edgepipe.exporters.rewrite_transformer import PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
 
 # A rewrite takes the module and where it sits ("'a.b'" or "the top level") and returns the
 # replacement plus one description per change.

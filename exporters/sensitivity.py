@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from exporters.tflite_convert import calibration_feeds
-from models.shared.capture import output_to_log
-from models.shared.errors import EdgepipeError, ExportError, first_line
+from edgepipe.exporters.tflite_convert import calibration_feeds
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import EdgepipeError, ExportError, first_line
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
 
@@ -253,7 +253,7 @@ def _origins(calibrated: _Calibrated, names: list[str], onnx_path: Path | None) 
     """Layer -> PyTorch module; a label only, so a graph it cannot read leaves the layers unnamed (said in the log)."""
     if onnx_path is None:
         return {}
-    from exporters.layer_origin import torch_origins
+    from edgepipe.exporters.layer_origin import torch_origins
 
     try:
         return torch_origins(calibrated.debugger.calibrated_model, names, onnx_path)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.boundary import Bounded
-from models.shared.errors import ExportError
+from edgepipe.exporters.boundary import Bounded
+from edgepipe.models.shared.errors import ExportError
 
 SIGNATURE_KEY = "serving_default"
 

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from models.shared.errors import ExportError
+from edgepipe.models.shared.errors import ExportError
 
 
 def _schema():

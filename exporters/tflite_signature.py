@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shared.errors import ExportError
-from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
+from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
 log = logging.getLogger(__name__)
 

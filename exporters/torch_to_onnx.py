@@ -9,8 +9,8 @@ from pathlib import Path
 import onnx
 import torch
 
-from models.shared.capture import output_to_log
-from models.shared.errors import ExportError, first_line
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ExportError, first_line
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from models.synthetic import AUDIO_CLASSES
+from edgepipe.models.synthetic import AUDIO_CLASSES
 
 
 def build() -> nn.Module:

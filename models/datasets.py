@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.registry import DatasetSplits
+from edgepipe.models.registry import DatasetSplits
 
 
 def split(

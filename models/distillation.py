@@ -7,9 +7,9 @@ import inspect
 import torch
 from torch import nn
 
-from models.registry import DatasetSplits, ModelSpec
-from models.shared.errors import ConfigError
-from models.training import Criterion, TrainResult, TrainSettings, train
+from edgepipe.models.registry import DatasetSplits, ModelSpec
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.models.training import Criterion, TrainResult, TrainSettings, train
 
 
 def narrower(spec: ModelSpec, width: float) -> nn.Module:

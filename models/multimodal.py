@@ -6,8 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.datasets import digits_images, split
-from models.registry import DatasetSplits
+from edgepipe.models.datasets import digits_images, split
+from edgepipe.models.registry import DatasetSplits
 
 
 class ImageAndProfile(nn.Module):

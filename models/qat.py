@@ -9,8 +9,8 @@ from torch import nn
 from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 from torch.nn.utils import parametrize
 
-from models.registry import DatasetSplits, ModelSpec
-from models.training import TrainResult, TrainSettings, train
+from edgepipe.models.registry import DatasetSplits, ModelSpec
+from edgepipe.models.training import TrainResult, TrainSettings, train
 
 # Layers whose outputs TFLite's int8 kernels write as int8 tensors (after fusing BatchNorm and activations).
 _ACTIVATIONS = (

@@ -1,6 +1,6 @@
 """Train every zoo model with its defaults and record the measured metric and time in trained.json.
 
-Run `python -m models.record` after changing a model; `edgepipe models --json` reports the file.
+Run `python -m edgepipe.models.record` after changing a model; `edgepipe models --json` reports the file.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import platform
 from importlib import metadata, resources
 from pathlib import Path
 
-from models.registry import ModelSpec
+from edgepipe.models.registry import ModelSpec
 
 RECORD = "trained.json"
 SEED = 0
@@ -19,8 +19,8 @@ SEED = 0
 
 def train_default(spec: ModelSpec, seed: int = SEED, threads: int | None = None) -> dict:
     """Train one model exactly as the default job does; its held-out metrics and training seconds."""
-    from models.registry import DEFAULT_THREADS
-    from models.training import TrainSettings, fit
+    from edgepipe.models.registry import DEFAULT_THREADS
+    from edgepipe.models.training import TrainSettings, fit
 
     fitted = fit(spec, TrainSettings(**{**spec.train_defaults, "seed": seed}), threads or DEFAULT_THREADS)
     return {
@@ -40,7 +40,7 @@ def recorded() -> dict:
 def recording() -> dict:
     """The whole record: the figures and the settings and machine they were measured with."""
     try:
-        return json.loads(resources.files("models").joinpath(RECORD).read_text())
+        return json.loads(resources.files("edgepipe.models").joinpath(RECORD).read_text())
     except FileNotFoundError:
         return {}
 
@@ -49,18 +49,18 @@ def recorded_with() -> str:
     """One sentence naming what the recorded figures were measured with."""
     r = recording()
     if not r:
-        return "no figures recorded: run python -m models.record"
+        return "no figures recorded: run python -m edgepipe.models.record"
     return (
         f"trained with each model's defaults, seed {r['seed']}, {r['threads']} training thread(s), "
-        f"torch {r['torch']}, on {r['machine']} (python -m models.record)"
+        f"torch {r['torch']}, on {r['machine']} (python -m edgepipe.models.record)"
     )
 
 
 def main() -> None:
     """Train all models and rewrite models/trained.json."""
 
-    from models.registry import DEFAULT_THREADS
-    from models.zoo import MODELS
+    from edgepipe.models.registry import DEFAULT_THREADS
+    from edgepipe.models.zoo import MODELS
 
     figures = {}
     for name, spec in MODELS.items():

@@ -10,8 +10,8 @@ from typing import Callable
 
 import numpy as np
 
-from models.shared.errors import ModelNotFoundError
-from models.shared.specs import InputSpec
+from edgepipe.models.shared.errors import ModelNotFoundError
+from edgepipe.models.shared.specs import InputSpec
 
 
 @dataclass(frozen=True)

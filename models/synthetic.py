@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.datasets import digits_images, split
-from models.registry import DatasetSplits
+from edgepipe.models.datasets import digits_images, split
+from edgepipe.models.registry import DatasetSplits
 
 if TYPE_CHECKING:
     import torch

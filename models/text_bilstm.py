@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.synthetic import TEXT_CLASSES, VOCAB
+from edgepipe.models.synthetic import TEXT_CLASSES, VOCAB
 
 
 class BiLstmClassifier(nn.Module):

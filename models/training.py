@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.registry import DEFAULT_THREADS, DatasetSplits, ModelSpec
-from models.shared.progress import tick
+from edgepipe.models.registry import DEFAULT_THREADS, DatasetSplits, ModelSpec
+from edgepipe.models.shared.progress import tick
 
 
 @dataclass(frozen=True)

@@ -1,3 +1,3 @@
-from pipeline.cli import entry
+from edgepipe.pipeline.cli import entry
 
 entry()

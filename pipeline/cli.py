@@ -13,9 +13,9 @@ import typer
 from rich import box
 from rich.console import Console
 
-from models.shared.errors import EdgepipeError
-from pipeline.core.console import keyed_table, progress_shown
-from pipeline.core.run_view import RunView
+from edgepipe.models.shared.errors import EdgepipeError
+from edgepipe.pipeline.core.console import keyed_table, progress_shown
+from edgepipe.pipeline.core.run_view import RunView
 
 app = typer.Typer(
     add_completion=False,
@@ -40,8 +40,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the run's results as JSON."),
 ) -> None:
     """Run the whole chain for one job: train, export, validate, profile, report."""
-    from pipeline.core.config import default_job_text, load_job
-    from pipeline.core.runner import default_run_dir, run_job
+    from edgepipe.pipeline.core.config import default_job_text, load_job
+    from edgepipe.pipeline.core.runner import default_run_dir, run_job
 
     job = load_job(config)
     if print_config:
@@ -60,8 +60,8 @@ def run(
 @app.command()
 def models(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List the model zoo with the metric each reaches when trained with its defaults."""
-    from models.record import recorded, recorded_with
-    from models.zoo import MODELS
+    from edgepipe.models.record import recorded, recorded_with
+    from edgepipe.models.zoo import MODELS
 
     trained = recorded()
     rows_json = [
@@ -131,8 +131,8 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
-    from pipeline.core.exporting import UserData, export_job, export_summary
-    from pipeline.core.runner import EXPORT_ONLY, default_run_dir, run_job
+    from edgepipe.pipeline.core.exporting import UserData, export_job, export_summary
+    from edgepipe.pipeline.core.runner import EXPORT_ONLY, default_run_dir, run_job
 
     data = UserData(calibration, eval_data, image_mean, image_std, pixel_scale)
     job = export_job(model, _names(variant), inputs, allow_flex, tuple(example), weights, _names(onnx_variant), data)
@@ -226,9 +226,9 @@ def profile(
             as_json,
         )
         return
-    from pipeline.profile.files import profile_file
-    from profilers.harness import QUICK, TimingSettings
-    from profilers.runtimes import RuntimeOptions
+    from edgepipe.pipeline.profile.files import profile_file
+    from edgepipe.profilers.harness import QUICK, TimingSettings
+    from edgepipe.profilers.runtimes import RuntimeOptions
 
     options = RuntimeOptions(xnnpack=xnnpack, ort_optimization=ort_optimization, batch=batch)
     with progress_shown() as progress:
@@ -264,10 +264,10 @@ def _profile_phones(
     quick,
     as_json,
 ) -> None:
-    from android_bench.device_run import BenchSettings
-    from models.shared.errors import ConfigError
-    from pipeline.profile.device_view import print_phone_results
-    from pipeline.profile.devices import profile_on_phones
+    from edgepipe.android_bench.device_run import BenchSettings
+    from edgepipe.models.shared.errors import ConfigError
+    from edgepipe.pipeline.profile.device_view import print_phone_results
+    from edgepipe.pipeline.profile.devices import profile_on_phones
 
     if runtime not in (None, "tflite"):
         raise ConfigError(f"--runtime {runtime} with --device {device}: phones run TFLite only (benchmark_model)")
@@ -295,8 +295,8 @@ def _profile_phones(
 @app.command()
 def devices(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
     """List attached Android devices with their facts; unusable ones with what to do."""
-    from pipeline.profile.device_view import print_devices
-    from pipeline.profile.devices import list_devices
+    from edgepipe.pipeline.profile.device_view import print_devices
+    from edgepipe.pipeline.profile.devices import list_devices
 
     try:
         rows = list_devices()
@@ -322,7 +322,7 @@ def gate(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Apply budgets to a report: exit 0 when every check passes, 1 when one fails, 2 for bad input."""
-    from pipeline.gate.output import print_verdict, run_gate, write_outputs
+    from edgepipe.pipeline.gate.output import print_verdict, run_gate, write_outputs
 
     verdict = run_gate(report, budgets, baseline, strict)
     write_outputs(verdict, junit, markdown)
@@ -349,9 +349,9 @@ def batch(
     """Run many jobs: cached, resumable after a crash; exit 1 when any job failed."""
     import os
 
-    from models.shared.errors import ConfigError
-    from pipeline.batch.run import BATCH_MANIFEST, run_batch
-    from pipeline.batch.view import BatchProgress
+    from edgepipe.models.shared.errors import ConfigError
+    from edgepipe.pipeline.batch.run import BATCH_MANIFEST, run_batch
+    from edgepipe.pipeline.batch.view import BatchProgress
 
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor {executor!r}: expected local or ray")
@@ -367,8 +367,8 @@ def batch(
 
 def _report_gate(record: dict, run_dir: Path, as_json: bool) -> None:
     """The job's gate verdict on the console; every failed check named, and exit 1 when one failed."""
-    from pipeline.gate.checks import Check
-    from pipeline.gate.output import Verdict, failure_lines
+    from edgepipe.pipeline.gate.checks import Check
+    from edgepipe.pipeline.gate.output import Verdict, failure_lines
 
     verdict = Verdict([Check(**c) for c in record["checks"]], record["warnings"])
     where = run_dir / record["markdown"]

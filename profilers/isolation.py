@@ -8,8 +8,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from models.shared.capture import output_to_log
-from models.shared.errors import ProfileError
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ProfileError
 
 T = TypeVar("T")
 

@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from models.shared.errors import InputFileError, ProfileError
+from edgepipe.models.shared.errors import InputFileError, ProfileError
 
 # A fresh session's first runs are slow (caches, arenas, clock ramp-up): measured on the 8x8 digits CNN,
 # ONNX Runtime's op times summed to 1.5x the harness latency after 5 warm-up runs, 1.09-1.14x after 50.

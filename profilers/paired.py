@@ -15,10 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from models.shared.errors import ConfigError, InputFileError
-from profilers.isolation import in_child
-from profilers.runtimes import RUNTIMES, RuntimeOptions
-from profilers.stats import PERCENTILE_METHOD, pooled_percentile, ranked_stretches
+from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.runtimes import RUNTIMES, RuntimeOptions
+from edgepipe.profilers.stats import PERCENTILE_METHOD, pooled_percentile, ranked_stretches
 
 # (runtime name, model file, feeds)
 Side = tuple[str, Path, dict[str, np.ndarray]]

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from profilers import energy
-from profilers.harness import TimingSettings, measure, warm_up
-from profilers.isolation import in_child
-from profilers.runtimes import RUNTIMES, RuntimeOptions
-from profilers.stats import latency_stats
+from edgepipe.profilers import energy
+from edgepipe.profilers.harness import TimingSettings, measure, warm_up
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.runtimes import RUNTIMES, RuntimeOptions
+from edgepipe.profilers.stats import latency_stats
 
 
 def profile_isolated(

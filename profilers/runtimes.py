@@ -9,8 +9,8 @@ from typing import Callable
 
 import numpy as np
 
-from models.shared.errors import ConfigError, InputFileError, ProfileError
-from models.shared.specs import InputSpec
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError
+from edgepipe.models.shared.specs import InputSpec
 
 # ORT's graph optimisation levels by the names a job file or the CLI uses.
 ORT_OPTIMIZATION = {

@@ -10,11 +10,11 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from models.shared.errors import InputFileError
-from profilers.harness import TimingSettings, measure, warm_up
-from profilers.isolation import in_child
-from profilers.runtimes import open_onnxruntime, open_torch
-from profilers.stats import PERCENTILE_METHOD
+from edgepipe.models.shared.errors import InputFileError
+from edgepipe.profilers.harness import TimingSettings, measure, warm_up
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.runtimes import open_onnxruntime, open_torch
+from edgepipe.profilers.stats import PERCENTILE_METHOD
 
 DEFAULT_BATCHES = (1, 4, 16, 64)
 

@@ -49,10 +49,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def edgepipe(*args: str, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run `python -m pipeline ARGS` and capture its output."""
+    """Run `python -m edgepipe.pipeline ARGS` and capture its output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout, env=env
+        [sys.executable, "-m", "edgepipe.pipeline", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -62,7 +67,7 @@ def edgepipe_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedPr
     The console entry runs with argv, working directory and output swapped in; the directory, sys.path
     and the modules imported from `cwd` (a user's factory file) are put back after.
     """
-    from pipeline.cli import entry
+    from edgepipe.pipeline.cli import entry
 
     out, err = io.StringIO(), io.StringIO()
     argv, here, path, modules = sys.argv, Path.cwd(), list(sys.path), set(sys.modules)
@@ -85,7 +90,7 @@ def edgepipe_here(*args: str, cwd: Path | None = None) -> subprocess.CompletedPr
 
 def quick_job(tmp: Path, name: str = "quick", extra: str = "") -> Path:
     """The default job with short profiling, written to tmp/job.toml."""
-    from pipeline.core.config import default_job_text
+    from edgepipe.pipeline.core.config import default_job_text
 
     text = default_job_text()
     text = text[: text.index("[profile]")] + QUICK_PROFILE + extra

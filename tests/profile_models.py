@@ -13,9 +13,9 @@ def small_cnn(work: Path) -> dict[str, Path]:
     import torch
     from torch import nn
 
-    from exporters.onnx_to_tflite import export_tflite_variants
-    from exporters.torch_to_onnx import export_onnx
-    from models.shared.specs import InputSpec
+    from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
+    from edgepipe.exporters.torch_to_onnx import export_onnx
+    from edgepipe.models.shared.specs import InputSpec
 
     torch.manual_seed(0)
     module = nn.Sequential(

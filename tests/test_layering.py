@@ -19,15 +19,21 @@ ALLOWED = {
 }
 
 
-def _ours(path: Path) -> set[str]:
-    """The modules of ours a file imports, anywhere in it (function-level imports count)."""
+def _imports(path: Path) -> set[str]:
+    """Every absolute module a file imports, anywhere in it (function-level imports count)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
-        found |= {n for n in names if n.split(".")[0] in PACKAGES}
+        found |= set(names)
     return found
+
+
+def _ours(path: Path) -> set[str]:
+    """The modules of ours a file imports, named without the edgepipe. namespace."""
+    names = {n.removeprefix("edgepipe.") for n in _imports(path) if n.startswith("edgepipe.")}
+    return {n for n in names if n.split(".")[0] in PACKAGES}
 
 
 def _files(package: str) -> list[Path]:
@@ -36,6 +42,19 @@ def _files(package: str) -> list[Path]:
 
 def _layer(module: str) -> str:
     return "models.shared" if module.startswith("models.shared") else module.split(".")[0]
+
+
+def test_our_code_is_imported_only_under_the_edgepipe_namespace():
+    """A bare `import models` would load a user's own package of that name, or fail beside it."""
+    sources = [p for package in PACKAGES for p in _files(package)]
+    sources += [*(ROOT / "tests").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
+    bare = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in sources
+        for module in _imports(path)
+        if module.split(".")[0] in PACKAGES
+    }
+    assert not bare, sorted(bare)
 
 
 @pytest.mark.parametrize("package", ["models.shared", "profilers", "exporters", "android_bench"])
@@ -64,7 +83,7 @@ def test_nothing_imports_the_cli_and_no_stage_imports_another():
     importers = {
         str(p.relative_to(ROOT))
         for p in [*(ROOT / "pipeline").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")]
-        if p.name != "__main__.py"  # `python -m pipeline` is the CLI's other entry
+        if p.name != "__main__.py"  # `python -m edgepipe.pipeline` is the CLI's other entry
         and any(m == "pipeline.cli" or m.startswith("pipeline.cli.") for m in _ours(p))
     }
     assert not importers, sorted(importers)

@@ -23,10 +23,10 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from models.shared.errors import ConfigError
-from pipeline.core.config import ExportSection, JobConfig, TfliteVariant, validate_job
-from pipeline.core.toml_config import STRICT, checked, read_toml
-from pipeline.core.user_data import is_function_ref
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.core.config import ExportSection, JobConfig, TfliteVariant, validate_job
+from edgepipe.pipeline.core.toml_config import STRICT, checked, read_toml
+from edgepipe.pipeline.core.user_data import is_function_ref
 
 JOB_KEYS = ("inputs", "weights", "seed")
 

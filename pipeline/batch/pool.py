@@ -35,9 +35,9 @@ class Task:
 
 def run_task(task: Task) -> dict:
     """Run one job in this process; every failure becomes a 'failed' outcome with its reason."""
-    from models.shared.errors import EdgepipeError
-    from pipeline.core.config import validate_job
-    from pipeline.core.runner import run_job
+    from edgepipe.models.shared.errors import EdgepipeError
+    from edgepipe.pipeline.core.config import validate_job
+    from edgepipe.pipeline.core.runner import run_job
 
     start = time.perf_counter()
     try:

@@ -19,8 +19,8 @@ from collections import deque
 from contextlib import contextmanager, redirect_stdout
 from typing import Callable, Iterator
 
-from models.shared.errors import ConfigError, EdgepipeError
-from pipeline.batch.pool import Task, run_task
+from edgepipe.models.shared.errors import ConfigError, EdgepipeError
+from edgepipe.pipeline.batch.pool import Task, run_task
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'edgepipe[ray]'"
 # How often the loop wakes without a result: to see nodes an autoscaling cluster has added.

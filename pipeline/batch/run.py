@@ -15,12 +15,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from models.shared.errors import OutputDirError
-from pipeline.batch.config import BatchJob, BatchSettings, load_batch
-from pipeline.batch.pool import Task, WarmPool
-from pipeline.batch.summary import job_rows, write_summaries
-from pipeline.core.runner import EXPORT_ONLY, cached_run, job_hash, tool_versions
-from pipeline.core.store import prepare_run_dir, write_json
+from edgepipe.models.shared.errors import OutputDirError
+from edgepipe.pipeline.batch.config import BatchJob, BatchSettings, load_batch
+from edgepipe.pipeline.batch.pool import Task, WarmPool
+from edgepipe.pipeline.batch.summary import job_rows, write_summaries
+from edgepipe.pipeline.core.runner import EXPORT_ONLY, cached_run, job_hash, tool_versions
+from edgepipe.pipeline.core.store import prepare_run_dir, write_json
 
 BATCH_MANIFEST = "batch.json"
 
@@ -76,7 +76,7 @@ def run_batch(
             on_event("start", state[task.name])
 
         if executor == "ray":
-            from pipeline.batch.ray_executor import run_on_ray
+            from edgepipe.pipeline.batch.ray_executor import run_on_ray
 
             run_on_ray(tasks, address, settings.timeout_s, done, started)
         else:

@@ -6,9 +6,9 @@ import csv
 import io
 from pathlib import Path
 
-from pipeline.core.run_view import RunView
-from pipeline.core.store import MANIFEST, write_atomic
-from pipeline.report.figures import figure
+from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.core.store import MANIFEST, write_atomic
+from edgepipe.pipeline.report.figures import figure
 
 COLUMNS = (
     "job",

@@ -8,10 +8,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
-from exporters.onnx_to_tflite import VARIANTS
-from exporters.ort_quantize import ORT_VARIANTS
-from models.registry import DEFAULT_THREADS
-from pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
+from edgepipe.exporters.onnx_to_tflite import VARIANTS
+from edgepipe.exporters.ort_quantize import ORT_VARIANTS
+from edgepipe.models.registry import DEFAULT_THREADS
+from edgepipe.pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
 
 # Variant names are declared once, by the exporters; a name they do not know is a config error.
 TfliteVariant = Literal[tuple(VARIANTS)]
@@ -179,7 +179,7 @@ DEFAULT_JOB = "default_job.toml"
 
 def default_job_text() -> str:
     """The embedded default job, as shipped in the package."""
-    return resources.files("pipeline").joinpath(DEFAULT_JOB).read_text()
+    return resources.files("edgepipe.pipeline").joinpath(DEFAULT_JOB).read_text()
 
 
 def load_job(path: Path | None) -> JobConfig:

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from models.shared.progress import LOG
+from edgepipe.models.shared.progress import LOG
 
 PROGRESS_LOGGER = LOG.name
 

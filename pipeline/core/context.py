@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.config import JobConfig
-from pipeline.core.store import Store
+from edgepipe.pipeline.core.config import JobConfig
+from edgepipe.pipeline.core.store import Store
 
 
 class DeclaredResults(Mapping):

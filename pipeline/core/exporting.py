@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporters.onnx_to_tflite import VARIANTS
-from exporters.ort_quantize import ORT_VARIANTS
-from models.shared.errors import ConfigError
-from pipeline.core.config import JobConfig, default_job_text, validate_job
-from pipeline.core.run_view import RunView
-from pipeline.core.runner import RunResult
-from pipeline.core.toml_config import parse_toml
+from edgepipe.exporters.onnx_to_tflite import VARIANTS
+from edgepipe.exporters.ort_quantize import ORT_VARIANTS
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.core.config import JobConfig, default_job_text, validate_job
+from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.core.runner import RunResult
+from edgepipe.pipeline.core.toml_config import parse_toml
 
 # Per-artifact records that exist for some formats and variants only.
 _DETAILS = (
@@ -120,7 +120,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
 
 def _absolute(source: str) -> str:
     """A path made absolute (the run may start elsewhere); a pkg.module:function reference as it is."""
-    from pipeline.core.user_data import is_function_ref
+    from edgepipe.pipeline.core.user_data import is_function_ref
 
     return source if is_function_ref(source) else str(Path(source).resolve())
 

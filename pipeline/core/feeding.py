@@ -8,10 +8,10 @@ from typing import Callable
 
 import numpy as np
 
-from models.shared.errors import ExportError, InputFileError, first_line
-from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
-from pipeline.core.context import StageContext, source_kind
-from profilers.runtimes import RUNTIMES, quantize
+from edgepipe.models.shared.errors import ExportError, InputFileError, first_line
+from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
+from edgepipe.pipeline.core.context import StageContext, source_kind
+from edgepipe.profilers.runtimes import RUNTIMES, quantize
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
 RANDOM_SAMPLES = 32
@@ -36,7 +36,7 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
             s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape else random_input(rng, s, 0)
             for s in specs_of(onnx_art)
         }, None
-    from models.zoo import get_model
+    from edgepipe.models.zoo import get_model
 
     spec = get_model(ctx.job.job.model)
     data = spec.dataset(ctx.job.job.seed)
@@ -45,8 +45,8 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
 
 def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
     """The user's labelled set, and accuracy over the model's first output."""
-    from exporters.onnx_inputs import onnx_output_specs
-    from pipeline.core.user_data import accuracy, load_eval
+    from edgepipe.exporters.onnx_inputs import onnx_output_specs
+    from edgepipe.pipeline.core.user_data import accuracy, load_eval
 
     onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
     inputs, labels = load_eval(ctx.job.validate_.eval_data, tuple(specs_of(onnx_art)), ctx.job.export.images)

@@ -11,13 +11,13 @@ from dataclasses import fields
 import numpy as np
 import torch
 
-from models.pruning import resize_to
-from models.registry import ModelSpec
-from models.shared.specs import InputSpec
-from models.training import TrainSettings
-from models.zoo import get_model
-from pipeline.core.config import JobConfig
-from pipeline.core.context import StageContext, source_kind
+from edgepipe.models.pruning import resize_to
+from edgepipe.models.registry import ModelSpec
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.models.training import TrainSettings
+from edgepipe.models.zoo import get_model
+from edgepipe.pipeline.core.config import JobConfig
+from edgepipe.pipeline.core.context import StageContext, source_kind
 
 TRAINED = "model.pt"
 COMPRESSED = "model_compressed.pt"
@@ -45,12 +45,12 @@ def student_module(ctx: StageContext) -> torch.nn.Module:
     settings = ctx.job.compress
     torch.manual_seed(ctx.job.job.seed)
     if settings.student:
-        from pipeline.core.user_models import load_user_model
+        from edgepipe.pipeline.core.user_models import load_user_model
 
         spec = get_model(ctx.job.job.model)
         shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in spec.inputs)
         return load_user_model(settings.student, shapes, None, ctx.job.job.seed).module
-    from models.distillation import narrower
+    from edgepipe.models.distillation import narrower
 
     return narrower(get_model(ctx.job.job.model), settings.student_width)
 
@@ -67,7 +67,7 @@ def compressed_module(ctx: StageContext) -> torch.nn.Module:
 def source_module(ctx: StageContext) -> tuple:
     """(module, example inputs, input specs, calibration samples) of a zoo model or a user factory."""
     if source_kind(ctx.job) == "factory":
-        from pipeline.core.user_models import load_user_model
+        from edgepipe.pipeline.core.user_models import load_user_model
 
         user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
         return user.module, user.examples, user.inputs, user_calibration(ctx.job, user.inputs)
@@ -85,7 +85,7 @@ def source_module(ctx: StageContext) -> tuple:
 
 def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
     """The job's own calibration data (`[export] calibration`), checked against the inputs; None without it."""
-    from pipeline.core.user_data import load_samples
+    from edgepipe.pipeline.core.user_data import load_samples
 
     export = job.export
     if not export.calibration:

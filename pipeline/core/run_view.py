@@ -14,8 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from models.shared.errors import InputFileError
-from pipeline.core.store import MANIFEST
+from edgepipe.models.shared.errors import InputFileError
+from edgepipe.pipeline.core.store import MANIFEST
 
 
 def artifact_key(record: Mapping) -> str:

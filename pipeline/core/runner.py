@@ -13,13 +13,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Callable
 
-from models.registry import Ref
-from models.shared.errors import ConfigError, EdgepipeError, InputFileError
-from models.shared.progress import step
-from pipeline.core.config import JobConfig
-from pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
-from pipeline.core.store import Store, sha256_file
-from pipeline.core.user_data import fingerprint
+from edgepipe.models.registry import Ref
+from edgepipe.models.shared.errors import ConfigError, EdgepipeError, InputFileError
+from edgepipe.models.shared.progress import step
+from edgepipe.pipeline.core.config import JobConfig
+from edgepipe.pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.store import Store, sha256_file
+from edgepipe.pipeline.core.user_data import fingerprint
 
 TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
@@ -57,17 +57,20 @@ def _model_settings(job: JobConfig) -> dict:
 
 
 TRAIN = Stage(
-    "train", Ref("pipeline.stages.train:run_train"), lambda j: {**_model_settings(j), **j.train.model_dump()}, ()
+    "train",
+    Ref("edgepipe.pipeline.stages.train:run_train"),
+    lambda j: {**_model_settings(j), **j.train.model_dump()},
+    (),
 )
 COMPRESS = Stage(
     "compress",
-    Ref("pipeline.stages.compress:run_compress"),
+    Ref("edgepipe.pipeline.stages.compress:run_compress"),
     lambda j: {**_model_settings(j), **j.train.model_dump(), **j.compress.model_dump()},
     ("train",),
 )
 EXPORT = Stage(
     "export",
-    Ref("pipeline.stages.export:run_export"),
+    Ref("edgepipe.pipeline.stages.export:run_export"),
     lambda j: {
         **_model_settings(j),
         **j.export.model_dump(),
@@ -79,7 +82,7 @@ EXPORT = Stage(
 )
 VALIDATE = Stage(
     "validate",
-    Ref("pipeline.stages.validate:run_validate"),
+    Ref("edgepipe.pipeline.stages.validate:run_validate"),
     lambda j: {
         **_model_settings(j),
         **j.validate_.model_dump(),
@@ -88,17 +91,19 @@ VALIDATE = Stage(
     },
     ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
-PROFILE = Stage("profile", Ref("pipeline.stages.profile:run_profile"), lambda j: j.profile.model_dump(), ("export",))
+PROFILE = Stage(
+    "profile", Ref("edgepipe.pipeline.stages.profile:run_profile"), lambda j: j.profile.model_dump(), ("export",)
+)
 # The report and the gate describe every stage's results, so they read them all.
 REPORT = Stage(
     "report",
-    Ref("pipeline.report.document:run_report"),
+    Ref("edgepipe.pipeline.report.document:run_report"),
     lambda j: {},
     ("train", "compress", "export", "validate", "profile"),
 )
 GATE = Stage(
     "gate",
-    Ref("pipeline.stages.gate:run_gate_stage"),
+    Ref("edgepipe.pipeline.stages.gate:run_gate_stage"),
     lambda j: {
         **j.gate.model_dump(),
         "budgets_sha256": _sha_or_none(j.gate.budgets),
@@ -251,7 +256,7 @@ def check_source(job: JobConfig) -> None:
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
     _check_user_data(job, specs)
     if job.gate:
-        from pipeline.gate.budgets import job_budgets
+        from edgepipe.pipeline.gate.budgets import job_budgets
 
         job_budgets(job.gate)  # bad budgets fail before hours of work, not after
         if job.gate.baseline and not Path(job.gate.baseline).exists():
@@ -260,8 +265,8 @@ def check_source(job: JobConfig) -> None:
 
 def _check_user_data(job: JobConfig, specs) -> None:
     """Calibration and evaluation data must fit the model's inputs before any stage runs."""
-    from pipeline.core.modules import user_calibration
-    from pipeline.core.user_data import load_eval
+    from edgepipe.pipeline.core.modules import user_calibration
+    from edgepipe.pipeline.core.user_data import load_eval
 
     user_calibration(job, specs)
     if job.validate_.eval_data:
@@ -272,14 +277,14 @@ def _source_inputs(job: JobConfig):
     """The model's inputs (zoo spec, factory example, or ONNX graph); loading them checks the model."""
     kind = source_kind(job)
     if kind == "zoo":
-        from models.zoo import get_model
+        from edgepipe.models.zoo import get_model
 
         return get_model(job.job.model).inputs
     if kind == "factory":
-        from pipeline.core.user_models import load_user_model
+        from edgepipe.pipeline.core.user_models import load_user_model
 
         return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).inputs
-    from exporters.onnx_inputs import onnx_input_specs
+    from edgepipe.exporters.onnx_inputs import onnx_input_specs
 
     return onnx_input_specs(onnx_source(job))
 

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.shared.errors import OutputDirError
+from edgepipe.models.shared.errors import OutputDirError
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from models.shared.errors import ConfigError
+from edgepipe.models.shared.errors import ConfigError
 
 # Every settings model: an unknown key is an error, and a checked setting never changes afterwards.
 STRICT = ConfigDict(extra="forbid", frozen=True)

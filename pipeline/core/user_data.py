@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shared.errors import ConfigError, InputFileError
-from models.shared.specs import InputSpec
-from pipeline.core.store import sha256_file
+from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.pipeline.core.store import sha256_file
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 LABELS = "labels"  # the array (or the second item of a function's pairs) that holds an eval set's labels
@@ -31,7 +31,7 @@ def fingerprint(source: str | None) -> str | None:
     if not source:
         return None
     if is_function_ref(source):
-        from pipeline.core.user_models import import_user_module
+        from edgepipe.pipeline.core.user_models import import_user_module
 
         module = import_user_module(source.split(":")[0], source, InputFileError)
         path = getattr(module, "__file__", None)
@@ -118,7 +118,7 @@ def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: boo
     """Call the function; each item is a sample (dict by input name, tuple in input order, or an
     array) or (sample, label)."""
     module_name, attr = ref.split(":")
-    from pipeline.core.user_models import import_user_module
+    from edgepipe.pipeline.core.user_models import import_user_module
 
     function = getattr(import_user_module(module_name, ref, InputFileError), attr, None)
     if not callable(function):

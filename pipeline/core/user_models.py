@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.shared.errors import ConfigError, InputFileError, ModelNotFoundError, first_line
-from models.shared.specs import InputSpec
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ModelNotFoundError, first_line
+from edgepipe.models.shared.specs import InputSpec
 
 _SPEC = re.compile(r"^(\d+(?:x\d+)*)(?::(\w+))?$")
 # Rank -> the layout a user's tensor is assumed to have: images are channels-first as in

@@ -17,8 +17,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, PlainValidator, StrictBool, model_validator
 
-from models.shared.errors import ConfigError
-from pipeline.core.toml_config import STRICT, checked, read_toml
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.core.toml_config import STRICT, checked, read_toml
 
 SIZE_UNITS = {"B": 1, "KB": 1e3, "KiB": 2**10, "MB": 1e6, "MiB": 2**20, "GB": 1e9, "GiB": 2**30}
 TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3}  # to milliseconds

@@ -12,9 +12,9 @@ import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from models.shared.errors import ConfigError, InputFileError
-from pipeline.core.run_view import RunView, artifact_key
-from pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
+from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.pipeline.core.run_view import RunView, artifact_key
+from edgepipe.pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
 
 log = logging.getLogger(__name__)
 PASS, FAIL, NOT_MEASURED = "pass", "fail", "not measured"

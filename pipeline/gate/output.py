@@ -8,11 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from models.shared.errors import ConfigError
-from pipeline.core.console import keyed_table
-from pipeline.core.store import write_atomic
-from pipeline.gate.budgets import MEMORY_UNITS, SIZE_UNITS, TIME_UNITS, Budgets, load_budgets
-from pipeline.gate.checks import (
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.core.console import keyed_table
+from edgepipe.pipeline.core.store import write_atomic
+from edgepipe.pipeline.gate.budgets import MEMORY_UNITS, SIZE_UNITS, TIME_UNITS, Budgets, load_budgets
+from edgepipe.pipeline.gate.checks import (
     FAIL,
     NOT_MEASURED,
     PASS,

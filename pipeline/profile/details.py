@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shared.errors import EdgepipeError
-from profilers.isolation import in_child
+from edgepipe.models.shared.errors import EdgepipeError
+from edgepipe.profilers.isolation import in_child
 
 OP_PROFILE_RUNTIMES = ("tflite", "onnxruntime")
 
@@ -16,7 +16,7 @@ def op_profile_isolated(
     runtime: str, path: Path, feeds: dict[str, np.ndarray], threads: int, runs: int, log_path: Path
 ) -> dict:
     """OpProfile.to_dict() with status "measured", or status "unavailable" and the reason."""
-    from profilers.op_profile import profile_ops
+    from edgepipe.profilers.op_profile import profile_ops
 
     if runtime not in OP_PROFILE_RUNTIMES:
         return _unavailable(f"no per-op profiler for {runtime}")
@@ -40,7 +40,7 @@ def throughput_isolated(
     runtime: str, path: Path, feeds: dict[str, np.ndarray], batches: tuple[int, ...], seconds: float, log_path: Path
 ) -> list[dict]:
     """Inferences per second at every batch size x thread count (1 .. cores); unavailable points say why."""
-    from profilers.throughput import sweep_isolated
+    from edgepipe.profilers.throughput import sweep_isolated
 
     return [p.to_dict() for p in sweep_isolated(runtime, path, feeds, batches, None, seconds, log_path)]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.core.console import keyed_table
-from pipeline.report.figures import figure
-from pipeline.report.phones import phone_notes
+from edgepipe.pipeline.core.console import keyed_table
+from edgepipe.pipeline.report.figures import figure
+from edgepipe.pipeline.report.phones import phone_notes
 
 
 def cores_text(clusters: list[dict]) -> str:

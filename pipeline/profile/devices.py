@@ -7,13 +7,13 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from android_bench.adb import find_adb
-from android_bench.device_profile import profile_on_device
-from android_bench.device_run import BenchSettings
-from android_bench.facts import device_facts
-from android_bench.farm import profile_on_devices, resolve_serials
-from models.shared.errors import ConfigError, DeviceError, InputFileError
-from pipeline.core.toml_config import STRICT, checked, read_toml
+from edgepipe.android_bench.adb import find_adb
+from edgepipe.android_bench.device_profile import profile_on_device
+from edgepipe.android_bench.device_run import BenchSettings
+from edgepipe.android_bench.facts import device_facts
+from edgepipe.android_bench.farm import profile_on_devices, resolve_serials
+from edgepipe.models.shared.errors import ConfigError, DeviceError, InputFileError
+from edgepipe.pipeline.core.toml_config import STRICT, checked, read_toml
 
 
 class UserConfig(BaseModel):

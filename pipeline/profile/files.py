@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shared.capture import output_to_log
-from models.shared.errors import ConfigError, InputFileError, ProfileError
-from models.shared.progress import step
-from pipeline.profile.inputs import generated_inputs, read_inputs
-from profilers.harness import TimingSettings
-from profilers.profile import profile_isolated
-from profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError
+from edgepipe.models.shared.progress import step
+from edgepipe.pipeline.profile.inputs import generated_inputs, read_inputs
+from edgepipe.profilers.harness import TimingSettings
+from edgepipe.profilers.profile import profile_isolated
+from edgepipe.profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
 
 log = logging.getLogger(__name__)
 

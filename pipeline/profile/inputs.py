@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from models.shared.errors import InputFileError
-from models.shared.specs import InputSpec
-from pipeline.core.feeding import random_input
-from profilers.runtimes import Session, quantize
+from edgepipe.models.shared.errors import InputFileError
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.pipeline.core.feeding import random_input
+from edgepipe.profilers.runtimes import Session, quantize
 
 
 def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.report.figures import figure
+from edgepipe.pipeline.report.figures import figure
 
 
 def compress_lines(compress: dict, fp32_tflite_bytes: int | None) -> list[str]:

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.core.context import StageContext, source_kind
-from pipeline.core.run_view import RunView
-from pipeline.report.compress import compress_lines
-from pipeline.report.figures import figure
-from pipeline.report.phones import phone_lines
-from pipeline.report.profile import profile_lines
-from pipeline.report.variants import sensitivity_lines, variant_rows, variants_table, write_plots
-from profilers.stats import BOOTSTRAP_BLOCKS, BOOTSTRAP_RESAMPLES
+from edgepipe.pipeline.core.context import StageContext, source_kind
+from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.report.compress import compress_lines
+from edgepipe.pipeline.report.figures import figure
+from edgepipe.pipeline.report.phones import phone_lines
+from edgepipe.pipeline.report.profile import profile_lines
+from edgepipe.pipeline.report.variants import sensitivity_lines, variant_rows, variants_table, write_plots
+from edgepipe.profilers.stats import BOOTSTRAP_BLOCKS, BOOTSTRAP_RESAMPLES
 
 
 def run_report(ctx: StageContext) -> dict:
     """Write report.md and its plots from the results of the earlier stages."""
     metric_name = None
     if source_kind(ctx.job) == "zoo":
-        from models.zoo import get_model
+        from edgepipe.models.zoo import get_model
 
         metric_name = get_model(ctx.job.job.model).primary_metric
     run = RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.report.figures import figure
+from edgepipe.pipeline.report.figures import figure
 
 
 def phone_lines(profile: dict) -> list[str]:

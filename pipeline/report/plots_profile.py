@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.report.plots import new_figure
+from edgepipe.pipeline.report.plots import new_figure
 
 NO_POINTS = "no measured points"
 # Above this max/min ratio a linear axis squashes the boxes against a long tail.

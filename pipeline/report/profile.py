@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.core.run_view import artifact_key
+from edgepipe.pipeline.core.run_view import artifact_key
 
 TOP_OPS = 8
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.core.run_view import RunView, artifact_key
-from pipeline.report.figures import figure
-from pipeline.report.plots import Point, tradeoff_plot
+from edgepipe.pipeline.core.run_view import RunView, artifact_key
+from edgepipe.pipeline.report.figures import figure
+from edgepipe.pipeline.report.plots import Point, tradeoff_plot
 
 _FRACTIONS = ("accuracy", "precision", "recall", "f1", "roc_auc")  # shown as percentage points
 

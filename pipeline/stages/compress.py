@@ -6,12 +6,12 @@ from dataclasses import asdict, replace
 
 import torch
 
-from models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, sparsity
-from models.shared.errors import ConfigError
-from models.training import TrainSettings, predict, train
-from models.zoo import get_model
-from pipeline.core.context import StageContext
-from pipeline.core.modules import COMPRESSED, student_module, train_settings, trained_module
+from edgepipe.models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, sparsity
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.models.training import TrainSettings, predict, train
+from edgepipe.models.zoo import get_model
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.modules import COMPRESSED, student_module, train_settings, trained_module
 
 
 def run_compress(ctx: StageContext) -> dict:
@@ -27,7 +27,7 @@ def run_compress(ctx: StageContext) -> dict:
     trained = _scored(spec, module, data)
     steps = []
     if settings.distill:
-        from models.distillation import distill
+        from edgepipe.models.distillation import distill
 
         teacher, module = module, student_module(ctx)
         torch.manual_seed(ctx.job.job.seed)
@@ -53,7 +53,7 @@ def run_compress(ctx: StageContext) -> dict:
     if settings.prune != "none":
         steps.append(_prune(module, spec, data, _finetune_settings(base, settings), settings))
     if settings.qat:
-        from models.qat import quantization_aware_finetune
+        from edgepipe.models.qat import quantization_aware_finetune
 
         qat = replace(
             base,

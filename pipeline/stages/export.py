@@ -7,15 +7,15 @@ import shutil
 
 import torch
 
-from exporters.converter_process import ConverterProcess, worth_a_child
-from exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
-from exporters.onnx_to_tflite import MixedTarget, export_tflite_variants
-from exporters.ort_quantize import quantize_onnx
-from models.shared.progress import step
-from models.shared.specs import InputSpec
-from pipeline.core.context import StageContext, onnx_source, source_kind
-from pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
-from pipeline.core.modules import TRAINED, source_module, user_calibration
+from edgepipe.exporters.converter_process import ConverterProcess, worth_a_child
+from edgepipe.exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
+from edgepipe.exporters.onnx_to_tflite import MixedTarget, export_tflite_variants
+from edgepipe.exporters.ort_quantize import quantize_onnx
+from edgepipe.models.shared.progress import step
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.pipeline.core.context import StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
+from edgepipe.pipeline.core.modules import TRAINED, source_module, user_calibration
 
 CONVERT_LOG = "logs/convert.log"
 
@@ -114,7 +114,7 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
         for a in artifacts:
             run_ahead(ctx.staging / a["path"], a, samples, threads)
         if source_kind(ctx.job) == "factory":
-            from models.training import predict_outputs
+            from edgepipe.models.training import predict_outputs
 
             torch.set_num_threads(threads)
             specs = specs_of(artifacts[0])
@@ -129,8 +129,8 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> tuple:
     """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and model.onnx."""
-    from exporters.rewrites import export_friendly
-    from exporters.torch_to_onnx import export_onnx
+    from edgepipe.exporters.rewrites import export_friendly
+    from edgepipe.exporters.torch_to_onnx import export_onnx
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)

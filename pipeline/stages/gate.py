@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.core.context import StageContext
-from pipeline.core.run_view import RunView
-from pipeline.core.store import write_atomic, write_json
-from pipeline.gate.budgets import job_budgets
-from pipeline.gate.checks import load_subjects, run_subjects
-from pipeline.gate.output import junit_xml, markdown, verdict_for
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.core.store import write_atomic, write_json
+from edgepipe.pipeline.gate.budgets import job_budgets
+from edgepipe.pipeline.gate.checks import load_subjects, run_subjects
+from edgepipe.pipeline.gate.output import junit_xml, markdown, verdict_for
 
 GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.shared.errors import ConfigError
-from models.shared.progress import step
-from pipeline.core.context import StageContext
-from pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
-from pipeline.core.run_view import artifact_key
-from pipeline.core.store import write_json
-from pipeline.profile.details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
-from pipeline.profile.files import runtime_options
-from profilers.calibration import CALIBRATION
-from profilers.harness import TimingSettings
-from profilers.profile import profile_isolated
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.models.shared.progress import step
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
+from edgepipe.pipeline.core.run_view import artifact_key
+from edgepipe.pipeline.core.store import write_json
+from edgepipe.pipeline.profile.details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
+from edgepipe.pipeline.profile.files import runtime_options
+from edgepipe.profilers.calibration import CALIBRATION
+from edgepipe.profilers.harness import TimingSettings
+from edgepipe.profilers.profile import profile_isolated
 
 PROFILE = "profile.json"
 PROFILE_LOG = "logs/profile.log"
@@ -81,8 +81,8 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
     """Each result's latency ratio to every [profile] paired_with reference, timed interleaved in one child."""
     import tempfile
 
-    from profilers.calibration import calibration_model
-    from profilers.paired import paired_ratio_isolated
+    from edgepipe.profilers.calibration import calibration_model
+    from edgepipe.profilers.paired import paired_ratio_isolated
 
     wanted = ctx.job.profile.paired_with
     artifacts = {artifact_key(a): a for a in ctx.results["export"]["artifacts"]}
@@ -106,7 +106,7 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
 
 def _on_phones(ctx: StageContext) -> list[dict]:
     """The TFLite artifacts on the job's phones through benchmark_model."""
-    from pipeline.profile.devices import profile_artifacts_on_phones
+    from edgepipe.pipeline.profile.devices import profile_artifacts_on_phones
 
     tflite = [(art, ctx.path(art["path"])) for art in ctx.results["export"]["artifacts"] if art["format"] == "tflite"]
     return profile_artifacts_on_phones(ctx.job.profile, tflite)
@@ -114,7 +114,7 @@ def _on_phones(ctx: StageContext) -> list[dict]:
 
 def _plots(results: list[dict], staging: Path) -> dict:
     """plots/latency_distribution.png over every artifact and plots/throughput_<artifact>.png for each."""
-    from pipeline.report.plots_profile import latency_distribution_plot, throughput_plot
+    from edgepipe.pipeline.report.plots_profile import latency_distribution_plot, throughput_plot
 
     if not results:
         return {}

@@ -6,10 +6,10 @@ from dataclasses import asdict
 
 import torch
 
-from models.training import fit
-from models.zoo import get_model
-from pipeline.core.context import StageContext
-from pipeline.core.modules import TRAINED, train_settings
+from edgepipe.models.training import fit
+from edgepipe.models.zoo import get_model
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.modules import TRAINED, train_settings
 
 
 def run_train(ctx: StageContext) -> dict:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from exporters.ledger import compare, require_parity
-from exporters.onnx_to_tflite import VARIANTS
-from exporters.ort_quantize import ORT_VARIANTS
-from models.shared.capture import output_to_log
-from models.shared.errors import ParityError
-from models.shared.progress import step
-from pipeline.core.context import StageContext, onnx_source, source_kind
-from pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
-from pipeline.core.run_view import artifact_key
-from pipeline.core.store import write_json
+from edgepipe.exporters.ledger import compare, require_parity
+from edgepipe.exporters.onnx_to_tflite import VARIANTS
+from edgepipe.exporters.ort_quantize import ORT_VARIANTS
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ParityError
+from edgepipe.models.shared.progress import step
+from edgepipe.pipeline.core.context import StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
+from edgepipe.pipeline.core.run_view import artifact_key
+from edgepipe.pipeline.core.store import write_json
 
 LEDGER = "ledger.json"
 VALIDATE_LOG = "logs/validate.log"
@@ -73,8 +73,8 @@ def torch_reference(ctx: StageContext, samples: dict) -> dict:
     """Outputs of the original PyTorch module (before any export rewrite) on the samples."""
     import torch
 
-    from models.training import predict_outputs
-    from pipeline.core.modules import TRAINED, source_module
+    from edgepipe.models.training import predict_outputs
+    from edgepipe.pipeline.core.modules import TRAINED, source_module
 
     if source_kind(ctx.job) == "factory" and (ahead := recall(ctx.path(TRAINED), TORCH_REFERENCE, samples)):
         return ahead  # run by the export stage from the module it exported, while the converter worked

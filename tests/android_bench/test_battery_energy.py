@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from android_bench.battery_energy import Sample, battery_energy, integrate, normalise, parse_samples
+from edgepipe.android_bench.battery_energy import Sample, battery_energy, integrate, normalise, parse_samples
 
 IDLE, WINDOW = (0.0, 2.0), (3.0, 6.0)
 

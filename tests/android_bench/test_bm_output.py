@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from android_bench.bm_output import BenchmarkOutput, parse_benchmark_output
-from models.shared.errors import DeviceError, EdgepipeError
+from edgepipe.android_bench.bm_output import BenchmarkOutput, parse_benchmark_output
+from edgepipe.models.shared.errors import DeviceError, EdgepipeError
 
 # Real outputs from boards and TFLite versions, kept beside the repository (../shared) and never copied in:
 # their tests skip where that folder is absent (a bare clone in CI); our own fixtures cover every format.
@@ -604,6 +604,6 @@ def test_every_logcat_format_parses_as_the_plain_output(fmt, variant):
 
 
 def test_the_package_exports_the_parser():
-    import android_bench
+    from edgepipe import android_bench
 
     assert android_bench.parse_benchmark_output is parse_benchmark_output

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from android_bench.device_profile import measured_window
-from android_bench.device_run import BenchSettings, Trace, _take, check_binary, session_script
-from models.shared.errors import ConfigError
+from edgepipe.android_bench.device_profile import measured_window
+from edgepipe.android_bench.device_run import BenchSettings, Trace, _take, check_binary, session_script
+from edgepipe.models.shared.errors import ConfigError
 
 BENCH = {"inference": {"count": 1000, "avg_us": 2000.0}}  # 2.0 s of inference
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from android_bench.adb import parse_devices
-from android_bench.facts import cpu_mask, parse_facts
-from android_bench.rails import parse_rails
-from models.shared.errors import ConfigError
+from edgepipe.android_bench.adb import parse_devices
+from edgepipe.android_bench.facts import cpu_mask, parse_facts
+from edgepipe.android_bench.rails import parse_rails
+from edgepipe.models.shared.errors import ConfigError
 
 PROBE = {
     "prop.model": "SM-S918B",

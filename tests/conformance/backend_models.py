@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from exporters.boundary import LOG_PREFIX
+from edgepipe.exporters.boundary import LOG_PREFIX
 
 PYTORCH_SUITES = ("pytorch-converted", "pytorch-operator")
 SUITES = (*PYTORCH_SUITES, "node")
@@ -257,8 +257,8 @@ def _exported_tflite(run_dir: Path) -> dict | None:
 
 def check_tflite(run_dir: Path, art: dict, reference: Reference) -> Check:
     """Feed the reference inputs to the exported TFLite through edgepipe's feeding and compare."""
-    from models.shared.capture import output_to_log
-    from pipeline.core.feeding import run_artifact
+    from edgepipe.models.shared.capture import output_to_log
+    from edgepipe.pipeline.core.feeding import run_artifact
 
     if art.get("custom_ops"):
         return Check("mismatch", None, f"needs non-builtin ops {', '.join(art['custom_ops'])}")
@@ -301,8 +301,8 @@ def boundary_fixes(log_path: Path) -> tuple[str, ...]:
 
 
 def _run(model: BackendModel, work_dir: Path, reference: Reference | None) -> tuple[bool, str, str, Check | None]:
-    from pipeline.core.exporting import export_job
-    from pipeline.core.runner import EXPORT_ONLY, run_job
+    from edgepipe.pipeline.core.exporting import export_job
+    from edgepipe.pipeline.core.runner import EXPORT_ONLY, run_job
 
     run_dir, reference = work_dir / "run", reference or reference_or_failure(model)
     if not isinstance(reference, Reference):
@@ -361,7 +361,7 @@ def run_all(
     models = models if models is not None else discover()
     fn = run_model if mode == "edgepipe" else run_raw_model
     args = [(model, work_dir / mode / model.suite / model.name) for model in models]
-    warm = ("tensorflow", "onnx2tf", *(("pipeline.core.runner",) if mode == "edgepipe" else ()))
+    warm = ("tensorflow", "onnx2tf", *(("edgepipe.pipeline.core.runner",) if mode == "edgepipe" else ()))
     return run_isolated(fn, args, _stopped, timeout_s, workers, warm, progress)
 
 

@@ -53,7 +53,7 @@ def run_raw_model(model: bm.BackendModel, work_dir: Path) -> bm.ModelResult:
 
 
 def _run(model: bm.BackendModel, work_dir: Path) -> tuple[bool, str, str, bm.Check | None]:
-    from exporters.tflite_ops import custom_ops
+    from edgepipe.exporters.tflite_ops import custom_ops
 
     reference = bm.reference_or_failure(model)
     if not isinstance(reference, bm.Reference):
@@ -82,7 +82,7 @@ def _run(model: bm.BackendModel, work_dir: Path) -> tuple[bool, str, str, bm.Che
 
 def convert(onnx_path: Path, work_dir: Path) -> Path:
     """onnx2tf.convert on a copy of the model (onnxsim rewrites it in place); the float32 file it writes."""
-    from models.shared.capture import output_to_log
+    from edgepipe.models.shared.capture import output_to_log
 
     work_dir.mkdir(parents=True, exist_ok=True)
     private = work_dir / "model.onnx"

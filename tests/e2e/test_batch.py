@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 
-from profilers.calibration import matmul_chain
+from edgepipe.profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
 
 FACTORIES = """
@@ -76,7 +76,7 @@ def test_failures_stay_with_their_job_and_workers_are_replaced(tmp_path):
     )
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(tmp_path / "out"), "--workers", "2"],
+        [sys.executable, "-m", "edgepipe.pipeline", "batch", str(jobs), "-o", str(tmp_path / "out"), "--workers", "2"],
         capture_output=True,
         text=True,
         env=env,
@@ -111,7 +111,7 @@ def test_sigkill_mid_batch_then_rerun_redoes_nothing_completed(tmp_path):
     models = onnx_models(tmp_path, 5)
     jobs, out = batch_file(tmp_path, models), tmp_path / "out"
     batch = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "batch", str(jobs), "-o", str(out), "--workers", "1"],
+        [sys.executable, "-m", "edgepipe.pipeline", "batch", str(jobs), "-o", str(out), "--workers", "1"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -63,7 +63,7 @@ def edgepipe_adb(adb_host, *args: str, path: str | None = None) -> subprocess.Co
     if path is not None:
         env["PATH"] = path
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "edgepipe.pipeline", *args], capture_output=True, text=True, env=env, timeout=300
     )
 
 

@@ -49,7 +49,7 @@ def test_profile_onnx_and_pt2_by_suffix(default_run):
 
 
 def test_int8_mixed_keeps_no_layer_float_when_int8_meets_the_floor(tmp_path):
-    from pipeline.report.variants import sensitivity_lines
+    from edgepipe.pipeline.report.variants import sensitivity_lines
 
     variants = "int8_float_io,int8_mixed"
     result = edgepipe("export", "cnn_digits", "--variant", variants, "-o", str(tmp_path / "m"), "--json")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from profilers.calibration import matmul_chain
+from edgepipe.profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
 
 

@@ -6,8 +6,8 @@ import shutil
 
 import pytest
 
-from pipeline.core.store import sha256_file
-from profilers.energy import package_domains
+from edgepipe.pipeline.core.store import sha256_file
+from edgepipe.profilers.energy import package_domains
 from tests.conftest import edgepipe
 
 

@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from models.record import recorded
-from models.zoo import MODELS
-from pipeline.core.exporting import export_job, export_summary
-from pipeline.core.runner import EXPORT_ONLY, run_job
+from edgepipe.models.record import recorded
+from edgepipe.models.zoo import MODELS
+from edgepipe.pipeline.core.exporting import export_job, export_summary
+from edgepipe.pipeline.core.runner import EXPORT_ONLY, run_job
 
 # How far a fresh training run may land from the recorded figure (thread scheduling can
 # reorder float sums): a tenth of a point of accuracy, or a fifth of a dB of PSNR.

@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from exporters.boundary import BoundaryFix, fit_boundary
-from exporters.onnx_inputs import onnx_input_specs
-from exporters.onnx_to_tflite import export_tflite
-from models.shared.errors import ExportError
-from models.shared.specs import InputSpec
-from profilers.runtimes import open_tflite
+from edgepipe.exporters.boundary import BoundaryFix, fit_boundary
+from edgepipe.exporters.onnx_inputs import onnx_input_specs
+from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.profilers.runtimes import open_tflite
 
 
 def _save(tmp: Path, nodes: list, inputs: list, outputs: list, name: str = "model.onnx") -> Path:
@@ -57,9 +57,9 @@ def _tflite_vs_ort(onnx_path: Path, tflite_path: Path, feeds: dict[str, np.ndarr
 
 def test_transposed_2d_concat_is_restored(tmp_path, monkeypatch):
     # onnx2tf's strict translation transposes these 2-D tensors (its fast one, edgepipe's first try, does not)
-    import exporters.onnx_to_tflite
+    from edgepipe.exporters import onnx_to_tflite
 
-    monkeypatch.setattr(exporters.onnx_to_tflite, "_reproduces_onnxruntime", lambda *args: False)
+    monkeypatch.setattr(onnx_to_tflite, "_reproduces_onnxruntime", lambda *args: False)
     onnx_path = _concat_axis_minus_2(tmp_path)
     result = _export(onnx_path, tmp_path)
     assert [s.shape for s in result.inputs] == [(2, 2), (2, 2)]
@@ -121,8 +121,8 @@ def test_a_transpose_is_chosen_only_by_evidence(tmp_path):
 
 
 def test_unrestorable_output_keeps_the_clear_error(tmp_path):
-    from exporters.tflite_convert import write_saved_model
-    from exporters.tflite_signature import signature
+    from edgepipe.exporters.tflite_convert import write_saved_model
+    from edgepipe.exporters.tflite_signature import signature
 
     onnx_path = _identity_onnx(tmp_path)
     specs = onnx_input_specs(onnx_path)
@@ -138,7 +138,7 @@ def test_unrestorable_output_keeps_the_clear_error(tmp_path):
 def test_an_ambiguous_output_kept_without_evidence_is_said(tmp_path, monkeypatch, caplog):
     # (1, 4, 4) reads the same as NWC and NCW; with ONNX Runtime unable to run the graph the
     # recorded layout is onnx2tf's rule, and the log says it was not checked.
-    import exporters.tflite_signature as signature_module
+    import edgepipe.exporters.tflite_signature as signature_module
 
     spec = InputSpec("y", (1, 4, 4), "float32", "NWC")
     monkeypatch.setattr(signature_module, "onnxruntime_outputs", lambda *args: None)

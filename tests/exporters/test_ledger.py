@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from exporters.ledger import compare, output_figures, require_parity
-from models.shared.errors import ParityError
+from edgepipe.exporters.ledger import compare, output_figures, require_parity
+from edgepipe.models.shared.errors import ParityError
 
 
 def test_figures_of_a_known_error():

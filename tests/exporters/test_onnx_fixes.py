@@ -14,12 +14,12 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from exporters.onnx_channels_first import channels_first_blocks
-from exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
-from exporters.onnx_to_tflite import export_tflite
-from exporters.torch_to_onnx import export_onnx
-from models.shared.specs import convert_layout
-from profilers.runtimes import open_tflite
+from edgepipe.exporters.onnx_channels_first import channels_first_blocks
+from edgepipe.exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
+from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.specs import convert_layout
+from edgepipe.profilers.runtimes import open_tflite
 
 
 def _const(name: str, value) -> onnx.TensorProto:
@@ -235,9 +235,9 @@ def test_block_with_a_vector_add_of_its_own_is_left_alone():
 def test_strict_translation_when_the_fast_one_fails(tmp_path, monkeypatch):
     # Without the channels-first rewrite, onnx2tf's fast translation of these blocks breaks on the
     # layer scale's broadcast; the strict one (layouts by trial) converts them.
-    import exporters.onnx_channels_first
+    from edgepipe.exporters import onnx_channels_first
 
-    monkeypatch.setattr(exporters.onnx_channels_first, "channels_first_blocks", lambda model: 0)
+    monkeypatch.setattr(onnx_channels_first, "channels_first_blocks", lambda model: 0)
     model, x = _convnext_like(), torch.randn(1, 3, 64, 64)
     onnx_file = export_onnx(torch.export.export(model, (x,)), (x,), ["x"], tmp_path / "model.onnx", tmp_path / "log")
     result = export_tflite(onnx_file.path, tmp_path / "model.tflite", "fp32", tmp_path / "convert.log")

@@ -13,11 +13,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from exporters.ort_quantize import ORT_VARIANTS, OnnxQuantExport, quantize_onnx
-from exporters.torch_to_onnx import export_onnx
-from models.shared.errors import ExportError
-from models.training import TrainSettings, fit
-from models.zoo import get_model
+from edgepipe.exporters.ort_quantize import ORT_VARIANTS, OnnxQuantExport, quantize_onnx
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.training import TrainSettings, fit
+from edgepipe.models.zoo import get_model
 
 
 @dataclass(frozen=True)

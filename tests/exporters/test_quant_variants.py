@@ -11,14 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.ledger import output_figures
-from exporters.onnx_to_tflite import VARIANTS, TfliteExport, export_tflite, export_tflite_variants
-from exporters.torch_to_onnx import export_onnx
-from models.shared.errors import ExportError
-from models.shared.specs import InputSpec, convert_layout
-from pipeline.core.config import ExportSection, ValidateSection
-from pipeline.stages.validate import Limits, limits_for
-from profilers.runtimes import dequantize, open_tflite, quantize
+from edgepipe.exporters.ledger import output_figures
+from edgepipe.exporters.onnx_to_tflite import VARIANTS, TfliteExport, export_tflite, export_tflite_variants
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.specs import InputSpec, convert_layout
+from edgepipe.pipeline.core.config import ExportSection, ValidateSection
+from edgepipe.pipeline.stages.validate import Limits, limits_for
+from edgepipe.profilers.runtimes import dequantize, open_tflite, quantize
 
 SHAPE = (1, 1, 8, 8)
 SPECS = (InputSpec("x", SHAPE, "float32", "NCHW"),)

@@ -13,13 +13,13 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.onnx_to_tflite import TfliteExport, export_tflite
-from exporters.rewrite_transformer import PlainMultiheadAttention
-from exporters.rewrites import export_friendly
-from exporters.tflite_ops import custom_ops
-from exporters.torch_to_onnx import export_onnx
-from models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
-from profilers.runtimes import open_tflite
+from edgepipe.exporters.onnx_to_tflite import TfliteExport, export_tflite
+from edgepipe.exporters.rewrite_transformer import PlainMultiheadAttention
+from edgepipe.exporters.rewrites import export_friendly
+from edgepipe.exporters.tflite_ops import custom_ops
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
+from edgepipe.profilers.runtimes import open_tflite
 
 TORCH_ATOL = 1e-5  # rewritten vs original module, both in torch
 TFLITE_REL = 1e-4  # TFLite vs original torch module, relative to the largest reference value

@@ -12,10 +12,16 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.sensitivity import HELD_OUT_MARGIN_DB, LayerLoss, export_mixed, export_to_floor, layer_sensitivity
-from exporters.torch_to_onnx import export_onnx
-from models.shared.capture import output_to_log
-from models.shared.errors import ExportError
+from edgepipe.exporters.sensitivity import (
+    HELD_OUT_MARGIN_DB,
+    LayerLoss,
+    export_mixed,
+    export_to_floor,
+    layer_sensitivity,
+)
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.capture import output_to_log
+from edgepipe.models.shared.errors import ExportError
 
 SHAPE = (1, 1, 8, 8)
 DAMAGED_CHANNELS = 12  # only the damaged conv writes 12 channels, so its output shape identifies it

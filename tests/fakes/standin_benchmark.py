@@ -155,7 +155,7 @@ def _delegate_lines(delegate: str, nodes: int) -> None:
 
 def _op_table(graph: str, interp, threads: int) -> None:
     """The per-op tables, timed by LiteRT's own profiler over a few runs."""
-    from profilers.op_profile import profile_ops
+    from edgepipe.profilers.op_profile import profile_ops
 
     details = interp.get_signature_runner().get_input_details()
     feeds = {name: np.zeros(d["shape"], d["dtype"]) for name, d in details.items()}

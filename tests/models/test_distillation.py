@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from models.distillation import distill, distillation_loss, narrower
-from models.pruning import count_parameters
-from models.shared.errors import ConfigError
-from models.training import TrainSettings, predict
-from models.zoo import get_model
+from edgepipe.models.distillation import distill, distillation_loss, narrower
+from edgepipe.models.pruning import count_parameters
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.models.training import TrainSettings, predict
+from edgepipe.models.zoo import get_model
 
 
 def test_loss_is_the_label_loss_plus_zero_when_the_student_is_the_teacher():
@@ -45,7 +45,7 @@ def test_a_narrow_student_learns_from_the_teacher():
     data = spec.dataset(0)
     torch.manual_seed(0)
     teacher = spec.build()
-    from models.training import train
+    from edgepipe.models.training import train
 
     settings = TrainSettings(epochs=8, lr=0.003, batch_size=64, seed=0)
     train(teacher, data, settings, spec.task, spec.input_names)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from models.pruning import (
+from edgepipe.models.pruning import (
     channel_groups,
     count_parameters,
     finalize_magnitude,
@@ -17,7 +17,7 @@ from models.pruning import (
     resize_to,
     sparsity,
 )
-from models.zoo import get_model
+from edgepipe.models.zoo import get_model
 
 X = (torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(0)),)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from models.qat import fake_int8, int8_step, quantization_aware_finetune
-from models.training import TrainSettings, predict
-from models.zoo import get_model
+from edgepipe.models.qat import fake_int8, int8_step, quantization_aware_finetune
+from edgepipe.models.training import TrainSettings, predict
+from edgepipe.models.zoo import get_model
 
 X = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(0))
 
@@ -34,7 +34,7 @@ def test_quantization_aware_finetune_keeps_a_trained_model_accurate():
     data = spec.dataset(0)
     torch.manual_seed(0)
     module = spec.build()
-    from models.training import train
+    from edgepipe.models.training import train
 
     train(module, data, TrainSettings(epochs=8, seed=0), spec.task, spec.input_names)
     result = quantization_aware_finetune(module, spec, data, TrainSettings(epochs=2, lr=3e-4, seed=0))

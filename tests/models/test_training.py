@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from models.metrics import binary, psnr
-from models.registry import DatasetSplits
-from models.training import TrainSettings, class_weights, predict_outputs, shift, train
+from edgepipe.models.metrics import binary, psnr
+from edgepipe.models.registry import DatasetSplits
+from edgepipe.models.training import TrainSettings, class_weights, predict_outputs, shift, train
 
 
 def _blobs(seed: int, positive_share: float = 0.5) -> DatasetSplits:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from models.shared.errors import ModelNotFoundError
-from models.shared.specs import InputSpec, channels_last, convert_layout
-from models.zoo import MODELS, get_model
+from edgepipe.models.shared.errors import ModelNotFoundError
+from edgepipe.models.shared.specs import InputSpec, channels_last, convert_layout
+from edgepipe.models.zoo import MODELS, get_model
 
 
 def test_digits_split_is_seeded_and_disjoint():

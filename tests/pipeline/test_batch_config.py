@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.shared.errors import ConfigError
-from pipeline.batch.config import load_batch, parse_batch
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.batch.config import load_batch, parse_batch
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from profilers.calibration import matmul_chain
+from edgepipe.profilers.calibration import matmul_chain
 from tests.conftest import edgepipe
 
 # A real Ray instance per test: the slow tier.

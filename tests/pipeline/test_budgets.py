@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from models.shared.errors import ConfigError
-from pipeline.gate.budgets import Relative, load_budgets, parse_budgets
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.gate.budgets import Relative, load_budgets, parse_budgets
 
 ROOT = Path(__file__).resolve().parents[2]
 

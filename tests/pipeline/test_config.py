@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from models.shared.errors import ConfigError
-from pipeline.core.config import default_job_text, load_job, parse_job
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.core.config import default_job_text, load_job, parse_job
 
 HEAD = '[job]\nname = "a"\nmodel = "cnn_digits"\n'
 
@@ -17,7 +17,7 @@ def test_default_job_is_valid_and_embedded():
 
 def test_default_jobs_gate_is_examples_budgets():
     """The default job's [[gate.budget]] tables are examples/budgets.toml's, so the README's gate command agrees."""
-    from pipeline.gate.budgets import job_budgets, load_budgets
+    from edgepipe.pipeline.gate.budgets import job_budgets, load_budgets
 
     examples = Path(__file__).parents[2] / "examples" / "budgets.toml"
     assert job_budgets(load_job(None).gate).budgets == load_budgets(examples).budgets

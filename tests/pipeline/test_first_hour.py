@@ -10,9 +10,9 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.core.config import JobConfig, default_job_text
-from pipeline.core.console import keyed_table
-from pipeline.report.plots import Point, tradeoff_figure
+from edgepipe.pipeline.core.config import JobConfig, default_job_text
+from edgepipe.pipeline.core.console import keyed_table
+from edgepipe.pipeline.report.plots import Point, tradeoff_figure
 
 ROOT = Path(__file__).parents[2]
 
@@ -21,7 +21,7 @@ def _cli_options() -> dict[str, list[set[str]]]:
     """Each command's options, as the set of names (aliases) of each option."""
     import typer
 
-    from pipeline.cli import app
+    from edgepipe.pipeline.cli import app
 
     group = typer.main.get_command(app)
     return {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.gate.checks import FAIL, batch_failures
+from edgepipe.pipeline.gate.checks import FAIL, batch_failures
 
 
 def test_an_unreadable_batch_report_fails_the_gate(tmp_path):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.gate.budgets import Budget, Relative
-from pipeline.gate.checks import FAIL, PASS, Subject, relative_check
-from profilers.calibration import matmul_chain
-from profilers.paired import paired_ratio_isolated
+from edgepipe.pipeline.gate.budgets import Budget, Relative
+from edgepipe.pipeline.gate.checks import FAIL, PASS, Subject, relative_check
+from edgepipe.profilers.calibration import matmul_chain
+from edgepipe.profilers.paired import paired_ratio_isolated
 from tests.profilers.test_paired import DEPTH, FEEDS, ROWS, WIDTH
 
 BUDGET = Budget("int8 at most 1.15x fp32", latency_ms={"p90": Relative(1.15, "onnx:fp32")})

@@ -6,9 +6,9 @@ import sys
 
 import torch
 
-from pipeline.batch.pool import Task, run_task
-from pipeline.core.exporting import export_job
-from pipeline.core.runner import EXPORT_ONLY
+from edgepipe.pipeline.batch.pool import Task, run_task
+from edgepipe.pipeline.core.exporting import export_job
+from edgepipe.pipeline.core.runner import EXPORT_ONLY
 
 PROBES = """
 import os

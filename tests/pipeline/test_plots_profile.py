@@ -6,7 +6,7 @@ import matplotlib
 import numpy as np
 import pytest
 
-from pipeline.report.plots_profile import _unavailable_lines, latency_distribution_plot, throughput_plot
+from edgepipe.pipeline.report.plots_profile import _unavailable_lines, latency_distribution_plot, throughput_plot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from models.shared.errors import InputFileError
-from pipeline.core.run_view import RunView
+from edgepipe.models.shared.errors import InputFileError
+from edgepipe.pipeline.core.run_view import RunView
 
 
 def _manifest() -> dict:
@@ -56,7 +56,7 @@ def test_the_view_cannot_change_the_run(tmp_path):
 
 
 def test_a_stage_of_a_running_job_sees_its_declared_results_only(tmp_path):
-    from pipeline.core.context import DeclaredResults
+    from edgepipe.pipeline.core.context import DeclaredResults
 
     manifest = _manifest()
     results = {name: record["result"] for name, record in manifest["stages"].items()}

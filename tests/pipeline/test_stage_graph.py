@@ -7,9 +7,9 @@ import tomllib
 
 import pytest
 
-from pipeline.core.config import default_job_text, validate_job
-from pipeline.core.context import DeclaredResults
-from pipeline.core.runner import run_job
+from edgepipe.pipeline.core.config import default_job_text, validate_job
+from edgepipe.pipeline.core.context import DeclaredResults
+from edgepipe.pipeline.core.runner import run_job
 
 
 def test_reading_an_undeclared_result_raises():

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from models.shared.errors import OutputDirError
-from pipeline.core.store import MANIFEST, Store, sha256_file, write_atomic
+from edgepipe.models.shared.errors import OutputDirError
+from edgepipe.pipeline.core.store import MANIFEST, Store, sha256_file, write_atomic
 
 
 def test_commit_moves_files_and_records_sha(tmp_path):

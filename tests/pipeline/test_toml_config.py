@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from models.shared.errors import ConfigError
-from pipeline.batch.config import load_batch
-from pipeline.core.config import load_job
-from pipeline.gate.budgets import load_budgets
-from pipeline.profile.devices import benchmark_binary, user_config_path
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.pipeline.batch.config import load_batch
+from edgepipe.pipeline.core.config import load_job
+from edgepipe.pipeline.gate.budgets import load_budgets
+from edgepipe.pipeline.profile.devices import benchmark_binary, user_config_path
 
 # A misspelt key in each kind of file, and the did-you-mean line it must give.
 MISSPELT = {

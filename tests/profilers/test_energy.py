@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from profilers import energy
+from edgepipe.profilers import energy
 
 
 def _zone(root: Path, zone: str, name: str, uj: int, max_range: int = 1_000_000) -> Path:
@@ -63,8 +63,8 @@ def test_profile_reads_a_live_counter_that_wraps(tmp_path):
 
     import numpy as np
 
-    from profilers.harness import TimingSettings
-    from profilers.profile import profile_in_process
+    from edgepipe.profilers.harness import TimingSettings
+    from edgepipe.profilers.profile import profile_in_process
     from tests.profile_models import onnx_graph
 
     watts, wrap = 5.0, 4_000_000  # a 4 J range

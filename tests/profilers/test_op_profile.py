@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.onnx_to_tflite import export_tflite
-from exporters.torch_to_onnx import export_onnx
-from models.shared.errors import InputFileError, ProfileError
-from models.shared.specs import InputSpec
-from profilers.op_profile import OpProfile, profile_ops
+from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.errors import InputFileError, ProfileError
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.profilers.op_profile import OpProfile, profile_ops
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.shared.errors import InputFileError
-from profilers.calibration import matmul_chain
-from profilers.paired import PairedRatio, paired_ratio, paired_ratio_isolated
+from edgepipe.models.shared.errors import InputFileError
+from edgepipe.profilers.calibration import matmul_chain
+from edgepipe.profilers.paired import PairedRatio, paired_ratio, paired_ratio_isolated
 
 # 32 rows x 256 wide x 6 layers is ~0.3 ms a call with one thread on the 2-core dev host: long
 # enough that the fixed cost of a session.run (14-24 us p90 for a near-empty graph here) barely

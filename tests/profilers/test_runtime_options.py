@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.shared.errors import ConfigError
-from profilers.harness import QUICK, TimingSettings
-from profilers.profile import profile_in_process
-from profilers.runtimes import ORT_OPTIMIZATION, RuntimeOptions, open_onnxruntime, open_tflite, open_torch
+from edgepipe.models.shared.errors import ConfigError
+from edgepipe.profilers.harness import QUICK, TimingSettings
+from edgepipe.profilers.profile import profile_in_process
+from edgepipe.profilers.runtimes import ORT_OPTIMIZATION, RuntimeOptions, open_onnxruntime, open_tflite, open_torch
 from tests.profile_models import onnx_graph
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ class Block:
             raise ImportError(f"{name} is blocked for this test")
 
 sys.meta_path.insert(0, Block())
-from profilers.runtimes import RuntimeOptions, open_tflite
+from edgepipe.profilers.runtimes import RuntimeOptions, open_tflite
 x = np.load(sys.argv[2])
 out = {}
 for path in sys.argv[3:]:

@@ -3,8 +3,8 @@ import time
 import numpy as np
 import pytest
 
-from profilers.harness import TimingSettings, measure, time_invocations, warm_up
-from profilers.stats import latency_stats
+from edgepipe.profilers.harness import TimingSettings, measure, time_invocations, warm_up
+from edgepipe.profilers.stats import latency_stats
 
 
 def test_latency_stats_in_milliseconds():
@@ -61,7 +61,7 @@ def test_cv_and_tukey_outliers():
 
 
 def test_pooled_percentile_equals_numpy_on_the_materialised_resample():
-    from profilers.stats import pooled_percentile, ranked_stretches
+    from edgepipe.profilers.stats import pooled_percentile, ranked_stretches
 
     rng = np.random.default_rng(3)
     values, stretches = rng.lognormal(0, 0.5, 403), 30
@@ -79,7 +79,7 @@ def test_pooled_percentile_equals_numpy_on_the_materialised_resample():
 
 def test_block_intervals_cover_a_drifting_run_where_per_call_intervals_do_not():
     """Each run drifts by stretches (as a shared machine does); the pooled p90 of many runs is the truth."""
-    from profilers.stats import bootstrap_ci
+    from edgepipe.profilers.stats import bootstrap_ci
 
     rng = np.random.default_rng(5)
 

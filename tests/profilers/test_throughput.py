@@ -11,9 +11,9 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from exporters.onnx_to_tflite import export_tflite
-from exporters.torch_to_onnx import export_onnx
-from profilers.throughput import ThroughputPoint, sweep_isolated, throughput_sweep
+from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.profilers.throughput import ThroughputPoint, sweep_isolated, throughput_sweep
 
 BATCHES = (1, 4, 16)
 SECONDS = 0.05  # behaviour, not speed, is under test: the shortest honest measured phase will do

@@ -7,12 +7,12 @@ import pytest
 import torch
 from torch import nn
 
-from exporters.onnx_to_tflite import export_tflite
-from exporters.torch_to_onnx import export_onnx
-from models.shared.specs import InputSpec
-from profilers.harness import TimingSettings
-from profilers.profile import profile_in_process
-from profilers.runtimes import open_tflite
+from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.profilers.harness import TimingSettings
+from edgepipe.profilers.profile import profile_in_process
+from edgepipe.profilers.runtimes import open_tflite
 
 
 @pytest.fixture(scope="module")
