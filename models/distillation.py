@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from typing import Callable
 
 import torch
 from torch import nn
@@ -23,7 +24,9 @@ def narrower(spec: ModelSpec, width: float) -> nn.Module:
     return spec.build(width=width)
 
 
-def distillation_loss(teacher: nn.Module, task: str, temperature: float, alpha: float) -> Criterion:
+def distillation_loss(
+    teacher: nn.Module, task: str, temperature: float, alpha: float, hard_loss: Callable | None = None
+) -> Criterion:
     """alpha x soft-target loss + (1 - alpha) x task loss.
 
     Classification: Hinton's KL divergence between softened distributions, scaled by T^2 so
@@ -31,7 +34,7 @@ def distillation_loss(teacher: nn.Module, task: str, temperature: float, alpha: 
     teacher's output.
     """
     teacher.eval()
-    hard = nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss()
+    hard = hard_loss or (nn.MSELoss() if task == "regression" else nn.CrossEntropyLoss())
 
     def criterion(outputs: torch.Tensor, targets: torch.Tensor, inputs: list[torch.Tensor]) -> torch.Tensor:
         with torch.no_grad():
@@ -65,5 +68,6 @@ def distill(
     alpha: float,
 ) -> TrainResult:
     """Train the student on the teacher's softened outputs mixed with the labels."""
-    criterion = distillation_loss(teacher, spec.task, temperature, alpha)
-    return train(student, data, settings, spec.task, spec.input_names, spec.image_inputs, criterion)
+    loss = getattr(spec, "loss", None)
+    criterion = distillation_loss(teacher, spec.task, temperature, alpha, loss)
+    return train(student, data, settings, spec.task, spec.input_names, spec.image_inputs, criterion, loss)

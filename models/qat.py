@@ -72,4 +72,6 @@ def quantization_aware_finetune(
 ) -> TrainResult:
     """Fine-tune the module under fake int8 quantization; it leaves with int8-grid weights and no hooks."""
     with fake_int8(module):
-        return train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)
+        return train(
+            module, data, settings, spec.task, spec.input_names, spec.image_inputs, loss=getattr(spec, "loss", None)
+        )

@@ -47,6 +47,18 @@ class TrainResult:
 Criterion = Callable[[torch.Tensor, torch.Tensor, list[torch.Tensor]], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class Learning:
+    """What the training loop needs of any model (a zoo ModelSpec has the same attributes): its task
+    (which picks the default loss), its input names, the inputs light augmentation may shift, and a
+    loss of the user's own, (outputs, targets) -> scalar tensor."""
+
+    task: str
+    input_names: list[str]
+    image_inputs: tuple[str, ...] = ()
+    loss: Callable | None = None
+
+
 def train(
     model: nn.Module,
     data: DatasetSplits,
@@ -55,18 +67,19 @@ def train(
     input_names: list[str],
     image_inputs: tuple[str, ...] = (),
     criterion: Criterion | None = None,
+    loss: Callable | None = None,
 ) -> TrainResult:
     """Train with Adam; stop when the validation task loss has not improved for `patience` epochs, keep the best.
 
     criterion replaces the task loss during training (not for early stopping, which always
-    judges the task itself).
+    judges the task itself); loss, the user's own, replaces the task loss everywhere.
     """
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
     x_train = [torch.from_numpy(data.x_train[n]) for n in input_names]
     x_val = [torch.from_numpy(data.x_val[n]) for n in input_names]
     y_train, y_val = torch.from_numpy(data.y_train), torch.from_numpy(data.y_val)
-    loss_fn = _loss(task, data.y_train if settings.class_weighting else None)
+    loss_fn = loss or _loss(task, data.y_train if settings.class_weighting else None)
     criterion = criterion or (lambda outputs, targets, inputs: loss_fn(outputs, targets))
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimizer, settings)

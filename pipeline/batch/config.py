@@ -150,7 +150,7 @@ def _job(model: str, axis: dict, file: BatchFile, base: Path, where: str, suffix
         data["validate"]["inputs"] = str(base / data["validate"]["inputs"])
     if job_keys.get("weights"):
         job_keys["weights"] = str(base / job_keys["weights"])
-    for section, key in (("export", "calibration"), ("validate", "eval_data")):
+    for section, key in (("export", "calibration"), ("validate", "eval_data"), ("train", "data")):
         source = data.get(section, {}).get(key)
         if isinstance(source, str) and source and not is_function_ref(source):
             data[section][key] = str(base / source)

@@ -16,6 +16,7 @@ from edgepipe.pipeline.core.toml_config import STRICT, checked, parse_toml, read
 # Variant names are declared once, by the exporters; a name they do not know is a config error.
 TfliteVariant = Literal[tuple(VARIANTS)]
 OrtVariant = Literal[tuple(ORT_VARIANTS)]
+FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # 'pkg.module:function'
 
 
 class JobSection(BaseModel):
@@ -43,6 +44,34 @@ class TrainSection(BaseModel):
     lr_gamma: float | None = Field(None, gt=0, le=1)
     augment: bool | None = None
     threads: int = Field(DEFAULT_THREADS, ge=1)  # more threads than free cores collapse
+    # A user model's labelled training data: an .npz (an array per input name plus 'labels'), a folder of
+    # images with one subfolder per class (read as [export.images] says) or 'pkg.module:function' yielding
+    # (sample, label) pairs. val_fraction of it (seeded) is held back for early stopping.
+    data: str | None = Field(None, min_length=1)
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    # 'pkg.module:function' (outputs, targets) -> scalar loss tensor; default: cross-entropy on class labels
+    loss: str | None = Field(None, pattern=FUNCTION_REF)
+
+
+class PruneTarget(BaseModel):
+    """One global goal for channel pruning, as a fraction of the unpruned model's figure."""
+
+    model_config = STRICT
+    macs: float | None = Field(None, gt=0, lt=1)
+    params: float | None = Field(None, gt=0, lt=1)
+    latency: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_goal(self) -> PruneTarget:
+        given = [k for k in ("macs", "params", "latency") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of macs, params or latency, e.g. prune_target = {macs = 0.5}")
+        return self
+
+    @property
+    def goal(self) -> tuple[str, float]:
+        """(what, fraction)."""
+        return next((k, v) for k in ("macs", "params", "latency") if (v := getattr(self, k)) is not None)
 
 
 class CompressSection(BaseModel):
@@ -51,12 +80,19 @@ class CompressSection(BaseModel):
     model_config = STRICT
     distill: bool = False
     student_width: float = Field(0.5, gt=0, le=1)  # a narrower build of the zoo model ...
-    student: str | None = Field(None, pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")  # ... or 'pkg.module:factory'
+    student: str | None = Field(None, pattern=FUNCTION_REF)  # ... or 'pkg.module:factory'
     temperature: float = Field(4.0, gt=0)
     distill_alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's soft targets; the rest is the labels'
     distill_epochs: int | None = Field(None, ge=1)  # default: the model's own training epochs
     prune: Literal["none", "magnitude", "channels"] = "none"
-    prune_amount: float = Field(0.5, gt=0, lt=1)  # fraction of weights (magnitude) or of channels per layer
+    prune_amount: float = Field(0.5, gt=0, lt=1)  # fraction of weights (magnitude) or of channels per group
+    # channels: prune until the model keeps this fraction of its MACs or parameters (instead of prune_amount),
+    # or until its fp32 TFLite file runs in this fraction of the unpruned file's host time
+    prune_target: PruneTarget | None = None
+    prune_skip: tuple[str, ...] = ()  # module names (as named_modules() gives them) whose channels stay
+    prune_steps: int = Field(1, ge=1)  # prune in this many smaller steps, recovering after each
+    # how pruned accuracy is won back: on the labels, from the unpruned model's outputs (no labels needed), or both
+    recovery: Literal["finetune", "distill", "both"] = "both"
     finetune_epochs: int = Field(20, ge=0)
     finetune_lr: float | None = Field(None, gt=0)  # default: the model's training learning rate
     qat: bool = False  # quantization-aware fine-tune, last: for models whose post-training int8 loses too much
@@ -111,6 +147,9 @@ class ValidateSection(BaseModel):
     # returning (sample, label) pairs; gives every artifact the task metric, held to max_metric_drop.
     eval_data: str | None = Field(None, min_length=1)
     eval_metric: Literal["accuracy"] = "accuracy"  # arg-max class over the output's class axis
+    # A user model's own task metric, 'pkg.module:function' (outputs, labels) -> float or {name: float};
+    # the function's `higher_is_better` attribute (default True) says which way a drop goes.
+    metric: str | None = Field(None, pattern=FUNCTION_REF)
 
 
 class ProfileSection(BaseModel):

@@ -10,7 +10,8 @@ import numpy as np
 
 from edgepipe.models.shared.errors import ExportError, InputFileError, first_line
 from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
-from edgepipe.pipeline.core.context import StageContext, source_kind
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.sources import model_source
 from edgepipe.profilers.runtimes import RUNTIMES, quantize
 
 RUNTIME_OF_FORMAT = {"torch": "torch", "onnx": "onnxruntime", "tflite": "tflite"}
@@ -21,38 +22,38 @@ TORCH_REFERENCE = "the PyTorch module's outputs"  # what recall() calls the refe
 def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict] | None]:
     """Samples in the PyTorch layout and the task metric over outputs (None for ONNX files).
 
-    A zoo model gets its real held-out split; a user's ONNX file or factory gets the job's
-    inputs file or, without one, seeded random inputs of its example shapes.
+    The user's eval set when given; then the job's inputs file; then the held-out split of the
+    model's data (the zoo's, or a factory's [train] data); else seeded random inputs of its shapes.
     """
     if ctx.job.validate_.eval_data:
         return _eval_set(ctx)
     if ctx.job.validate_.inputs:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         return load_inputs(Path(ctx.job.validate_.inputs), specs_of(onnx_art)), None
-    if source_kind(ctx.job) != "zoo":
+    source = model_source(ctx.job)
+    data = source.splits() if source.has_module else None
+    if data is None:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
         rng = np.random.default_rng(ctx.job.job.seed)
         return {
             s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape else random_input(rng, s, 0)
             for s in specs_of(onnx_art)
         }, None
-    from edgepipe.models.zoo import get_model
-
-    spec = get_model(ctx.job.job.model)
-    data = spec.dataset(ctx.job.job.seed)
-    return data.x_test, (lambda out: spec.metric(out["output_0"], data.y_test))
+    return data.x_test, (lambda out: source.task.metric(out["output_0"], data.y_test))
 
 
 def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
-    """The user's labelled set, and accuracy over the model's first output."""
+    """The user's labelled set, and the task's metric (top-1 by default) over the model's first output."""
     from edgepipe.exporters.onnx_inputs import onnx_output_specs
-    from edgepipe.pipeline.core.user_data import accuracy, load_eval
+    from edgepipe.pipeline.core.user_data import load_eval
+
+    metric = model_source(ctx.job).task.metric
 
     onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
     inputs, labels = load_eval(ctx.job.validate_.eval_data, tuple(specs_of(onnx_art)), ctx.job.export.images)
     first = onnx_output_specs(ctx.path(onnx_art["path"]))[0].name
     # A torch reference names its outputs output_0, ...; the exported ONNX graph's first output is output_0 too.
-    return inputs, (lambda out: accuracy(out[first] if first in out else out["output_0"], labels))
+    return inputs, (lambda out: metric(out[first] if first in out else out["output_0"], labels))
 
 
 def specs_of(art: dict) -> list[InputSpec]:

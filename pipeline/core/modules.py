@@ -2,40 +2,46 @@
 the export stage converts (with its example inputs and calibration samples).
 
 Stages load models through here rather than through each other, so no stage module imports another.
+Every question about the model goes to its source (pipeline/core/sources.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from edgepipe.models.pruning import resize_to
-from edgepipe.models.registry import ModelSpec
 from edgepipe.models.shared.specs import InputSpec
-from edgepipe.models.training import TrainSettings
-from edgepipe.models.zoo import get_model
+from edgepipe.models.training import Learning, TrainSettings
 from edgepipe.pipeline.core.config import JobConfig
-from edgepipe.pipeline.core.context import StageContext, source_kind
+from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.sources import ModelSource, model_source
 
 TRAINED = "model.pt"
-COMPRESSED = "model_compressed.pt"
+COMPRESSED = "model_compressed.pt2"  # a torch.export program: pruned layers keep their new shapes
+PRUNE_PLAN = "prune_plan.json"
 # Activation ranges from fewer samples than this describe a handful of inputs, not the data.
 MIN_CALIBRATION_SAMPLES = 8
 
 
-def train_settings(job: JobConfig, spec: ModelSpec) -> TrainSettings:
+def train_settings(job: JobConfig, defaults: dict) -> TrainSettings:
     """Library defaults, then the model's defaults, then what the job's [train] sets."""
     overrides = {k: v for k, v in job.train.model_dump().items() if v is not None}
     known = {f.name for f in fields(TrainSettings)}
-    merged = {**spec.train_defaults, **{k: v for k, v in overrides.items() if k in known}, "seed": job.job.seed}
+    merged = {**defaults, **{k: v for k, v in overrides.items() if k in known}, "seed": job.job.seed}
     return TrainSettings(**merged)
+
+
+def learning(source: ModelSource) -> Learning:
+    """What the training loop needs of the source's model."""
+    return Learning(source.task.kind, source.input_names, source.image_inputs, source.task.loss)
 
 
 def trained_module(ctx: StageContext) -> torch.nn.Module:
     """The trained module rebuilt from model.pt (weights only, never arbitrary pickles)."""
-    module = get_model(ctx.job.job.model).build()
+    module = model_source(ctx.job).build()
     module.load_state_dict(torch.load(ctx.path(TRAINED), weights_only=True))
     return module.eval()
 
@@ -44,43 +50,80 @@ def student_module(ctx: StageContext) -> torch.nn.Module:
     """The student: the user's factory, or the zoo model built narrower."""
     settings = ctx.job.compress
     torch.manual_seed(ctx.job.job.seed)
+    source = model_source(ctx.job)
     if settings.student:
         from edgepipe.pipeline.core.user_models import load_user_model
 
-        spec = get_model(ctx.job.job.model)
-        shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in spec.inputs)
+        shapes = tuple(f"{'x'.join(map(str, s.shape))}:{s.dtype}" for s in source.inputs)
         return load_user_model(settings.student, shapes, None, ctx.job.job.seed).module
-    from edgepipe.models.distillation import narrower
+    if source.kind != "zoo":
+        from edgepipe.models.shared.errors import ConfigError
 
-    return narrower(get_model(ctx.job.job.model), settings.student_width)
+        raise ConfigError(
+            f"compress.distill: {source.ref} has no narrower build; name a student with "
+            "compress.student = 'pkg.module:factory'"
+        )
+    from edgepipe.models.distillation import narrower
+    from edgepipe.models.zoo import get_model
+
+    return narrower(get_model(source.ref), settings.student_width)
+
+
+class ProgramModule(torch.nn.Module):
+    """A saved torch.export program as a module: train()/eval() only set the flag (the program is
+    already in inference form), and it exports again like any module."""
+
+    def __init__(self, program: torch.nn.Module):
+        super().__init__()
+        self.program = program
+
+    def forward(self, *inputs):
+        return self.program(*inputs)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
 
 
 def compressed_module(ctx: StageContext) -> torch.nn.Module:
-    """The module the export stage converts: the compressed one when the job compresses, else the trained one."""
+    """The module the export stage converts: the compressed program when the job compresses, else the trained one."""
     if not ctx.results.get("compress", {}).get("steps"):
         return trained_module(ctx)
-    module = student_module(ctx) if ctx.job.compress.distill else get_model(ctx.job.job.model).build()
-    # Channel pruning changed layer shapes: the module takes them from the saved tensors.
-    return resize_to(module, torch.load(ctx.path(COMPRESSED), weights_only=True)).eval()
+    return ProgramModule(torch.export.load(ctx.path(COMPRESSED)).module())
+
+
+def exported_module_file(ctx: StageContext) -> Path:
+    """The file whose module the export stage converts (what validation's PyTorch reference runs)."""
+    return ctx.path(COMPRESSED if ctx.results.get("compress", {}).get("steps") else TRAINED)
+
+
+def reference_batch(ctx: StageContext, specs: tuple[InputSpec, ...]) -> int:
+    """Samples per forward of the reference module: a user's module may only take its example's batch,
+    and a compressed program keeps the batch it was saved with when it could not be saved for any."""
+    compress = ctx.results.get("compress", {})
+    if compress.get("steps") and not compress.get("any_batch", True):
+        return specs[0].shape[0]
+    return 256 if model_source(ctx.job).kind == "zoo" else specs[0].shape[0]
 
 
 def source_module(ctx: StageContext) -> tuple:
-    """(module, example inputs, input specs, calibration samples) of a zoo model or a user factory."""
-    if source_kind(ctx.job) == "factory":
+    """(module, example inputs, input specs, calibration samples) of the job's model."""
+    source = model_source(ctx.job)
+    examples = example_inputs(ctx.job, source)
+    calibration = user_calibration(ctx.job, source.inputs)
+    if calibration is None and (splits := source.splits()) is not None:
+        count = ctx.job.export.calibration_samples
+        calibration = {name: np.ascontiguousarray(values[:count]) for name, values in splits.x_train.items()}
+    return compressed_module(ctx), examples, source.inputs, calibration
+
+
+def example_inputs(job: JobConfig, source: ModelSource) -> tuple[torch.Tensor, ...]:
+    """The factory's own example inputs, or zeros of the zoo model's input shapes."""
+    if source.kind == "factory":
         from edgepipe.pipeline.core.user_models import load_user_model
 
-        user = load_user_model(ctx.job.job.model, ctx.job.job.inputs, ctx.job.job.weights, ctx.job.job.seed)
-        return user.module, user.examples, user.inputs, user_calibration(ctx.job, user.inputs)
-    spec = get_model(ctx.job.job.model)
-    examples = tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in spec.inputs)
-    calibration = user_calibration(ctx.job, spec.inputs)
-    if calibration is None:
-        count = ctx.job.export.calibration_samples
-        calibration = {
-            name: np.ascontiguousarray(values[:count])
-            for name, values in spec.dataset(ctx.job.job.seed).x_train.items()
-        }
-    return compressed_module(ctx), examples, spec.inputs, calibration
+        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).examples
+    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in source.inputs)
 
 
 def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:

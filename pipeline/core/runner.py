@@ -56,16 +56,28 @@ def _model_settings(job: JobConfig) -> dict:
     }
 
 
+def _train_settings(job: JobConfig) -> dict:
+    """[train] and the contents of what it names: its data, its loss, and the held-out set its metrics use."""
+    return {
+        **job.train.model_dump(),
+        "data_content": fingerprint(job.train.data),
+        "loss_content": fingerprint(job.train.loss),
+        "eval_data": fingerprint(job.validate_.eval_data),
+        "metric": fingerprint(job.validate_.metric),
+        "images": job.export.images.model_dump() if job.train.data else None,
+    }
+
+
 TRAIN = Stage(
     "train",
     Ref("edgepipe.pipeline.stages.train:run_train"),
-    lambda j: {**_model_settings(j), **j.train.model_dump()},
+    lambda j: {**_model_settings(j), **_train_settings(j)},
     (),
 )
 COMPRESS = Stage(
     "compress",
     Ref("edgepipe.pipeline.stages.compress:run_compress"),
-    lambda j: {**_model_settings(j), **j.train.model_dump(), **j.compress.model_dump()},
+    lambda j: {**_model_settings(j), **_train_settings(j), **j.compress.model_dump()},
     ("train",),
 )
 EXPORT = Stage(
@@ -75,6 +87,8 @@ EXPORT = Stage(
         **_model_settings(j),
         **j.export.model_dump(),
         "calibration_data": fingerprint(j.export.calibration),
+        # without its own calibration data, a model calibrates on its training data
+        "train_data": fingerprint(j.train.data) if not j.export.calibration else None,
         # int8_mixed aims at the ledger's floor, so only it depends on a [validate] setting
         "mixed_min_sqnr_db": j.validate_.quantized_min_sqnr_db if "int8_mixed" in j.export.variants else None,
     },
@@ -88,6 +102,8 @@ VALIDATE = Stage(
         **j.validate_.model_dump(),
         "inputs_sha256": _sha_or_none(j.validate_.inputs),
         "eval_data": fingerprint(j.validate_.eval_data),
+        "metric_content": fingerprint(j.validate_.metric),
+        "train_data": fingerprint(j.train.data),
     },
     ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
@@ -112,9 +128,9 @@ GATE = Stage(
     ("train", "compress", "export", "validate", "profile"),
 )
 
-# The pipeline, in order. An ONNX file or a user's factory has nothing to train.
-ZOO_PIPELINE = [TRAIN, COMPRESS, EXPORT, VALIDATE, PROFILE, REPORT]
-UNTRAINED_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
+# The pipeline, in order. An ONNX file has no PyTorch module to train or compress.
+MODULE_PIPELINE = [TRAIN, COMPRESS, EXPORT, VALIDATE, PROFILE, REPORT]
+ONNX_PIPELINE = [EXPORT, VALIDATE, PROFILE, REPORT]
 EXPORT_ONLY = ("train", "compress", "export", "validate")
 
 
@@ -220,7 +236,7 @@ def _run_stages(
 
 def job_stages(job: JobConfig, only: tuple[str, ...] | None = None) -> list[Stage]:
     """The job's stages in order, optionally only some of them."""
-    pipeline = (ZOO_PIPELINE if source_kind(job) == "zoo" else UNTRAINED_PIPELINE) + ([GATE] if job.gate else [])
+    pipeline = (ONNX_PIPELINE if source_kind(job) == "onnx" else MODULE_PIPELINE) + ([GATE] if job.gate else [])
     return [s for s in pipeline if only is None or s.name in only]
 
 
@@ -244,14 +260,26 @@ def cached_run(
 def check_source(job: JobConfig) -> None:
     """Fail on an unknown model, a broken factory or an unreadable file before anything is written."""
     source = onnx_source(job)
-    if job.compress.active and source_kind(job) != "zoo":
+    if job.compress.active and source_kind(job) == "onnx":
         raise ConfigError(
-            f"[compress] needs a training split to fine-tune and distil on, and {job.job.model} has "
-            "none (only zoo models do); remove the [compress] section"
+            f"[compress] works on a PyTorch module, and {job.job.model} is an ONNX file; give the model as "
+            "a factory 'pkg.module:factory' (with weights = ...) or remove the [compress] section"
+        )
+    if job.compress.active and source_kind(job) == "factory" and not job.train.data:
+        raise ConfigError(
+            f"[compress] fine-tunes and distils on data, and {job.job.model} has none: add [train] data = "
+            "an .npz with one array per input and 'labels', a folder of class subfolders, or pkg.module:function"
+        )
+    if job.train.data and source_kind(job) != "factory":
+        raise ConfigError(
+            "[train] data is for a user's factory: a zoo model trains on its own dataset, and an ONNX file "
+            "cannot be trained; remove [train] data"
         )
     if source is not None and not source.is_file():
         raise InputFileError(f"ONNX file {source} not found; check the path")
-    specs = _source_inputs(job)
+    from edgepipe.pipeline.core.sources import model_source
+
+    specs = model_source(job).inputs  # loading the model checks it
     if job.validate_.inputs and not Path(job.validate_.inputs).is_file():
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
     _check_user_data(job, specs)
@@ -271,22 +299,10 @@ def _check_user_data(job: JobConfig, specs) -> None:
     user_calibration(job, specs)
     if job.validate_.eval_data:
         load_eval(job.validate_.eval_data, specs, job.export.images)
+    if job.train.data:
+        from edgepipe.pipeline.core.sources import user_splits
 
-
-def _source_inputs(job: JobConfig):
-    """The model's inputs (zoo spec, factory example, or ONNX graph); loading them checks the model."""
-    kind = source_kind(job)
-    if kind == "zoo":
-        from edgepipe.models.zoo import get_model
-
-        return get_model(job.job.model).inputs
-    if kind == "factory":
-        from edgepipe.pipeline.core.user_models import load_user_model
-
-        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).inputs
-    from edgepipe.exporters.onnx_inputs import onnx_input_specs
-
-    return onnx_input_specs(onnx_source(job))
+        user_splits(job, specs)
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:

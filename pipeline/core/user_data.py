@@ -39,8 +39,9 @@ def fingerprint(source: str | None) -> str | None:
     path = Path(source)
     if path.is_dir():
         digest = hashlib.sha256()
-        for image in _images(path):
-            digest.update(f"{image.name}:{sha256_file(image)}\n".encode())
+        # class subfolders count: a label is the folder an image sits in
+        for image in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            digest.update(f"{image.relative_to(path)}:{sha256_file(image)}\n".encode())
         return digest.hexdigest()
     return sha256_file(path) if path.is_file() else None
 
@@ -65,17 +66,32 @@ def load_samples(
 
 
 def load_eval(source: str, specs: tuple[InputSpec, ...], images=None) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """(inputs, labels) of a user's evaluation set: an .npz with a 'labels' array, or a function of
-    (sample, label) pairs."""
-    what = "--eval-data"
+    """(inputs, labels) of a user's evaluation set."""
+    return load_labelled(source, specs, "--eval-data", images)
+
+
+def load_labelled(
+    source: str, specs: tuple[InputSpec, ...], what: str, images=None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """(inputs, labels): an .npz with a 'labels' array, a folder with one subfolder of images per class
+    (labels numbered in the subfolders' sorted order), or a function of (sample, label) pairs."""
+    path = Path(source)
     if is_function_ref(source):
         arrays, labels = _from_function(source, specs, what, pairs=True)
+    elif path.is_dir():
+        classes = sorted(p for p in path.iterdir() if p.is_dir())
+        if not classes:
+            raise InputFileError(
+                f"{what} {source} is a folder without subfolders; give one subfolder of images per class"
+            )
+        parts = [_from_images(folder, specs, what, images) for folder in classes]
+        arrays = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        labels = np.concatenate([np.full(len(next(iter(p.values()))), i, np.int64) for i, p in enumerate(parts)])
     else:
-        path = Path(source)
         if not path.is_file():
             raise InputFileError(
-                f"{what} {source} not found; give an .npz with one array per input and "
-                f"{LABELS!r}, or pkg.module:function returning (sample, label) pairs"
+                f"{what} {source} not found; give an .npz with one array per input and {LABELS!r}, a folder "
+                "with one subfolder of images per class, or pkg.module:function returning (sample, label) pairs"
             )
         arrays = _from_npz(path, what)
         if LABELS not in arrays:

@@ -38,6 +38,7 @@ class Subject:
     sqnr_db: float | None
     energy: dict | None
     paired: dict = field(default_factory=dict)  # reference "format:variant" -> paired ratio figures
+    lower_is_better: tuple[str, ...] = ()  # metrics whose drop is a rise (the user's error metrics)
 
     @property
     def key(self) -> str:
@@ -152,6 +153,7 @@ def run_subjects(run: RunView) -> list[Subject]:
                     ledger.get("sqnr_db"),
                     r["energy"] if r else None,
                     (r.get("paired") or {}) if r else {},
+                    tuple(run.result("validate").get("lower_is_better", ())),
                 )
             )
     return subjects
@@ -219,7 +221,7 @@ def budget_checks(b: Budget, s: Subject, everyone: list[Subject]) -> list[Check]
         checks.append(
             upper(
                 f"max_metric_drop.{metric}",
-                None if now is None or base is None else base - now,
+                None if now is None or base is None else (now - base if metric in s.lower_is_better else base - now),
                 limit,
                 _metric_unit(metric),
                 f"vs {s.format}:fp32 ({base})" if base is not None else f"no {metric} for {s.format}:fp32",

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepipe.pipeline.core.context import StageContext, source_kind
+from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.core.sources import model_source
 from edgepipe.pipeline.report.compress import compress_lines
 from edgepipe.pipeline.report.figures import figure
 from edgepipe.pipeline.report.phones import phone_lines
@@ -16,11 +17,8 @@ from edgepipe.profilers.stats import BOOTSTRAP_BLOCKS, BOOTSTRAP_RESAMPLES
 
 def run_report(ctx: StageContext) -> dict:
     """Write report.md and its plots from the results of the earlier stages."""
-    metric_name = None
-    if source_kind(ctx.job) == "zoo":
-        from edgepipe.models.zoo import get_model
-
-        metric_name = get_model(ctx.job.job.model).primary_metric
+    task = model_source(ctx.job).task
+    metric_name = task.primary if task else None
     run = RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results)
     rows = variant_rows(run, metric_name)
     plots = write_plots(rows, metric_name, ctx.staging)
@@ -42,7 +40,11 @@ def render(run: RunView, variants: list[str] = ()) -> str:
     """The Markdown report of one run."""
     results, tolerances = run.results, run.job["validate"]
     lines = [f"# edgepipe run: {run.job['job']['name']}", "", f"Model `{run.job['job']['model']}`.", ""]
-    if "train" in results:
+    if results.get("train", {}).get("kept"):
+        t = results["train"]
+        held = f"; held-out {_fmt_metrics(t['metrics'])}" if t["metrics"] else ""
+        lines += [f"Not trained: kept {t['kept']}; {t['parameters']:,} parameters{held}.", ""]
+    elif "train" in results:
         t = results["train"]
         lines += [
             f"Trained {t['train']['epochs_run']} epochs (best epoch {t['train']['best_epoch']}, "
@@ -50,8 +52,7 @@ def render(run: RunView, variants: list[str] = ()) -> str:
             f"held-out {_fmt_metrics(t['metrics'])}.",
             "",
         ]
-    fp32 = next((a.size_bytes for a in run.artifacts if a.key == "tflite:fp32"), None)
-    lines += compress_lines(run.result("compress"), fp32)
+    lines += compress_lines(run)
     validate = run.result("validate")
     lines += [
         "## Artifacts and numerics",

@@ -1,45 +1,64 @@
-"""Stage compress: distil the trained zoo model into a smaller student, prune and fine-tune it, then QAT."""
+"""Stage compress: distil the trained model into a student, prune it and win accuracy back, then QAT.
+
+Any module torch.export can capture is compressed, the zoo's and the user's alike; the result is
+saved as a torch.export program (model_compressed.pt2) with the pruning plan beside it.
+"""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, replace
 
+import numpy as np
 import torch
 
-from edgepipe.models.pruning import count_parameters, finalize_magnitude, magnitude_prune, prune_channels, sparsity
+from edgepipe.models.channel_pruning import amount_for, count_macs_params, prune_channels
+from edgepipe.models.pruning import count_parameters, finalize_magnitude, magnitude_prune, sparsity
 from edgepipe.models.shared.errors import ConfigError
 from edgepipe.models.training import TrainSettings, predict, train
-from edgepipe.models.zoo import get_model
 from edgepipe.pipeline.core.context import StageContext
-from edgepipe.pipeline.core.modules import COMPRESSED, student_module, train_settings, trained_module
+from edgepipe.pipeline.core.modules import (
+    COMPRESSED,
+    PRUNE_PLAN,
+    learning,
+    student_module,
+    train_settings,
+    trained_module,
+)
+from edgepipe.pipeline.core.programs import save_program
+from edgepipe.pipeline.core.sources import model_source
+from edgepipe.pipeline.core.store import write_json
+
+# Samples that trace the graph and rank channels by their Taylor importance on the user's data.
+IMPORTANCE_SAMPLES = 256
 
 
 def run_compress(ctx: StageContext) -> dict:
-    """Apply the job's [compress] steps to model.pt and write model_compressed.pt; nothing when none are asked."""
+    """Apply the job's [compress] steps to model.pt and save the program; nothing when none are asked."""
     settings = ctx.job.compress
     if not settings.active:
         return {"steps": []}
     torch.set_num_threads(ctx.job.train.threads)
-    spec = get_model(ctx.job.job.model)
-    data = spec.dataset(ctx.job.job.seed)
-    base = train_settings(ctx.job, spec)
+    source = model_source(ctx.job)
+    data = source.splits()
+    if data is None:
+        raise ConfigError(
+            f"[compress] needs data to recover on, and {source.ref} has none: give [train] data = an .npz with "
+            "one array per input and 'labels', a folder of class subfolders, or pkg.module:function"
+        )
+    fit = learning(source)
+    base = train_settings(ctx.job, source.train_defaults)
+    examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in fit.input_names)
     module = trained_module(ctx)
-    trained = _scored(spec, module, data)
+    trained = _scored(source, module, data, examples)
     steps = []
     if settings.distill:
         from edgepipe.models.distillation import distill
 
         teacher, module = module, student_module(ctx)
         torch.manual_seed(ctx.job.job.seed)
-        result = distill(
-            module,
-            teacher,
-            spec,
-            data,
-            replace(base, epochs=settings.distill_epochs or base.epochs),
-            settings.temperature,
-            settings.distill_alpha,
-        )
+        epochs = replace(base, epochs=settings.distill_epochs or base.epochs)
+        result = distill(module, teacher, fit, data, epochs, settings.temperature, settings.distill_alpha)
         steps.append(
             {
                 "step": "distill",
@@ -47,11 +66,15 @@ def run_compress(ctx: StageContext) -> dict:
                 "temperature": settings.temperature,
                 "alpha": settings.distill_alpha,
                 "train": asdict(result),
-                **_scored(spec, module, data),
+                **_scored(source, module, data, examples),
             }
         )
-    if settings.prune != "none":
-        steps.append(_prune(module, spec, data, _finetune_settings(base, settings), settings))
+    plan = None
+    if settings.prune == "magnitude":
+        steps.append(_magnitude(module, source, data, examples, _finetune_settings(base, settings), settings))
+    elif settings.prune == "channels":
+        pruned, plan = _channels(ctx, module, source, data, examples, base)
+        steps += pruned
     if settings.qat:
         from edgepipe.models.qat import quantization_aware_finetune
 
@@ -61,38 +84,113 @@ def run_compress(ctx: StageContext) -> dict:
             lr=settings.qat_lr or base.lr / 10,
             patience=min(base.patience, settings.qat_epochs),
         )
-        result = quantization_aware_finetune(module, spec, data, qat)
-        steps.append({"step": "qat", "train": asdict(result), **_scored(spec, module, data)})
-    torch.save(module.state_dict(), ctx.staging / COMPRESSED)
-    return {"steps": steps, "trained": trained, "compressed": _scored(spec, module, data)}
-
-
-def _prune(module: torch.nn.Module, spec, data, finetune: TrainSettings, settings) -> dict:
-    """Prune, fine-tune and describe what was removed; magnitude masks are made permanent after the fine-tune."""
-    before = _scored(spec, module, data)
-    # Channels are ranked by what they carry on real training samples.
-    examples = tuple(torch.from_numpy(data.x_train[n][:256]) for n in spec.input_names)
-    if settings.prune == "magnitude":
-        magnitude_prune(module, settings.prune_amount)
-        removed = []
-    else:
-        removed = prune_channels(module, examples, settings.prune_amount)
-        if not removed:
-            raise ConfigError(
-                f"compress.prune = 'channels': {spec.name} has no channels that can be removed "
-                "(every layer feeds the output or an op edgepipe cannot slice); try 'magnitude'"
-            )
-    result = train(module, data, finetune, spec.task, spec.input_names, spec.image_inputs) if finetune.epochs else None
-    if settings.prune == "magnitude":
-        finalize_magnitude(module)
+        result = quantization_aware_finetune(module, fit, data, qat)
+        steps.append({"step": "qat", "train": asdict(result), **_scored(source, module, data, examples)})
+    any_batch = save_program(module.eval(), _export_examples(ctx), ctx.staging / COMPRESSED)
+    if plan is not None:
+        write_json(ctx.staging / PRUNE_PLAN, plan)
     return {
-        "step": f"prune_{settings.prune}",
+        "steps": steps,
+        "trained": trained,
+        "compressed": _scored(source, module, data, examples),
+        "lower_is_better": list(source.task.lower_is_better),
+        "any_batch": any_batch,
+    }
+
+
+def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple[list[dict], dict]:
+    """Prune channels by dependency groups in prune_steps steps, recovering after each; the plan says what went."""
+    settings = ctx.job.compress
+    teacher = copy.deepcopy(module).eval()
+    if settings.prune_target:
+        goal, fraction = settings.prune_target.goal
+        amount = amount_for(module, examples, goal, fraction, settings.prune_skip)
+    else:
+        amount = settings.prune_amount
+    # each step removes the same share of what is left, so that the steps compound to `amount`
+    per_step = 1 - (1 - amount) ** (1 / settings.prune_steps)
+    finetune = _finetune_settings(base, settings)
+    gradients = _taylor(source, data)
+    steps, outcomes = [], []
+    for index in range(settings.prune_steps):
+        before = _scored(source, module, data, examples)
+        outcome = prune_channels(module, examples, per_step, settings.prune_skip, gradients)
+        if not outcome.layers:
+            raise ConfigError(
+                f"compress.prune = 'channels': no channel of {source.ref} can be removed "
+                f"(kept whole: {', '.join(sorted(outcome.kept_whole)) or 'none'}); try 'magnitude'"
+            )
+        pruned = _scored(source, module, data, examples)
+        recovery = _recover(module, teacher, source, data, finetune, settings) if finetune.epochs else None
+        outcomes.append(outcome.to_dict())
+        steps.append(
+            {
+                "step": "prune_channels",
+                "index": index + 1,
+                "of": settings.prune_steps,
+                "amount": per_step,
+                "recovery": settings.recovery if recovery else None,
+                "before": before,
+                "pruned": pruned,
+                "channels": [{"name": a["name"], "channels": a["channels"], "kept": a["kept"]} for a in outcome.layers],
+                "kept_whole": outcome.kept_whole,
+                "finetune": asdict(recovery) if recovery else None,
+                **_scored(source, module, data, examples),
+            }
+        )
+    target = settings.prune_target.goal if settings.prune_target else None
+    plan = {"amount": amount, "target": target, "steps": outcomes, "importance": "taylor" if gradients else "l2"}
+    return steps, plan
+
+
+def _recover(module, teacher, source, data, finetune: TrainSettings, settings):
+    """Fine-tune on the labels, learn the unpruned model's outputs, or both (with [train]'s schedule and
+    early stopping)."""
+    from edgepipe.models.distillation import distillation_loss
+
+    fit = learning(source)
+    alpha = {"finetune": 0.0, "distill": 1.0, "both": settings.distill_alpha}[settings.recovery]
+    criterion = distillation_loss(teacher, fit.task, settings.temperature, alpha, fit.loss) if alpha else None
+    return train(module, data, finetune, fit.task, fit.input_names, fit.image_inputs, criterion, fit.loss)
+
+
+def _taylor(source, data):
+    """A backward pass of the task loss on training samples, for Taylor importance; None without labels."""
+    if data.y_train is None or len(data.y_train) == 0:
+        return None
+    fit = learning(source)
+    count = min(IMPORTANCE_SAMPLES, len(data.y_train))
+    inputs = [torch.from_numpy(data.x_train[n][:count]) for n in fit.input_names]
+    targets = torch.from_numpy(data.y_train[:count])
+    loss = fit.loss or (torch.nn.MSELoss() if fit.task == "regression" else torch.nn.CrossEntropyLoss())
+
+    def gradients(module: torch.nn.Module) -> None:
+        module.eval()  # BatchNorm statistics stay as trained
+        for chunk in range(0, count, 64):
+            batch = [x[chunk : chunk + 64] for x in inputs]
+            loss(module(*batch), targets[chunk : chunk + 64]).backward()
+
+    return gradients
+
+
+def _magnitude(module, source, data, examples, finetune: TrainSettings, settings) -> dict:
+    """Zero the smallest weights, fine-tune, then make the masks permanent."""
+    before = _scored(source, module, data, examples)
+    magnitude_prune(module, settings.prune_amount)
+    fit = learning(source)
+    result = (
+        train(module, data, finetune, fit.task, fit.input_names, fit.image_inputs, loss=fit.loss)
+        if finetune.epochs
+        else None
+    )
+    finalize_magnitude(module)
+    return {
+        "step": "prune_magnitude",
         "amount": settings.prune_amount,
         "before": before,
-        "channels": removed,
         "sparsity": sparsity(module),
         "finetune": asdict(result) if result else None,
-        **_scored(spec, module, data),
+        **_scored(source, module, data, examples),
     }
 
 
@@ -105,7 +203,19 @@ def _finetune_settings(base: TrainSettings, settings) -> TrainSettings:
     )
 
 
-def _scored(spec, module: torch.nn.Module, data) -> dict:
-    """Parameter count, zero fraction and held-out metrics of a module."""
-    metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
-    return {"parameters": count_parameters(module), "sparsity": sparsity(module), "metrics": metrics}
+def _export_examples(ctx: StageContext) -> tuple[torch.Tensor, ...]:
+    from edgepipe.pipeline.core.modules import example_inputs
+
+    return example_inputs(ctx.job, model_source(ctx.job))
+
+
+def _scored(source, module: torch.nn.Module, data, examples) -> dict:
+    """Parameters, MACs, zero fraction and held-out metrics of a module."""
+    outputs = predict(module, data.x_test, source.input_names)
+    macs, _ = count_macs_params(module, tuple(x[:1] for x in examples))  # per sample
+    return {
+        "parameters": count_parameters(module),
+        "macs": macs,
+        "sparsity": sparsity(module),
+        "metrics": source.task.metric(np.asarray(outputs), data.y_test),
+    }

@@ -13,11 +13,20 @@ from edgepipe.exporters.onnx_to_tflite import MixedTarget, export_tflite_variant
 from edgepipe.exporters.ort_quantize import quantize_onnx
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec
-from edgepipe.pipeline.core.context import StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
-from edgepipe.pipeline.core.modules import TRAINED, source_module, user_calibration
+from edgepipe.pipeline.core.modules import (
+    example_inputs,
+    exported_module_file,
+    reference_batch,
+    source_module,
+    trained_module,
+    user_calibration,
+)
+from edgepipe.pipeline.core.sources import model_source
 
 CONVERT_LOG = "logs/convert.log"
+UNCOMPRESSED = "uncompressed"  # the trained model's own files, beside the compressed ones
 
 
 def run_export(ctx: StageContext) -> dict:
@@ -34,10 +43,8 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
     module = program = None
     if source is None:
         module, examples, specs, calibration = source_module(ctx)
-        if source_kind(ctx.job) == "factory":  # zoo models already have model.pt from training
-            torch.save(module.state_dict(), ctx.staging / TRAINED)
         step("export: PyTorch -> torch.export -> ONNX")
-        program, rewrites = _export_torch(ctx, module, examples, specs, log_path)
+        program, rewrites = _export_torch(ctx, module, examples, specs, log_path, ctx.staging / "model.onnx")
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]
     else:
         load_onnx(source)
@@ -98,7 +105,8 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
         artifacts.append(
             {**_record("onnx", variant, quantized.path.name, specs), "quantized_nodes": quantized.quantized_nodes}
         )
-    return {"artifacts": artifacts, "rewrites": rewrites}
+    uncompressed = _export_uncompressed(ctx, log_path, calibration) if source is None else []
+    return {"artifacts": artifacts, "rewrites": rewrites, **({"uncompressed": uncompressed} if uncompressed else {})}
 
 
 def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> None:
@@ -113,13 +121,13 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
         samples, _ = held_out(view)
         for a in artifacts:
             run_ahead(ctx.staging / a["path"], a, samples, threads)
-        if source_kind(ctx.job) == "factory":
-            from edgepipe.models.training import predict_outputs
+        from edgepipe.models.training import predict_outputs
 
-            torch.set_num_threads(threads)
-            specs = specs_of(artifacts[0])
-            outputs = predict_outputs(module, samples, [s.name for s in specs], specs[0].shape[0])
-            remember(ctx.staging / TRAINED, TORCH_REFERENCE, samples, {f"output_{i}": o for i, o in enumerate(outputs)})
+        torch.set_num_threads(threads)
+        specs = tuple(specs_of(artifacts[0]))
+        outputs = predict_outputs(module, samples, [s.name for s in specs], reference_batch(ctx, specs))
+        reference = {f"output_{i}": o for i, o in enumerate(outputs)}
+        remember(exported_module_file(ctx), TORCH_REFERENCE, samples, reference)
     except Exception as exc:  # validation runs them itself, and reports what is wrong
         with open(log_path, "a") as log:
             log.write(f"edgepipe: validation outputs not run ahead: {type(exc).__name__}: {exc}\n")
@@ -127,15 +135,52 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
         torch.set_num_threads(before)
 
 
-def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path) -> tuple:
-    """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and model.onnx."""
+def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
+    """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file."""
     from edgepipe.exporters.rewrites import export_friendly
     from edgepipe.exporters.torch_to_onnx import export_onnx
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)
-    export_onnx(program, examples, [s.name for s in specs], ctx.staging / "model.onnx", log_path, ctx.job.export.opset)
+    export_onnx(program, examples, [s.name for s in specs], onnx_path, log_path, ctx.job.export.opset)
     return program, rewrites
+
+
+def _export_uncompressed(ctx: StageContext, log_path, calibration) -> list[dict]:
+    """The trained model before compression as fp32 (and int8) TFLite files, for the compression table's
+    sizes and interleaved latency; none when the job compressed nothing."""
+    if not ctx.results.get("compress", {}).get("steps"):
+        return []
+    step("export: the uncompressed model too, for the compression table")
+    source = model_source(ctx.job)
+    folder = ctx.staging / UNCOMPRESSED
+    folder.mkdir()
+    examples = example_inputs(ctx.job, source)
+    _export_torch(ctx, trained_module(ctx), examples, source.inputs, log_path, folder / "model.onnx")
+    conversion = {
+        "onnx_path": folder / "model.onnx",
+        "out_dir": folder,
+        "variants": [v for v in ("fp32", "int8") if v in ctx.job.export.variants] or ["fp32"],
+        "log_path": log_path,
+        "onnx_inputs": source.inputs,
+        "calibration": calibration,
+        "allow_flex": ctx.job.export.allow_flex,
+    }
+    if worth_a_child():
+        with ConverterProcess(log_path) as converter:
+            converter.submit(**conversion)
+            results = converter.result()
+    else:
+        results = export_tflite_variants(**conversion)
+    (folder / "model.onnx").unlink()
+    return [
+        {
+            **_record("tflite", variant, str(result.path.relative_to(ctx.staging)), result.inputs),
+            "quantization": [q.to_dict() for q in result.quantization],
+            "size_bytes": result.path.stat().st_size,
+        }
+        for variant, result in results.items()
+    ]
 
 
 def _record(fmt: str, variant: str, path: str, inputs: tuple[InputSpec, ...]) -> dict:

@@ -53,8 +53,9 @@ def run_profile(ctx: StageContext) -> dict:
                 runtime, path, feeds, settings.throughput_batches, settings.throughput_seconds, log
             )
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
-    if ctx.job.profile.paired_with:
-        step(f"profile: paired with {', '.join(ctx.job.profile.paired_with)}, interleaved in one process")
+    pairs = [*ctx.job.profile.paired_with, *(["uncompressed"] if ctx.results["export"].get("uncompressed") else [])]
+    if pairs:
+        step(f"profile: paired with {', '.join(pairs)}, interleaved in one process")
     _pair(ctx, results, first, log)
     phones = _on_phones(ctx) if settings.device != "host" else []
     plots = _plots(results, ctx.staging)
@@ -86,6 +87,8 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
 
     wanted = ctx.job.profile.paired_with
     artifacts = {artifact_key(a): a for a in ctx.results["export"]["artifacts"]}
+    # a compressed model's files are also timed interleaved with the uncompressed model's of the same variant
+    uncompressed = {artifact_key(a): a for a in ctx.results["export"].get("uncompressed", [])}
     references = {
         ref: (RUNTIME_OF_FORMAT[a["format"]], ctx.path(a["path"]), feeds_for(a, first))
         for ref, a in artifacts.items()
@@ -96,6 +99,11 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
             references[CALIBRATION] = calibration_model(Path(tmp))
         for r in results:
             side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[artifact_key(r)], first))
+            if (before := uncompressed.get(artifact_key(r))) is not None:
+                reference = (r["runtime"], ctx.path(before["path"]), feeds_for(before, first))
+                r["vs_uncompressed"] = paired_ratio_isolated(
+                    side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log
+                )
             r["paired"] = {
                 ref: paired_ratio_isolated(
                     side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log

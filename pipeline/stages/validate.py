@@ -10,9 +10,10 @@ from edgepipe.exporters.ort_quantize import ORT_VARIANTS
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ParityError
 from edgepipe.models.shared.progress import step
-from edgepipe.pipeline.core.context import StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
 from edgepipe.pipeline.core.run_view import artifact_key
+from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json
 
 LEDGER = "ledger.json"
@@ -53,7 +54,9 @@ def run_validate(ctx: StageContext) -> dict:
         "hops": [h.to_dict() for h in hops],
         "metrics": metrics,
     }
-    problems = _metric_drops(metrics, reference_name, limits)
+    source = model_source(ctx.job)
+    lower = source.task.lower_is_better if source.task else ()
+    problems = _metric_drops(metrics, reference_name, limits, lower)
     try:
         require_parity(hops)
     except ParityError as exc:
@@ -65,25 +68,20 @@ def run_validate(ctx: StageContext) -> dict:
     return {
         "reference": reference_name,
         "metrics": metrics,
+        "lower_is_better": list(lower),
         "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name},
     }
 
 
 def torch_reference(ctx: StageContext, samples: dict) -> dict:
     """Outputs of the original PyTorch module (before any export rewrite) on the samples."""
-    import torch
-
     from edgepipe.models.training import predict_outputs
-    from edgepipe.pipeline.core.modules import TRAINED, source_module
+    from edgepipe.pipeline.core.modules import exported_module_file, reference_batch, source_module
 
-    if source_kind(ctx.job) == "factory" and (ahead := recall(ctx.path(TRAINED), TORCH_REFERENCE, samples)):
+    if ahead := recall(exported_module_file(ctx), TORCH_REFERENCE, samples):
         return ahead  # run by the export stage from the module it exported, while the converter worked
     module, _, specs, _ = source_module(ctx)
-    batch = 256
-    if source_kind(ctx.job) == "factory":  # the weights exported, whatever the factory does on a second call
-        module.load_state_dict(torch.load(ctx.path(TRAINED), weights_only=True))
-        batch = specs[0].shape[0]  # a user's module may only take the example's batch size
-    outputs = predict_outputs(module, samples, [s.name for s in specs], batch)
+    outputs = predict_outputs(module, samples, [s.name for s in specs], reference_batch(ctx, specs))
     return {f"output_{i}": out for i, out in enumerate(outputs)}
 
 
@@ -121,12 +119,13 @@ def limits_for(validate, key: str) -> Limits:
     return Limits(validate.rel_tolerance, None, validate.max_metric_drop)
 
 
-def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits]) -> list[str]:
-    """Every artifact metric that falls more than its allowed drop below the reference's."""
+def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits], lower: tuple[str, ...]) -> list[str]:
+    """Every artifact metric that is worse than the reference's by more than its allowed drop (a rise for
+    the metrics in `lower`, where lower is better)."""
     problems = []
     for key, values in metrics.items():
         for name, value in values.items():
-            drop = metrics[reference][name] - value
+            drop = metric_drop(metrics[reference][name], value, name in lower)
             if key != reference and drop > limits[key].max_metric_drop:
                 hint = (
                     "; a quantization-aware fine-tune may win it back ([compress] qat = true)"
@@ -134,7 +133,7 @@ def _metric_drops(metrics: dict, reference: str, limits: dict[str, Limits]) -> l
                     else ""
                 )
                 problems.append(
-                    f"{key} {name} {value:.4f} is {drop:.4f} below {reference} "
+                    f"{key} {name} {value:.4f} is {drop:.4f} {'above' if name in lower else 'below'} {reference} "
                     f"(allowed {limits[key].max_metric_drop}){hint}"
                 )
     return problems

@@ -1,0 +1,202 @@
+"""One model source for every stage: a zoo model, a user's factory and an `.onnx` file answer the same questions.
+
+What is the module, what are its inputs, what data does it learn from, with which loss, and how is
+it judged. This is the one place that asks which kind of source a job names; stages ask the source.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from edgepipe.models.registry import DatasetSplits
+from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.models.shared.specs import InputSpec
+from edgepipe.pipeline.core.config import JobConfig
+from edgepipe.pipeline.core.context import onnx_source, source_kind
+
+
+@dataclass(frozen=True)
+class Task:
+    """How a model is trained and judged: its loss (None: the task's default) and its metric."""
+
+    kind: str  # "classification" or "regression": the default loss (cross-entropy or MSE)
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+    primary: str
+    lower_is_better: tuple[str, ...] = ()  # metric names whose drop is a rise (error, loss, ...)
+    loss: Callable | None = None  # the user's (outputs, targets) -> loss tensor
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A job's model, whatever it came from."""
+
+    kind: str  # "zoo", "factory" or "onnx"
+    ref: str
+    inputs: tuple[InputSpec, ...]
+    task: Task | None  # None: no labels, no metric (an .onnx file or a factory without data)
+    # a fresh module as the source gives it: untrained for the zoo, with the given weights for a factory
+    build: Callable[[], object] | None = None
+    weights_given: bool = False
+    splits: Callable[[], DatasetSplits | None] = lambda: None  # labelled train/val/test splits, seeded
+    train_defaults: dict = field(default_factory=dict)
+    image_inputs: tuple[str, ...] = ()
+
+    @property
+    def input_names(self) -> list[str]:
+        """Input names in forward()'s order."""
+        return [s.name for s in self.inputs]
+
+    @property
+    def has_module(self) -> bool:
+        """True for sources that give a PyTorch module (train, compress and the torch reference apply)."""
+        return self.build is not None
+
+
+def metric_drop(reference: float, value: float, lower_is_better: bool) -> float:
+    """How much worse value is than reference (negative: better)."""
+    return value - reference if lower_is_better else reference - value
+
+
+def model_source(job: JobConfig) -> ModelSource:
+    """The job's model source; the only place that tells a zoo model, a factory and an .onnx file apart."""
+    return _source(job.model_dump_json(by_alias=True))
+
+
+@functools.lru_cache(maxsize=4)
+def _source(job_json: str) -> ModelSource:
+    job = JobConfig.model_validate_json(job_json)
+    kind = source_kind(job)
+    if kind == "zoo":
+        return _zoo(job)
+    if kind == "factory":
+        return _factory(job)
+    from edgepipe.exporters.onnx_inputs import onnx_input_specs
+
+    return ModelSource("onnx", job.job.model, tuple(onnx_input_specs(onnx_source(job))), _user_task(job, None))
+
+
+def _zoo(job: JobConfig) -> ModelSource:
+    from edgepipe.models.zoo import get_model
+
+    spec = get_model(job.job.model)
+    return ModelSource(
+        "zoo",
+        spec.name,
+        spec.inputs,
+        Task(spec.task, spec.metric, spec.primary_metric),
+        build=spec.build,
+        splits=functools.cache(lambda: spec.dataset(job.job.seed)),
+        train_defaults=spec.train_defaults,
+        image_inputs=spec.image_inputs,
+    )
+
+
+def _factory(job: JobConfig) -> ModelSource:
+    from edgepipe.pipeline.core.user_models import load_user_model
+
+    made = load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed)
+
+    def build():
+        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).module
+
+    labelled = job.train.data is not None
+    return ModelSource(
+        "factory",
+        job.job.model,
+        made.inputs,
+        _user_task(job, "classification" if labelled or job.validate_.eval_data else None),
+        build=build,
+        weights_given=job.job.weights is not None,
+        splits=functools.cache(lambda: user_splits(job, made.inputs) if labelled else None),
+        image_inputs=tuple(s.name for s in made.inputs if len(s.shape) == 4 and s.dtype.startswith("float")),
+    )
+
+
+def _user_task(job: JobConfig, kind: str | None) -> Task | None:
+    """Top-1 accuracy on class labels unless the job names its own metric (and loss)."""
+    from edgepipe.pipeline.core.user_data import accuracy
+
+    if job.validate_.metric:
+        function = _user_function(job.validate_.metric, "[validate] metric")
+        name = getattr(function, "__name__", "metric")
+        higher = bool(getattr(function, "higher_is_better", True))
+        metric = _named_metric(function, name, job.validate_.metric)
+        return Task(kind or "classification", metric, name, () if higher else (name,), _loss(job))
+    if kind is None and not job.validate_.eval_data:
+        return None
+    return Task("classification", accuracy, "accuracy", (), _loss(job))
+
+
+def _loss(job: JobConfig) -> Callable | None:
+    return _user_function(job.train.loss, "[train] loss") if job.train.loss else None
+
+
+def _user_function(ref: str, what: str) -> Callable:
+    from edgepipe.pipeline.core.user_models import import_user_module
+
+    module_name, attr = ref.split(":")
+    function = getattr(import_user_module(module_name, ref, ConfigError), attr, None)
+    if not callable(function):
+        raise ConfigError(f"{what} {ref}: {module_name} has no callable {attr!r}")
+    return function
+
+
+def _named_metric(function: Callable, name: str, ref: str) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    """The user's metric as {name: value}; what it raises is the user's error, said with its own words."""
+
+    def metric(outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        value = function(outputs, labels)
+        values = value if isinstance(value, dict) else {name: value}
+        try:
+            return {str(k): float(v) for k, v in values.items()}
+        except (TypeError, ValueError):
+            raise InputFileError(
+                f"[validate] metric {ref} returned {value!r}; return a number or a dict of numbers"
+            ) from None
+
+    return metric
+
+
+def user_splits(job: JobConfig, specs: tuple[InputSpec, ...]) -> DatasetSplits:
+    """[train] data split into train and a seeded validation part (stratified by class); the test part is
+    [validate] eval_data when given, else the validation part."""
+    from edgepipe.pipeline.core.user_data import load_labelled
+
+    inputs, labels = load_labelled(job.train.data, specs, "[train] data", job.export.images)
+    count = len(labels)
+    rng = np.random.default_rng(job.job.seed)
+    order = rng.permutation(count)
+    classes = labels.dtype.kind in "iu" and labels.ndim == 1
+    val_index = _stratified(labels[order], job.train.val_fraction) if classes else None
+    n_val = max(1, round(count * job.train.val_fraction))
+    val = order[val_index] if val_index is not None else order[:n_val]
+    train = order[~np.isin(order, val)]
+    if len(train) < 2 or len(val) < 1:
+        raise InputFileError(
+            f"[train] data {job.train.data} holds {count} samples: too few to hold back "
+            f"{job.train.val_fraction:.0%} for early stopping and still train; give more samples"
+        )
+
+    def take(index):
+        return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
+
+    x_test, y_test = take(val), labels[val]
+    if job.validate_.eval_data:
+        from edgepipe.pipeline.core.user_data import load_eval
+
+        x_test, y_test = load_eval(job.validate_.eval_data, specs, job.export.images)
+    return DatasetSplits(take(train), labels[train], take(val), labels[val], x_test, y_test)
+
+
+def _stratified(labels: np.ndarray, fraction: float) -> np.ndarray:
+    """Positions (into labels) of a validation part holding `fraction` of every class (at least one each)."""
+    picked = []
+    for value in np.unique(labels):
+        where = np.flatnonzero(labels == value)
+        if len(where) > 1:
+            picked.append(where[: max(1, round(len(where) * fraction))])
+    return np.sort(np.concatenate(picked)) if picked else np.arange(max(1, round(len(labels) * fraction)))
