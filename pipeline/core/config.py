@@ -104,6 +104,11 @@ class CompressSection(BaseModel):
         """True when the job asks for any compression."""
         return self.distill or self.prune != "none" or self.qat
 
+    @property
+    def needs_data(self) -> bool:
+        """True when a step trains (distillation, QAT, recovery after pruning); pruning alone needs none."""
+        return self.distill or self.qat or (self.prune != "none" and self.finetune_epochs > 0)
+
 
 class ImageSection(BaseModel):
     """How a folder of images becomes model inputs: pixels / pixel_scale, then (x - mean) / std per channel."""

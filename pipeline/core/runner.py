@@ -77,7 +77,13 @@ TRAIN = Stage(
 COMPRESS = Stage(
     "compress",
     Ref("edgepipe.pipeline.stages.compress:run_compress"),
-    lambda j: {**_model_settings(j), **_train_settings(j), **j.compress.model_dump()},
+    lambda j: {
+        **_model_settings(j),
+        **_train_settings(j),
+        **j.compress.model_dump(),
+        # a latency target converts candidates to time them
+        "latency_opset": j.export.opset if j.compress.prune_target and j.compress.prune_target.latency else None,
+    },
     ("train",),
 )
 EXPORT = Stage(
@@ -265,10 +271,11 @@ def check_source(job: JobConfig) -> None:
             f"[compress] works on a PyTorch module, and {job.job.model} is an ONNX file; give the model as "
             "a factory 'pkg.module:factory' (with weights = ...) or remove the [compress] section"
         )
-    if job.compress.active and source_kind(job) == "factory" and not job.train.data:
+    if job.compress.needs_data and source_kind(job) == "factory" and not job.train.data:
         raise ConfigError(
-            f"[compress] fine-tunes and distils on data, and {job.job.model} has none: add [train] data = "
-            "an .npz with one array per input and 'labels', a folder of class subfolders, or pkg.module:function"
+            f"[compress] fine-tunes and distils on data, and {job.job.model} has none: add [train] data = an .npz "
+            "with one array per input and 'labels', a folder of class subfolders or pkg.module:function (or prune "
+            "without recovery: finetune_epochs = 0)"
         )
     if job.train.data and source_kind(job) != "factory":
         raise ConfigError(

@@ -41,14 +41,17 @@ def run_compress(ctx: StageContext) -> dict:
     torch.set_num_threads(ctx.job.train.threads)
     source = model_source(ctx.job)
     data = source.splits()
-    if data is None:
+    if data is None and settings.needs_data:
         raise ConfigError(
             f"[compress] needs data to recover on, and {source.ref} has none: give [train] data = an .npz with "
             "one array per input and 'labels', a folder of class subfolders, or pkg.module:function"
         )
-    fit = learning(source)
+    fit = learning(source) if data is not None else None
     base = train_settings(ctx.job, source.train_defaults)
-    examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in fit.input_names)
+    if data is not None:
+        examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in fit.input_names)
+    else:  # pruning alone, channels ranked by their weights
+        examples = _export_examples(ctx)
     module = trained_module(ctx)
     trained = _scored(source, module, data, examples)
     steps = []
@@ -93,7 +96,7 @@ def run_compress(ctx: StageContext) -> dict:
         "steps": steps,
         "trained": trained,
         "compressed": _scored(source, module, data, examples),
-        "lower_is_better": list(source.task.lower_is_better),
+        "lower_is_better": list(source.task.lower_is_better) if source.task else [],
         "any_batch": any_batch,
     }
 
@@ -102,7 +105,22 @@ def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple
     """Prune channels by dependency groups in prune_steps steps, recovering after each; the plan says what went."""
     settings = ctx.job.compress
     teacher = copy.deepcopy(module).eval()
-    if settings.prune_target:
+    trials = None
+    if settings.prune_target and settings.prune_target.latency:
+        from edgepipe.pipeline.core.latency_target import amount_for_latency
+
+        log = ctx.staging / "logs" / "compress.log"
+        log.parent.mkdir(exist_ok=True)
+        amount, trials = amount_for_latency(
+            module,
+            _export_examples(ctx),
+            source.inputs,
+            settings.prune_target.latency,
+            settings.prune_skip,
+            ctx.job.export.opset,
+            log,
+        )
+    elif settings.prune_target:
         goal, fraction = settings.prune_target.goal
         amount = amount_for(module, examples, goal, fraction, settings.prune_skip)
     else:
@@ -110,7 +128,7 @@ def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple
     # each step removes the same share of what is left, so that the steps compound to `amount`
     per_step = 1 - (1 - amount) ** (1 / settings.prune_steps)
     finetune = _finetune_settings(base, settings)
-    gradients = _taylor(source, data)
+    gradients = _taylor(source, data) if data is not None else None
     steps, outcomes = [], []
     for index in range(settings.prune_steps):
         before = _scored(source, module, data, examples)
@@ -139,7 +157,13 @@ def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple
             }
         )
     target = settings.prune_target.goal if settings.prune_target else None
-    plan = {"amount": amount, "target": target, "steps": outcomes, "importance": "taylor" if gradients else "l2"}
+    plan = {
+        "amount": amount,
+        "target": target,
+        "latency_trials": trials,
+        "steps": outcomes,
+        "importance": "taylor" if gradients else "l2",
+    }
     return steps, plan
 
 
@@ -210,12 +234,9 @@ def _export_examples(ctx: StageContext) -> tuple[torch.Tensor, ...]:
 
 
 def _scored(source, module: torch.nn.Module, data, examples) -> dict:
-    """Parameters, MACs, zero fraction and held-out metrics of a module."""
-    outputs = predict(module, data.x_test, source.input_names)
+    """Parameters, MACs, zero fraction and held-out metrics (none without data) of a module."""
     macs, _ = count_macs_params(module, tuple(x[:1] for x in examples))  # per sample
-    return {
-        "parameters": count_parameters(module),
-        "macs": macs,
-        "sparsity": sparsity(module),
-        "metrics": source.task.metric(np.asarray(outputs), data.y_test),
-    }
+    metrics = {}
+    if data is not None:
+        metrics = source.task.metric(np.asarray(predict(module, data.x_test, source.input_names)), data.y_test)
+    return {"parameters": count_parameters(module), "macs": macs, "sparsity": sparsity(module), "metrics": metrics}
