@@ -49,16 +49,17 @@ def top1(module: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def train(module: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int, lr: float, seed: int = 0) -> float:
-    """Plain training as a user writes it: Adam, cross-entropy, cosine schedule, fixed epochs; seconds taken."""
+    """Plain training as a user writes it: AdamW, cross-entropy, cosine schedule, batches of 32, fixed epochs;
+    seconds taken. (Adam at 1e-3 in batches of 64 left this network at 47 % after 30 epochs.)"""
     torch.manual_seed(seed)
-    optimizer = torch.optim.Adam(module.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(module.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     xs, ys = torch.from_numpy(x), torch.from_numpy(y)
     generator = torch.Generator().manual_seed(seed)
     start = time.perf_counter()
     for _ in range(epochs):
         module.train()
-        for batch in torch.randperm(len(ys), generator=generator).split(64):
+        for batch in torch.randperm(len(ys), generator=generator).split(32):
             optimizer.zero_grad()
             nn.functional.cross_entropy(module(xs[batch]), ys[batch]).backward()
             optimizer.step()

@@ -3,7 +3,8 @@
 Torch-Pruning finds which channels must go together (residual adds, concatenation and split,
 grouped and depthwise convolutions, norms, attention heads). What it lacks is written here:
 - the model's outputs never change shape: every layer whose channels reach an output unmixed is kept;
-- the layers it cannot slice consistently are found by trying, and kept whole, with the reason;
+- what it slices wrongly (a channel shuffle, the input of a depthwise convolution with a channel
+  multiplier) stays whole, with the reason, and equal chunks of a split lose channels alike;
 - a global goal (a fraction of MACs or parameters) is met by searching the per-group amount;
 - attributes that a forward reads for its reshapes (heads, head width) follow the pruned layers.
 """
@@ -70,7 +71,6 @@ def prune_channels(
 
 
 def _prune(module, examples, amount: float, skip: tuple[str, ...], gradients) -> PruneOutcome:
-
     names = {m: n for n, m in module.named_modules()}
     missing = sorted(set(skip) - set(names.values()))
     if missing:
@@ -80,9 +80,12 @@ def _prune(module, examples, amount: float, skip: tuple[str, ...], gradients) ->
         )
     before = count_macs_params(module, examples)
     shapes = _output_shapes(module, examples)
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(module, examples)
     kept = {n: "listed in prune_skip" for n in skip}
-    kept.update(_feeding_outputs(module, examples, names))
-    unprunable, chunks = _unprunable(module, examples, [m for m, n in names.items() if n in kept], names)
+    kept.update(_feeding_outputs(graph, names))
+    unprunable, chunks = _unprunable(graph, [m for m, n in names.items() if n in kept], names)
     kept.update({n: why for n, why in unprunable.items() if n not in kept})
     widths = {n: _out_width(m) for m, n in names.items() if _out_width(m) is not None}
     pruner = _pruner(module, examples, amount, kept, names, chunks, gradients is not None)
@@ -131,7 +134,11 @@ def _pruner(module, examples, amount: float, kept: dict[str, str], names: dict, 
     import torch_pruning as tp
 
     ignored = [m for m, n in names.items() if n in kept]
-    heads = {m.qkv: m.num_heads for m in module.modules() if isinstance(getattr(m, "qkv", None), nn.Linear)}
+    heads = {
+        m.qkv: m.num_heads
+        for m in module.modules()
+        if isinstance(getattr(m, "qkv", None), nn.Linear) and isinstance(getattr(m, "num_heads", None), int)
+    }
     heads.update({m: m.num_heads for m in module.modules() if isinstance(m, nn.MultiheadAttention)})
     importance = tp.importance.GroupTaylorImportance() if taylor else tp.importance.GroupMagnitudeImportance(p=2)
     return tp.pruner.MetaPruner(
@@ -162,12 +169,10 @@ def _output_shapes(module: nn.Module, examples) -> list[tuple]:
     return [tuple(t.shape) for t in flat if isinstance(t, torch.Tensor)]
 
 
-def _feeding_outputs(module: nn.Module, examples, names: dict) -> dict[str, str]:
+def _feeding_outputs(graph, names: dict) -> dict[str, str]:
     """Layers whose output channels reach a model output without a layer that mixes channels between."""
-    import torch_pruning as tp
     from torch_pruning import ops
 
-    graph = tp.DependencyGraph().build_dependency(module, examples)
     mixing = (ops.OPTYPE.CONV, ops.OPTYPE.LINEAR, ops.OPTYPE.MHA)
     kept = {}
     for layer, node in graph.module2node.items():
@@ -196,7 +201,7 @@ def _channelwise(layer) -> bool:
     return isinstance(layer, nn.modules.conv._ConvNd) and layer.groups == layer.in_channels == layer.out_channels
 
 
-def _unprunable(module: nn.Module, examples, ignored: list[nn.Module], names: dict) -> tuple[dict, dict]:
+def _unprunable(graph, ignored: list[nn.Module], names: dict) -> tuple[dict, dict]:
     """({layer name: why it stays whole}, {group root: equal chunks}) for what Torch-Pruning slices wrongly.
 
     - a channel shuffle (view to 5-D, transpose, reshape back) permutes channels, which Torch-Pruning
@@ -206,10 +211,8 @@ def _unprunable(module: nn.Module, examples, ignored: list[nn.Module], names: di
     - a tensor split into equal chunks (torch.chunk) is split evenly again at run time: the group
       feeding it loses the same number of channels in every chunk.
     """
-    import torch_pruning as tp
     from torch_pruning.pruner import function
 
-    graph = tp.DependencyGraph().build_dependency(module, examples)
     kept, chunks = {}, {}
     for group in graph.get_all_groups(ignored_layers=ignored):
         root, why = group[0].dep.target.module, None

@@ -31,6 +31,7 @@ class TrainSettings:
     lr_step_size: int = 10
     lr_gamma: float = 0.5
     augment: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"  # adamw: decoupled weight decay; sgd: Nesterov momentum 0.9
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def train(
     y_train, y_val = torch.from_numpy(data.y_train), torch.from_numpy(data.y_val)
     loss_fn = loss or _loss(task, data.y_train if settings.class_weighting else None)
     criterion = criterion or (lambda outputs, targets, inputs: loss_fn(outputs, targets))
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    optimizer = _optimizer(model, settings)
     scheduler = _scheduler(optimizer, settings)
     augmented = [n in image_inputs and settings.augment for n in input_names]
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
@@ -149,6 +150,28 @@ def shift(images: torch.Tensor, generator: torch.Generator, max_shift: int = 1) 
     return cropped.gather(3, cols)
 
 
+def recalibrate_batchnorm(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str], batch: int = 64) -> int:
+    """Re-estimate every BatchNorm's running statistics over the samples (an exact average, not a moving
+    one); the number of BatchNorm layers. After channels are cut, and after the short fine-tune that
+    follows, the moving averages describe the network as it was a few hundred steps ago."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms:
+        return 0
+    momenta = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over every batch seen
+    for layer in model.modules():
+        layer.train(layer in norms)  # dropout and the rest stay in eval mode
+    with torch.no_grad():
+        for i in range(0, len(x[input_names[0]]), batch):
+            model(*[torch.from_numpy(x[n][i : i + batch]) for n in input_names])
+    for norm, momentum in zip(norms, momenta):
+        norm.momentum = momentum
+    model.eval()
+    return len(norms)
+
+
 def predict(model: nn.Module, x: dict[str, np.ndarray], input_names: list[str], batch_size: int = 256) -> np.ndarray:
     """Eval-mode forward of a single-output model over arrays in batches, as numpy."""
     return predict_outputs(model, x, input_names, batch_size)[0]
@@ -179,6 +202,15 @@ def _loss(task: str, labels_for_weights: np.ndarray | None) -> nn.Module:
         return nn.MSELoss()
     weights = class_weights(labels_for_weights) if labels_for_weights is not None else None
     return nn.CrossEntropyLoss(weight=weights)
+
+
+def _optimizer(model: nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    parameters, lr, decay = model.parameters(), settings.lr, settings.weight_decay
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=lr, weight_decay=decay)
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9, nesterov=True, weight_decay=decay)
+    return torch.optim.Adam(parameters, lr=lr, weight_decay=decay)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings):

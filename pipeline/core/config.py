@@ -43,6 +43,7 @@ class TrainSection(BaseModel):
     lr_step_size: int | None = Field(None, ge=1)
     lr_gamma: float | None = Field(None, gt=0, le=1)
     augment: bool | None = None
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
     threads: int = Field(DEFAULT_THREADS, ge=1)  # more threads than free cores collapse
     # A user model's labelled training data: an .npz (an array per input name plus 'labels'), a folder of
     # images with one subfolder per class (read as [export.images] says) or 'pkg.module:function' yielding

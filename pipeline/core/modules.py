@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgepipe.models.programs import load_program
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.models.training import Learning, TrainSettings
 from edgepipe.pipeline.core.config import JobConfig
@@ -69,27 +70,11 @@ def student_module(ctx: StageContext) -> torch.nn.Module:
     return narrower(get_model(source.ref), settings.student_width)
 
 
-class ProgramModule(torch.nn.Module):
-    """A saved torch.export program as a module: train()/eval() only set the flag (the program is
-    already in inference form), and it exports again like any module."""
-
-    def __init__(self, program: torch.nn.Module):
-        super().__init__()
-        self.program = program
-
-    def forward(self, *inputs):
-        return self.program(*inputs)
-
-    def train(self, mode: bool = True):
-        self.training = mode
-        return self
-
-
 def compressed_module(ctx: StageContext) -> torch.nn.Module:
     """The module the export stage converts: the compressed program when the job compresses, else the trained one."""
     if not ctx.results.get("compress", {}).get("steps"):
         return trained_module(ctx)
-    return ProgramModule(torch.export.load(ctx.path(COMPRESSED)).module())
+    return load_program(ctx.path(COMPRESSED))
 
 
 def exported_module_file(ctx: StageContext) -> Path:

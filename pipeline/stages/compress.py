@@ -13,9 +13,10 @@ import numpy as np
 import torch
 
 from edgepipe.models.channel_pruning import amount_for, count_macs_params, prune_channels
+from edgepipe.models.programs import save_program
 from edgepipe.models.pruning import count_parameters, finalize_magnitude, magnitude_prune, sparsity
 from edgepipe.models.shared.errors import ConfigError
-from edgepipe.models.training import TrainSettings, predict, train
+from edgepipe.models.training import TrainSettings, predict, recalibrate_batchnorm, train
 from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.modules import (
     COMPRESSED,
@@ -25,7 +26,6 @@ from edgepipe.pipeline.core.modules import (
     train_settings,
     trained_module,
 )
-from edgepipe.pipeline.core.programs import save_program
 from edgepipe.pipeline.core.sources import model_source
 from edgepipe.pipeline.core.store import write_json
 
@@ -87,7 +87,7 @@ def run_compress(ctx: StageContext) -> dict:
             lr=settings.qat_lr or base.lr / 10,
             patience=min(base.patience, settings.qat_epochs),
         )
-        result = quantization_aware_finetune(module, fit, data, qat)
+        module, result = quantization_aware_finetune(module, examples, fit, data, qat)
         steps.append({"step": "qat", "train": asdict(result), **_scored(source, module, data, examples)})
     any_batch = save_program(module.eval(), _export_examples(ctx), ctx.staging / COMPRESSED)
     if plan is not None:
@@ -138,8 +138,12 @@ def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple
                 f"compress.prune = 'channels': no channel of {source.ref} can be removed "
                 f"(kept whole: {', '.join(sorted(outcome.kept_whole)) or 'none'}); try 'magnitude'"
             )
+        if data is not None:
+            recalibrate_batchnorm(module, data.x_train, source.input_names)
         pruned = _scored(source, module, data, examples)
         recovery = _recover(module, teacher, source, data, finetune, settings) if finetune.epochs else None
+        if recovery is not None:
+            recalibrate_batchnorm(module, data.x_train, source.input_names)
         outcomes.append(outcome.to_dict())
         steps.append(
             {

@@ -111,7 +111,7 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
 
 def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> None:
     """While the converter process works, run what validation compares with the TFLite files (the PyTorch
-    and ONNX files, a factory's module) on its samples, on one core fewer than validation would use (the
+    and ONNX files, the module exported) on its samples, on one core fewer than validation would use (the
     converter has the other); the validate stage recalls them."""
     if ctx.job.validate_.eval_data:  # read against the ONNX file in the run directory, not yet there
         return
