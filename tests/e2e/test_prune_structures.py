@@ -53,3 +53,21 @@ def test_a_pruned_structure_exports_with_its_ledger_ok(tmp_path, name):
     assert compress["compressed"]["parameters"] < 0.75 * compress["trained"]["parameters"]
     ledger = stages["validate"]["result"]["ledger"]
     assert set(ledger) == {"torch:fp32", "onnx:fp32", "tflite:fp32"} and all(h["ok"] for h in ledger.values())
+
+
+@pytest.mark.slow
+def test_a_latency_target_is_searched_on_converted_files_timed_interleaved(tmp_path):
+    job = JOB.format(name="residual").replace('data = "train.npz"\nepochs = 3\n', "")
+    job = job.replace("prune_amount = 0.5", "prune_target = {latency = 0.8}").replace(
+        "finetune_epochs = 1", "finetune_epochs = 0"
+    )
+    (tmp_path / "job.toml").write_text(job)
+    done = edgepipe_here("run", "job.toml", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = json.loads((tmp_path / "out" / "prune_plan.json").read_text())
+    trials = plan["latency_trials"]
+    assert plan["target"] == ["latency", 0.8] and len(trials) == 5
+    assert all(t["p50_ratio"] > 0 for t in trials) and 0 < plan["amount"] <= 0.95
+    # bisection: the chosen amount is the smallest tried whose file met the target (or the upper end)
+    met = [t["amount"] for t in trials if t["p50_ratio"] <= 0.8]
+    assert plan["amount"] == pytest.approx(min(met)) if met else plan["amount"] == 0.95
