@@ -114,7 +114,16 @@ VALIDATE = Stage(
     ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
 PROFILE = Stage(
-    "profile", Ref("edgepipe.pipeline.stages.profile:run_profile"), lambda j: j.profile.model_dump(), ("export",)
+    "profile",
+    Ref("edgepipe.pipeline.stages.profile:run_profile"),
+    lambda j: {
+        **j.profile.model_dump(),
+        # every file is timed on one held-out sample: the eval set's, the inputs file's or the training data's
+        "inputs_sha256": _sha_or_none(j.validate_.inputs),
+        "eval_data": fingerprint(j.validate_.eval_data),
+        "train_data": fingerprint(j.train.data),
+    },
+    ("export",),
 )
 # The report and the gate describe every stage's results, so they read them all.
 REPORT = Stage(

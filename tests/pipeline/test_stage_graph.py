@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tomllib
 
+import numpy as np
 import pytest
 
 from edgepipe.pipeline.core.config import default_job_text, validate_job
@@ -61,7 +62,11 @@ def test_a_changed_setting_reruns_exactly_its_dependents(tmp_path):
     assert not any(r["cached"] for r in first.stages.values())
     again = run_job(_job(), run_dir)
     assert all(r["cached"] for r in again.stages.values()), again.stages  # nothing changed: all from the cache
-    for section, values, dependents in CHANGES:
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, features=np.random.default_rng(0).standard_normal((8, 30)).astype(np.float32))
+    # profile times every file on one held-out sample: where that sample comes from is its setting too
+    read_inputs = ("validate", {"inputs": str(inputs)}, {"validate", "profile", "report"})
+    for section, values, dependents in [*CHANGES, read_inputs]:
         changed = run_job(_job(**{section: values}), run_dir)
         ran = {name for name, record in changed.stages.items() if not record["cached"]}
         assert ran == dependents, (section, values, ran)
