@@ -40,8 +40,9 @@ def worth_a_child() -> bool:
 class ConverterProcess:
     """A child that imports the converter stack at once and converts one ONNX file when asked."""
 
-    def __init__(self, log_path: Path):
+    def __init__(self, log_path: Path, timeout_s: float | None = None):
         self.log_path = Path(log_path).resolve()
+        self.timeout_s = timeout_s
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         request_read, self._request = os.pipe()
         self._reply, reply_write = os.pipe()
@@ -68,8 +69,18 @@ class ConverterProcess:
         self._exchange.start()
 
     def result(self) -> dict:
-        """What export_tflite_variants returned in the child; its progress showed here, its errors raise here."""
-        self._exchange.join()
+        """What export_tflite_variants returned in the child; its progress showed here, its errors raise here.
+
+        A child still converting after timeout_s seconds is killed, and the export fails.
+        """
+        self._exchange.join(self.timeout_s)
+        if self._exchange.is_alive():
+            self._child.kill()
+            self._exchange.join()  # the killed child's pipe closes, and the exchange ends
+            raise ExportError(
+                f"the ONNX -> TFLite conversion did not finish within {self.timeout_s:g} s and was stopped; "
+                f"raise [export] converter_timeout_s if the model needs longer (the converter's log: {self.log_path})"
+            )
         kind, value = self._outcome
         if kind == "error":
             raise value

@@ -13,7 +13,7 @@ import typer
 from rich import box
 from rich.console import Console
 
-from edgepipe.models.shared.errors import EdgepipeError
+from edgepipe.models.shared.errors import INTERNAL_ERROR_EXIT, EdgepipeError
 from edgepipe.pipeline.core.console import keyed_table, progress_shown
 from edgepipe.pipeline.core.run_view import RunView
 
@@ -21,7 +21,11 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    help="Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.",
+    help=(
+        "Train, export PyTorch -> ONNX -> TFLite with checked numerics, and profile.\n\n"
+        "Exit codes: 0 ok; 1 a check failed (gate, numerics, a failed batch job); 2 bad input, including an "
+        "exception raised in your own code; 3 an internal error."
+    ),
 )
 console = Console()
 
@@ -466,11 +470,12 @@ def entry() -> None:
             traceback.print_exc()
         print(f"edgepipe: error: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # anything unforeseen still gets one line
+    except Exception as exc:  # anything unforeseen still gets one line, and its own exit code
         if debug:
             traceback.print_exc()
         print(
-            f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)",
+            f"edgepipe: internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback; "
+            "please report it)",
             file=sys.stderr,
         )
-        sys.exit(1)
+        sys.exit(INTERNAL_ERROR_EXIT)

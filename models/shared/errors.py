@@ -1,4 +1,18 @@
-"""The one exception family of edgepipe; every package raises these."""
+"""The one exception family of edgepipe; every package raises these.
+
+Exit codes: 0 ok; 1 a check failed (gate, numerics, a failed job in a batch); 2 bad input, including an
+exception raised in the user's own code; 3 an internal error (anything that is not an EdgepipeError).
+"""
+
+import traceback
+from pathlib import Path
+
+INTERNAL_ERROR_EXIT = 3
+# edgepipe's own source folders (edgepipe.models, ...): frames there are ours, not the user's
+_OURS = tuple(
+    Path(__file__).resolve().parents[2] / name
+    for name in ("models", "exporters", "profilers", "android_bench", "pipeline")
+)
 
 
 class EdgepipeError(Exception):
@@ -21,6 +35,28 @@ class InputFileError(EdgepipeError):
 
 class OutputDirError(EdgepipeError):
     """The output directory cannot be created or written."""
+
+
+class UserCodeError(EdgepipeError):
+    """The user's own code (a factory, a data function, a loss or a metric) raised; `__cause__` is its exception."""
+
+    def __init__(self, what: str, exc: BaseException):
+        where = user_frame(exc)
+        super().__init__(
+            f"{what} raised {type(exc).__name__}: {first_line(exc) or '(no message)'}"
+            + (f" (at {where})" if where else "")
+            + "; fix it in your code (--debug shows the whole traceback)"
+        )
+
+
+def user_frame(exc: BaseException) -> str | None:
+    """'file:line' of the innermost frame of the traceback outside edgepipe and installed packages."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename)
+        if "site-packages" in path.parts or any(path.is_relative_to(o) for o in _OURS) or frame.filename[:1] == "<":
+            continue
+        return f"{frame.filename}:{frame.lineno}"
+    return None
 
 
 class ExportError(EdgepipeError):

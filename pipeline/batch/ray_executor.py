@@ -10,6 +10,7 @@ its task names.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import socket
@@ -21,6 +22,8 @@ from typing import Callable, Iterator
 
 from edgepipe.models.shared.errors import ConfigError, EdgepipeError
 from edgepipe.pipeline.batch.pool import Task, run_task
+
+log = logging.getLogger(__name__)
 
 RAY_MISSING = "--executor ray needs Ray: pip install 'edgepipe[ray]'"
 # How often the loop wakes without a result: to see nodes an autoscaling cluster has added.
@@ -158,8 +161,8 @@ def _run(
         for ref in running:  # interrupted: leave no job running on the cluster
             try:
                 ray.cancel(ref, force=True)
-            except Exception:
-                pass
+            except Exception as exc:  # a cluster that is going away; the job may keep running there
+                log.warning("could not cancel Ray task %s: %s: %s", ref, type(exc).__name__, exc)
 
 
 def _cpus(ray) -> int:

@@ -136,6 +136,8 @@ class ExportSection(BaseModel):
     calibration: str | None = Field(None, min_length=1)
     images: ImageSection = ImageSection()
     allow_flex: bool = False
+    # seconds the converter process may take before it is stopped and the export fails (a hung onnx2tf)
+    converter_timeout_s: float = Field(3600.0, gt=0)
 
 
 class ValidateSection(BaseModel):

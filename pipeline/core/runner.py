@@ -91,7 +91,7 @@ EXPORT = Stage(
     Ref("edgepipe.pipeline.stages.export:run_export"),
     lambda j: {
         **_model_settings(j),
-        **j.export.model_dump(),
+        **j.export.model_dump(exclude={"converter_timeout_s"}),  # how long it may take changes no file
         "calibration_data": fingerprint(j.export.calibration),
         # without its own calibration data, a model calibrates on its training data
         "train_data": fingerprint(j.train.data) if not j.export.calibration else None,
@@ -237,7 +237,9 @@ def _run_stages(
         except EdgepipeError as exc:
             store.forget(stage.name)
             _keep_logs(staging, store.run_dir)
-            raise type(exc)(str(exc).replace(str(staging), str(store.run_dir))) from exc
+            # the same exception (its type, attributes and cause kept), naming the run dir, not the staging dir
+            exc.args = (str(exc).replace(str(staging), str(store.run_dir)), *exc.args[1:])
+            raise
         except BaseException:
             store.forget(stage.name)
             raise

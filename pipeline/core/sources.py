@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from edgepipe.models.registry import DatasetSplits
-from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.models.shared.errors import ConfigError, InputFileError, UserCodeError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.config import JobConfig
 from edgepipe.pipeline.core.context import onnx_source, source_kind
@@ -132,7 +132,17 @@ def _user_task(job: JobConfig, kind: str | None) -> Task | None:
 
 
 def _loss(job: JobConfig) -> Callable | None:
-    return _user_function(job.train.loss, "[train] loss") if job.train.loss else None
+    if not job.train.loss:
+        return None
+    function = _user_function(job.train.loss, "[train] loss")
+
+    def loss(outputs, targets):
+        try:
+            return function(outputs, targets)
+        except Exception as exc:
+            raise UserCodeError(f"[train] loss {job.train.loss}", exc) from exc
+
+    return loss
 
 
 def _user_function(ref: str, what: str) -> Callable:
@@ -149,7 +159,10 @@ def _named_metric(function: Callable, name: str, ref: str) -> Callable[[np.ndarr
     """The user's metric as {name: value}; what it raises is the user's error, said with its own words."""
 
     def metric(outputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-        value = function(outputs, labels)
+        try:
+            value = function(outputs, labels)
+        except Exception as exc:
+            raise UserCodeError(f"[validate] metric {ref}", exc) from exc
         values = value if isinstance(value, dict) else {name: value}
         try:
             return {str(k): float(v) for k, v in values.items()}

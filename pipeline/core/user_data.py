@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepipe.models.shared.errors import ConfigError, InputFileError
+from edgepipe.models.shared.errors import ConfigError, InputFileError, UserCodeError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.store import sha256_file
 
@@ -142,7 +142,7 @@ def _from_function(ref: str, specs: tuple[InputSpec, ...], what: str, pairs: boo
     try:
         items = list(function())
     except Exception as exc:  # the user's code may raise anything
-        raise InputFileError(f"{what} {ref} raised {type(exc).__name__}: {str(exc)[:200]}") from None
+        raise UserCodeError(f"{what} {ref}", exc) from exc
     names = [s.name for s in specs]
     collected: dict[str, list] = {n: [] for n in names}
     labels = []

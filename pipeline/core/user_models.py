@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgepipe.models.shared.errors import ConfigError, InputFileError, ModelNotFoundError, first_line
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ModelNotFoundError, UserCodeError, first_line
 from edgepipe.models.shared.specs import InputSpec
 
 _SPEC = re.compile(r"^(\d+(?:x\d+)*)(?::(\w+))?$")
@@ -67,7 +67,7 @@ def _built(
     try:
         made = factory()
     except Exception as exc:  # the user's code may raise anything
-        raise ModelNotFoundError(f"factory {ref} raised {type(exc).__name__}: {exc}") from None
+        raise UserCodeError(f"factory {ref}", exc) from exc
     module, examples = made if isinstance(made, tuple) and len(made) == 2 else (made, None)
     if not isinstance(module, torch.nn.Module):
         raise ModelNotFoundError(
@@ -127,6 +127,8 @@ def import_user_module(module_name: str, ref: str, error: type[Exception] = Mode
         raise error(
             f"cannot import {module_name!r} for {ref}: {exc}; is the package installed or on PYTHONPATH?"
         ) from None
+    except Exception as exc:  # the module's own code raised while it was imported
+        raise UserCodeError(f"importing {module_name} for {ref}", exc) from exc
 
 
 def _factory(module, ref: str):

@@ -50,6 +50,21 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class GateWarning:
+    """Something the gate could not judge; `kind` says what, so --strict decides by kind, not by wording."""
+
+    kind: str  # SELECTS_NOTHING or BASELINE_LACKS
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+SELECTS_NOTHING = "selects_nothing"  # a budget that matches no artifact of the report
+BASELINE_LACKS = "baseline_lacks"  # the baseline has an artifact this report lacks
+
+
+@dataclass(frozen=True)
 class Check:
     """One limit on one subject, with the figures that decided it."""
 
@@ -159,7 +174,7 @@ def run_subjects(run: RunView) -> list[Subject]:
     return subjects
 
 
-def apply_budgets(budgets: Budgets, subjects: list[Subject]) -> tuple[list[Check], list[str]]:
+def apply_budgets(budgets: Budgets, subjects: list[Subject]) -> tuple[list[Check], list[GateWarning]]:
     """Checks of every budget on every subject it selects, and warnings for budgets that select none."""
     checks, warnings = [], []
     for budget in budgets.budgets:
@@ -170,11 +185,12 @@ def apply_budgets(budgets: Budgets, subjects: list[Subject]) -> tuple[list[Check
             or budget.selects(s.job, s.format, s.variant, s.device)
         ]
         if not chosen:
-            warnings.append(
+            text = (
                 f"budget '{budget.name}' selects nothing (model {budget.model}, format {budget.format}, "
                 f"variant {budget.variant}, device {budget.device}); the report has "
                 + ", ".join(sorted({s.label for s in subjects}))
             )
+            warnings.append(GateWarning(SELECTS_NOTHING, text))
         for subject in chosen:
             checks += budget_checks(budget, subject, subjects)
     return checks, warnings
@@ -367,7 +383,10 @@ def baseline_checks(new: list[Subject], old: list[Subject], tol: Tolerances) -> 
                         f"baseline {old_value:.6g}",
                     )
                 )
-    warnings += [f"baseline has {' '.join(k[1:])} of job {k[0]}, which this report lacks" for k in before]
+    warnings += [
+        GateWarning(BASELINE_LACKS, f"baseline has {' '.join(k[1:])} of job {k[0]}, which this report lacks")
+        for k in before
+    ]
     return checks, warnings
 
 

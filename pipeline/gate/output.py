@@ -16,7 +16,9 @@ from edgepipe.pipeline.gate.checks import (
     FAIL,
     NOT_MEASURED,
     PASS,
+    SELECTS_NOTHING,
     Check,
+    GateWarning,
     Subject,
     apply_budgets,
     baseline_checks,
@@ -31,7 +33,7 @@ class Verdict:
     """Every check and warning of one gate run."""
 
     checks: list[Check]
-    warnings: list[str]
+    warnings: list[GateWarning]
 
     @property
     def passed(self) -> bool:
@@ -54,7 +56,7 @@ class Verdict:
             "failed": self.count(FAIL),
             "not_measured": self.count(NOT_MEASURED),
             "checks": [c.to_dict() for c in self.checks],
-            "warnings": self.warnings,
+            "warnings": [str(w) for w in self.warnings],
         }
 
 
@@ -78,8 +80,9 @@ def verdict_for(subjects: list[Subject], budgets: Budgets, baseline: list[Subjec
         more, notes = baseline_checks(subjects, baseline, budgets.tolerances)
         checks, warnings = checks + more, warnings + notes
     if strict or budgets.strict:
-        if any("selects nothing" in w for w in warnings):
-            raise ConfigError(next(w for w in warnings if "selects nothing" in w) + " (an error with --strict)")
+        unselected = [w for w in warnings if w.kind == SELECTS_NOTHING]
+        if unselected:
+            raise ConfigError(f"{unselected[0]} (an error with --strict)")
         checks = [
             replace(c, status=FAIL, detail=f"not measured, a failure with --strict: {c.detail}")
             if c.status == NOT_MEASURED

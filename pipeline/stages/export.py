@@ -33,7 +33,8 @@ def run_export(ctx: StageContext) -> dict:
     """Write every artifact of the job's variants into staging; return their records."""
     log_path = ctx.staging / CONVERT_LOG
     # Started first, so that TensorFlow loads on the other core while PyTorch exports here.
-    with ConverterProcess(log_path) if worth_a_child() else contextlib.nullcontext() as converter:
+    timeout = ctx.job.export.converter_timeout_s
+    with ConverterProcess(log_path, timeout) if worth_a_child() else contextlib.nullcontext() as converter:
         return _export(ctx, log_path, converter)
 
 
@@ -167,7 +168,7 @@ def _export_uncompressed(ctx: StageContext, log_path, calibration) -> list[dict]
         "allow_flex": ctx.job.export.allow_flex,
     }
     if worth_a_child():
-        with ConverterProcess(log_path) as converter:
+        with ConverterProcess(log_path, ctx.job.export.converter_timeout_s) as converter:
             converter.submit(**conversion)
             results = converter.result()
     else:
