@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import traceback
 from collections import defaultdict
@@ -18,6 +17,7 @@ import onnx
 from edgepipe.exporters.onnx_inputs import load_onnx
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ExportError, first_line
+from edgepipe.models.shared.files import atomic_path
 
 ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
     {
@@ -69,10 +69,7 @@ def quantize_onnx(
         )
     inputs = _graph_inputs(load_onnx(onnx_path).graph)
     feeds = _calibration_feeds(onnx_path.name, inputs, calibration) if variant == "int8_qdq" else []
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out_path.parent, prefix=f".{out_path.name}.", delete=False) as f:
-        tmp_out = Path(f.name)  # beside out_path, so os.replace is an atomic rename
-    try:
+    with atomic_path(out_path) as tmp_out:
         with tempfile.TemporaryDirectory(prefix="edgepipe-ortq-") as work:  # intermediates; calibration makes its own
             prepared = Path(work) / "prepared.onnx"
             with _ort_failures(onnx_path, variant, log_path), output_to_log(log_path):
@@ -89,9 +86,6 @@ def quantize_onnx(
                 _quantize(variant, prepared, tmp_out, feeds, nodes_to_exclude)
                 ort.InferenceSession(str(tmp_out), providers=["CPUExecutionProvider"])  # a kernel may be missing
         written = onnx.load(str(tmp_out))
-        os.replace(tmp_out, out_path)
-    finally:
-        tmp_out.unlink(missing_ok=True)
     return OnnxQuantExport(out_path, variant, _quantized_nodes(written.graph, variant), tuple(nodes_to_exclude))
 
 

@@ -6,8 +6,6 @@ import csv
 import difflib
 import io
 import math
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import numpy as np
 from edgepipe.exporters.tflite_convert import calibration_feeds
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import EdgepipeError, ExportError, first_line
+from edgepipe.models.shared.files import write_atomic
 
 _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check NumericVerify/<quantized tensor>:<index>
 
@@ -183,7 +182,7 @@ def export_to_floor(
         raise
     except Exception as exc:
         raise _failure(saved_model_dir, "mixed-precision export", exc, log_path) from exc
-    _write_atomically(flatbuffer, out_path)
+    write_atomic(out_path, flatbuffer)
     return losses, MixedChoice(target, max_float_layers, tuple(steps))
 
 
@@ -205,20 +204,8 @@ def export_mixed(
         raise
     except Exception as exc:
         raise _failure(saved_model_dir, "mixed-precision export", exc, log_path) from exc
-    _write_atomically(flatbuffer, out_path)
+    write_atomic(out_path, flatbuffer)
     return out_path
-
-
-def _write_atomically(flatbuffer: bytes, out_path: Path) -> None:
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(flatbuffer)
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _losses(calibrated: _Calibrated, onnx_path: Path | None) -> list[LayerLoss]:

@@ -19,7 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from edgepipe.models.shared.errors import ConfigError
+from edgepipe.models.shared.errors import ConfigError, first_line
 
 
 @dataclass
@@ -99,7 +99,7 @@ def _prune(module, examples, amount: float, skip: tuple[str, ...], gradients) ->
         changed = _output_shapes(module, examples) != shapes
     except RuntimeError as exc:
         raise ConfigError(
-            f"compress.prune: the pruned model no longer runs ({str(exc).splitlines()[0][:160]}); a layer whose "
+            f"compress.prune: the pruned model no longer runs ({first_line(exc, 160)}); a layer whose "
             "width the forward assumes must stay whole: list it in compress.prune_skip"
         ) from exc
     if changed:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from edgepipe.models.shared.errors import first_line
+
 log = logging.getLogger(__name__)
 
 
@@ -40,7 +42,7 @@ def capture(module: torch.nn.Module, examples: tuple[torch.Tensor, ...]) -> tupl
         dynamic = tuple({0: batch} if x.dim() else None for x in batched)
         return torch.export.export(module, batched, dynamic_shapes=dynamic), True
     except Exception as exc:  # a forward that fixes its batch (a reshape to 1, ...): the example's batch only
-        log.info("captured for batch %s only: %s", examples[0].shape[:1], str(exc).splitlines()[0][:200])
+        log.info("captured for batch %s only: %s", examples[0].shape[:1], first_line(exc, 200))
         return torch.export.export(module, examples), False
 
 

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError, summary
 from edgepipe.models.shared.specs import InputSpec
 
 # ORT's graph optimisation levels by the names a job file or the CLI uses.
@@ -182,14 +182,9 @@ def _resize_batch(interpreter, path: Path, batch: int) -> None:
         if "XNNPACK" in str(exc):
             raise  # the delegate refused the resized graph: open_tflite falls back to builtin kernels
         raise ConfigError(
-            f"{path} cannot take batch {batch} ({_first_line(exc)}); "
+            f"{path} cannot take batch {batch} ({summary(exc)}); "
             "profile it at its own batch size or export it with a dynamic batch"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _quantized(detail: dict) -> bool:
@@ -345,7 +340,7 @@ def _open_torchscript(path: Path, options: RuntimeOptions) -> Session:
         module = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # zip, pickle and TorchScript errors all mean "not a TorchScript module"
         raise InputFileError(
-            f"{path} is not a TorchScript module ({_first_line(exc)[:160]}); save one with "
+            f"{path} is not a TorchScript module ({summary(exc)[:160]}); save one with "
             "torch.jit.save, or a program with torch.export.save (.pt2): a state dict holds "
             "no code to run"
         ) from None
@@ -378,7 +373,7 @@ def _check_torch_batch(run: Callable, inputs: tuple[InputSpec, ...], batch: int,
         run({s.name: np.zeros(s.shape, s.dtype) for s in inputs})
     except Exception as exc:  # guards raise AssertionError, kernels RuntimeError, and so on
         raise ConfigError(
-            f"{path} does not run at batch {batch} ({_first_line(exc)}); "
+            f"{path} does not run at batch {batch} ({summary(exc)}); "
             "export the program with a dynamic batch dimension or profile it at its own batch"
         ) from None
 

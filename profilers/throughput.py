@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from edgepipe.models.shared.errors import InputFileError
+from edgepipe.models.shared.errors import InputFileError, summary
 from edgepipe.profilers.harness import TimingSettings, measure, warm_up
 from edgepipe.profilers.isolation import in_child
 from edgepipe.profilers.runtimes import open_onnxruntime, open_torch
@@ -152,11 +152,6 @@ def _point(
     return ThroughputPoint(batch, threads, "measured", batch * len(samples) / (wall_ns / 1e9), p50)
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
-
-
 def _prepare_tflite(path, feeds, batch, threads):
     """A fresh interpreter per point: one that failed to resize is in no state to reuse."""
     interpreter, inputs, outputs = _tflite_interpreter(path, threads)
@@ -174,7 +169,7 @@ def _prepare_tflite(path, feeds, batch, threads):
             interpreter.set_tensor(detail["index"], feeds[name])
         interpreter.invoke()
     except (RuntimeError, ValueError) as exc:
-        raise _Unavailable(_first_line(exc)) from None
+        raise _Unavailable(summary(exc)) from None
     return interpreter.invoke, [interpreter.get_tensor(d["index"]) for d in outputs.values()]
 
 
@@ -189,11 +184,11 @@ def _tflite_interpreter(path: Path, threads: int):
         interpreter = _allocated(Interpreter, path, threads, OpResolverType.AUTO)
     except (ValueError, RuntimeError) as exc:
         if "XNNPACK" not in str(exc):
-            raise InputFileError(f"{path} is not a loadable TFLite model ({_first_line(exc)})") from None
+            raise InputFileError(f"{path} is not a loadable TFLite model ({summary(exc)})") from None
         try:
             interpreter = _allocated(Interpreter, path, threads, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         except (ValueError, RuntimeError) as again:
-            raise InputFileError(f"{path} is not a loadable TFLite model ({_first_line(again)})") from None
+            raise InputFileError(f"{path} is not a loadable TFLite model ({summary(again)})") from None
     try:
         runner = interpreter.get_signature_runner()
     except ValueError:  # no signature in the file: tensor names are the only names it has
@@ -226,7 +221,7 @@ def _prepare_onnxruntime(path, feeds, batch, threads):
     try:
         outputs = session.run(feeds)
     except Exception as exc:  # ORT raises its own exception type per failure kind
-        raise _Unavailable(_first_line(exc)) from None
+        raise _Unavailable(summary(exc)) from None
     return session.bind(feeds), list(outputs.values())
 
 
@@ -236,7 +231,7 @@ def _prepare_torch(path, feeds, batch, threads):
     try:
         outputs = session.run(feeds)
     except Exception as exc:  # guards raise AssertionError, kernels RuntimeError, and so on
-        message = _first_line(exc)
+        message = summary(exc)
         if batch > 1 and "Guard failed" in message:  # torch.export's "input.size()[0] == 1" guard
             message = f"the program was exported with a fixed batch of 1 ({message})"
         raise _Unavailable(message) from None

@@ -95,3 +95,8 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """
     text = str(exc).strip()
     return text.splitlines()[0][:limit] if text else ""
+
+
+def summary(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, or its type's name when it has none."""
+    return first_line(exc, limit) or type(exc).__name__

@@ -18,10 +18,15 @@ from edgepipe.models.shared.errors import InputFileError
 from edgepipe.pipeline.core.store import MANIFEST
 
 
-def artifact_key(record: Mapping) -> str:
+def format_variant(fmt: str, variant: str) -> str:
     """'format:variant' (tflite:int8, onnx:fp32): the name under which the ledger, the profile, the
     reports and the gate refer to one artifact."""
-    return f"{record['format']}:{record['variant']}"
+    return f"{fmt}:{variant}"
+
+
+def artifact_key(record: Mapping) -> str:
+    """An artifact record's format_variant."""
+    return format_variant(record["format"], record["variant"])
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class Artifact:
 
     @property
     def key(self) -> str:
-        return f"{self.format}:{self.variant}"
+        return format_variant(self.format, self.variant)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from edgepipe.models.shared.errors import ConfigError, InputFileError
-from edgepipe.pipeline.core.run_view import RunView, artifact_key
+from edgepipe.pipeline.core.run_view import RunView, artifact_key, format_variant
 from edgepipe.pipeline.gate.budgets import Budget, Budgets, Relative, Tolerances
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ class Subject:
 
     @property
     def key(self) -> str:
-        return f"{self.format}:{self.variant}"
+        return format_variant(self.format, self.variant)
 
     @property
     def label(self) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepipe.models.shared.capture import output_to_log
-from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError, summary
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.profile.inputs import generated_inputs, read_inputs
 from edgepipe.profilers.harness import TimingSettings
@@ -55,8 +55,7 @@ def _check_runs(session: Session, feeds: dict[str, np.ndarray], batch: int | Non
     try:
         outputs = session.run(feeds)
     except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
-        lines = str(exc).strip().splitlines()
-        first = (lines[0] if lines else type(exc).__name__)[:200]
+        first = summary(exc)
         if batch is not None:
             raise ConfigError(
                 f"{session.path} does not run at batch {batch} ({first}); profile it at its own batch (omit --batch)"

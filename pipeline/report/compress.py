@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgepipe.pipeline.core.run_view import RunView
+from edgepipe.pipeline.core.run_view import RunView, artifact_key
 from edgepipe.pipeline.core.sources import metric_drop
 from edgepipe.pipeline.report.figures import figure
 
@@ -15,7 +15,7 @@ def compress_lines(run: RunView) -> list[str]:
     trained, final = compress["trained"], compress["compressed"]
     lower = tuple(compress.get("lower_is_better", ()))
     sizes = {a.key: a.size_bytes for a in run.artifacts}
-    before = {f"{a['format']}:{a['variant']}": a["size_bytes"] for a in run.result("export").get("uncompressed", [])}
+    before = {artifact_key(a): a["size_bytes"] for a in run.result("export").get("uncompressed", [])}
     speed = _vs_uncompressed(run)
     lines = [
         "## Compression",

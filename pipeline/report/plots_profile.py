@@ -7,11 +7,11 @@ failing the run, as DESIGN.md asks of figures that could not be measured.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
+from edgepipe.models.shared.files import atomic_path
 from edgepipe.pipeline.report.plots import new_figure
 
 NO_POINTS = "no measured points"
@@ -101,9 +101,6 @@ def _say(axes, text: str) -> None:
 
 def _save(figure, path: Path) -> Path:
     """Write the PNG under a temporary name and rename it, so a crash leaves no half-written plot."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    figure.savefig(partial, format="png")
-    os.replace(partial, path)
-    return path
+    with atomic_path(Path(path)) as partial:
+        figure.savefig(partial, format="png")
+    return Path(path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepipe.pipeline.core.run_view import RunView, artifact_key
+from edgepipe.pipeline.core.run_view import RunView, artifact_key, format_variant
 from edgepipe.pipeline.report.figures import figure
 from edgepipe.pipeline.report.plots import Point, tradeoff_plot
 
@@ -30,7 +30,7 @@ class VariantRow:
 
     @property
     def label(self) -> str:
-        return f"{self.format}:{self.variant}"
+        return format_variant(self.format, self.variant)
 
 
 def variant_rows(run: RunView, metric_name: str | None) -> list[VariantRow]:
