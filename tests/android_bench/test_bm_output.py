@@ -286,7 +286,119 @@ def test_bm12_xnnpack_applied_without_node_counts():
     assert d["num_threads"] is None and d["op_profile"] is None
 
 
-# ---- our fixtures, one per format the shared ones lack ----------------------------------------------------
+# ---- our fixtures: every format, so the parser is proven without the shared folder ---------------------
+
+
+def test_own_old_format_with_op_profile_tables_without_heading_and_a_multi_run_warmup():
+    d = own("old_format_op_profile.txt")
+    # "Average inference timings in us: Warmup: 2210.4, Init: 1402, no stats: 2201.7"; first= of the warm-up
+    assert_timings(d, 1402.0, 2630.0, 2210.4, 2201.7)
+    assert d["warmup"] == stat(226, 2630.0, 2188.0, 2151.0, 2630.0, 2210.4, 48.0)
+    assert d["inference"] == stat(455, 2197.0, 2203.0, 2149.0, 2512.0, 2201.7, 39.0)
+    assert d["memory_mb"] == {"init": None, "overall": None, "peak": None} and d["memory_source"] is None
+    assert (d["num_threads"], d["init_session_ms"], d["model_size_mb"]) == (2, 1.402, None)
+    assert_no_delegation(d)
+    prof = d["op_profile"]
+    assert len(prof["run_order"]) == 4 and prof["nodes_executed"] == 4
+    assert prof["run_order"][3] == {
+        "node_type": "FULLY_CONNECTED",
+        "start_ms": 2.06,
+        "first_ms": 0.149,
+        "avg_ms": 0.147,
+        "percent": 6.679,
+        "cdf_percent": 100.002,
+        "mem_kb": 0.0,
+        "times_called": 1,
+        "name": "[cnn/fc/MatMul]",
+    }
+    assert prof["summary_by_node_type"][0] == {
+        "node_type": "CONV_2D",
+        "count": 2,
+        "avg_ms": 1.955,
+        "avg_percent": 88.825,
+        "cdf_percent": 88.825,
+        "mem_kb": 0.0,
+        "times_called": 2,
+    }
+    assert prof["timings"] == stat(455, 2190.0, 2196.0, 2142.0, 2505.0, 2194.6, 39.0)
+    assert d["init_op_profile"] is None
+
+
+def test_own_scientific_notation_and_the_initialization_profile():
+    d = own("sci_notation_init_profile.txt")
+    assert_timings(d, 9871.0, 1270554.0, 1270550.0, 1201180.0)  # "1.27055e+06", "1.20118e+06"
+    assert d["warmup"] == all_same(1, 1270554.0)
+    assert d["inference"] == stat(50, 1204411.0, 1199874.0, 1187025.0, 1261730.0, 1201180.0, 11206.0)
+    assert d["memory_mb"] == {"init": 1.98047, "overall": 7.33984, "peak": None}
+    assert d["memory_source"] == "footprint_delta"
+    assert (d["num_threads"], d["model_size_mb"], d["init_session_ms"]) == (1, 0.51172, 9.871)
+    prof = d["op_profile"]
+    assert [r["name"] for r in prof["run_order"]] == ["[kws/conv1/Relu]", "[kws/conv2/Relu]"]
+    assert prof["summary_by_node_type"][0]["avg_ms"] == 1200.986
+    # The profiler's own timings line ("avg=1.20107e+06") is not the run's statistics.
+    assert prof["timings"] == stat(50, 1204302.0, 1199770.0, 1186911.0, 1261622.0, 1201070.0, 11204.0)
+    init = d["init_op_profile"]
+    assert init["run_order"] == [
+        {
+            "node_type": "AllocateTensors",
+            "start_ms": 0.0,
+            "first_ms": 0.742,
+            "avg_ms": 0.742,
+            "percent": 100.0,
+            "cdf_percent": 100.0,
+            "mem_kb": 0.0,
+            "times_called": 1,
+            "name": "AllocateTensors/0",
+        }
+    ]
+    assert init["timings"] == all_same(1, 742.0)
+
+
+def test_own_old_format_without_profile():
+    d = own("old_format_no_profile.txt")  # "Min num runs" parameters, "no stats" summary
+    assert_timings(d, 3118.0, 4410.0, 4410.0, 4697.5)
+    assert d["warmup"] == all_same(1, 4410.0)
+    assert d["inference"] == stat(212, 4702.0, 4655.0, 4588.0, 5120.0, 4697.5, 61.0)
+    assert (d["num_threads"], d["model_size_mb"], d["op_profile"], d["init_op_profile"]) == (2, None, None, None)
+    assert d["memory_mb"] == {"init": None, "overall": None, "peak": None}
+    assert d["graph"] == "models/kws_int8.tflite" and d["init_session_ms"] == 3.118
+    assert_no_delegation(d)
+
+
+def test_own_tflite_1_12_running_for_n_iterations():
+    d = own("tflite_1_12_iterations.txt")  # "Num runs", "Running benchmark for N iterations"
+    assert_timings(d, 917.0, 2284.0, 2284.0, 1999.0)
+    assert d["warmup"] == all_same(1, 2284.0)
+    assert d["inference"] == stat(20, 2011.0, 1987.0, 1960.0, 2101.0, 1999.0, 31.0)
+    assert (d["num_threads"], d["graph"], d["init_session_ms"]) == (1, "denoise_fp32.tflite", 0.917)
+    assert (d["model_size_mb"], d["op_profile"]) == (None, None)
+    assert_no_delegation(d)
+
+
+def test_own_info_prefixed_percentiles_in_scientific_notation_without_thread_line():
+    d = own("info_percentiles_no_threads.txt")
+    assert_timings(d, 2205.0, 2174455.0, 2174460.0, 2100450.0)  # "2.17446e+06", "2.10045e+06"
+    assert d["warmup"] == all_same(1, 2174455.0)  # count=1 curr= p5= median= p95=
+    assert d["inference"] == stat(
+        50, 2101334.0, 2098417.0, 2090125.0, 2113870.0, 2100450.0, 4410.0, 2093012.0, 2099977.0, 2108761.0
+    )
+    assert d["memory_mb"] == {"init": 3.85547, "overall": 71.2031, "peak": None} and d["model_size_mb"] == 46.7341
+    assert d["memory_source"] == "footprint_delta"
+    assert d["num_threads"] is None  # --num_threads=2 was passed, but the run never printed it
+    assert d["op_profile"] is None
+    assert_no_delegation(d)
+
+
+def test_own_xnnpack_applied_partially_without_node_counts():
+    d = own("xnnpack_partial_no_counts.txt")
+    assert_timings(d, 88750.0, 311208.0, 311208.0, 301102.0)
+    assert d["inference"] == stat(
+        50, 301877.0, 300512.0, 299963.0, 305540.0, 301102.0, 981.0, 300010.0, 300845.0, 303772.0
+    )
+    assert d["memory_mb"] == {"init": 21.5078, "overall": 25.9102, "peak": None}
+    assert d["init_session_ms"] == 88.75
+    assert (d["delegated_nodes"], d["total_nodes"]) == (None, None)
+    assert d["delegates"] == ["XNNPACK"] and d["partially_delegated"] is True
 
 
 def test_modern_info_prefixed_with_percentiles_memory_and_xnnpack():
