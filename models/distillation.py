@@ -10,7 +10,7 @@ from torch import nn
 
 from edgepipe.models.registry import DatasetSplits, ModelSpec
 from edgepipe.models.shared.errors import ConfigError
-from edgepipe.models.training import Criterion, TrainResult, TrainSettings, train
+from edgepipe.models.training import Criterion, TrainResult, TrainSettings, train_as
 
 
 def narrower(spec: ModelSpec, width: float) -> nn.Module:
@@ -68,6 +68,5 @@ def distill(
     alpha: float,
 ) -> TrainResult:
     """Train the student on the teacher's softened outputs mixed with the labels."""
-    loss = getattr(spec, "loss", None)
-    criterion = distillation_loss(teacher, spec.task, temperature, alpha, loss)
-    return train(student, data, settings, spec.task, spec.input_names, spec.image_inputs, criterion, loss)
+    criterion = distillation_loss(teacher, spec.task, temperature, alpha, getattr(spec, "loss", None))
+    return train_as(student, data, settings, spec, criterion)

@@ -26,7 +26,7 @@ from torch.ao.quantization import FakeQuantize, MovingAverageMinMaxObserver
 from edgepipe.models.programs import ProgramModule, capture
 from edgepipe.models.registry import DatasetSplits, ModelSpec
 from edgepipe.models.shared.errors import ConfigError
-from edgepipe.models.training import Learning, TrainResult, TrainSettings, train
+from edgepipe.models.training import Learning, TrainResult, TrainSettings, train_as
 
 # aten ops whose output TFLite keeps on its input's int8 grid
 _SAME_GRID = {
@@ -131,9 +131,7 @@ def quantization_aware_finetune(
         program.train()
         for chunk in range(0, min(len(data.y_train), 256), 64):  # first ranges from real samples
             program(*[torch.from_numpy(data.x_train[n][chunk : chunk + 64]) for n in spec.input_names])
-    result = train(
-        program, data, settings, spec.task, spec.input_names, spec.image_inputs, loss=getattr(spec, "loss", None)
-    )
+    result = train_as(program, data, settings, spec)
     return without_fake_int8(program), result
 
 

@@ -80,7 +80,7 @@ def train(
     x_train = [torch.from_numpy(data.x_train[n]) for n in input_names]
     x_val = [torch.from_numpy(data.x_val[n]) for n in input_names]
     y_train, y_val = torch.from_numpy(data.y_train), torch.from_numpy(data.y_val)
-    loss_fn = loss or _loss(task, data.y_train if settings.class_weighting else None)
+    loss_fn = loss or task_loss(task, data.y_train if settings.class_weighting else None)
     criterion = criterion or (lambda outputs, targets, inputs: loss_fn(outputs, targets))
     optimizer = _optimizer(model, settings)
     scheduler = _scheduler(optimizer, settings)
@@ -111,6 +111,15 @@ def train(
     return TrainResult(epoch, best_epoch, best_loss, time.perf_counter() - start)
 
 
+def train_as(
+    model: nn.Module, data: DatasetSplits, settings: TrainSettings, how: Learning | ModelSpec, criterion=None
+) -> TrainResult:
+    """train() with what `how` says of the model: its task, input names, augmentable inputs and own loss."""
+    return train(
+        model, data, settings, how.task, how.input_names, how.image_inputs, criterion, getattr(how, "loss", None)
+    )
+
+
 @dataclass(frozen=True)
 class Fitted:
     """A zoo model trained from its seed: the module, what training did, and its held-out metrics."""
@@ -126,7 +135,7 @@ def fit(spec: ModelSpec, settings: TrainSettings, threads: int = DEFAULT_THREADS
     torch.manual_seed(settings.seed)
     module = spec.build()
     data = spec.dataset(settings.seed)
-    result = train(module, data, settings, spec.task, spec.input_names, spec.image_inputs)
+    result = train_as(module, data, settings, spec)
     metrics = spec.metric(predict(module, data.x_test, spec.input_names), data.y_test)
     return Fitted(module, result, metrics)
 
@@ -197,7 +206,8 @@ def _flatten(out) -> list[torch.Tensor]:
     return [t for item in out for t in _flatten(item)]
 
 
-def _loss(task: str, labels_for_weights: np.ndarray | None) -> nn.Module:
+def task_loss(task: str, labels_for_weights: np.ndarray | None = None) -> nn.Module:
+    """The task's default loss: MSE for regression, cross-entropy (class-weighted when labels are given)."""
     if task == "regression":
         return nn.MSELoss()
     weights = class_weights(labels_for_weights) if labels_for_weights is not None else None

@@ -49,7 +49,7 @@ def _tflite(module, examples, specs, folder: Path, opset: int, log_path: Path) -
     from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
     from edgepipe.exporters.rewrites import export_friendly
     from edgepipe.exporters.torch_to_onnx import export_onnx
-    from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, convert_layout
+    from edgepipe.pipeline.core.feeding import feeds_for
 
     folder.mkdir(parents=True)
     friendly, _ = export_friendly(module)
@@ -57,8 +57,5 @@ def _tflite(module, examples, specs, folder: Path, opset: int, log_path: Path) -
     onnx_path = folder / "model.onnx"
     export_onnx(program, examples, [s.name for s in specs], onnx_path, log_path, opset)
     result = export_tflite_variants(onnx_path, folder, ["fp32"], log_path, specs)["fp32"]
-    feeds = {
-        s.name: convert_layout(x.numpy(), FROM_CHANNELS_LAST.get(s.layout, s.layout), s.layout).astype(s.dtype)
-        for s, x in zip(result.inputs, examples)
-    }
-    return ("tflite", result.path, feeds)
+    record = {"inputs": [s.to_dict() for s in result.inputs]}
+    return ("tflite", result.path, feeds_for(record, {s.name: x.numpy() for s, x in zip(specs, examples)}))

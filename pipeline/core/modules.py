@@ -94,21 +94,12 @@ def reference_batch(ctx: StageContext, specs: tuple[InputSpec, ...]) -> int:
 def source_module(ctx: StageContext) -> tuple:
     """(module, example inputs, input specs, calibration samples) of the job's model."""
     source = model_source(ctx.job)
-    examples = example_inputs(ctx.job, source)
+    examples = source.examples()
     calibration = user_calibration(ctx.job, source.inputs)
     if calibration is None and (splits := source.splits()) is not None:
         count = ctx.job.export.calibration_samples
         calibration = {name: np.ascontiguousarray(values[:count]) for name, values in splits.x_train.items()}
     return compressed_module(ctx), examples, source.inputs, calibration
-
-
-def example_inputs(job: JobConfig, source: ModelSource) -> tuple[torch.Tensor, ...]:
-    """The factory's own example inputs, or zeros of the zoo model's input shapes."""
-    if source.kind == "factory":
-        from edgepipe.pipeline.core.user_models import load_user_model
-
-        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).examples
-    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in source.inputs)
 
 
 def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:

@@ -41,6 +41,7 @@ class ModelSource:
     # a fresh module as the source gives it: untrained for the zoo, with the given weights for a factory
     build: Callable[[], object] | None = None
     weights_given: bool = False
+    examples: Callable[[], tuple] = tuple  # example input tensors for torch.export (none for an .onnx file)
     splits: Callable[[], DatasetSplits | None] = lambda: None  # labelled train/val/test splits, seeded
     train_defaults: dict = field(default_factory=dict)
     image_inputs: tuple[str, ...] = ()
@@ -89,6 +90,7 @@ def _zoo(job: JobConfig) -> ModelSource:
         spec.inputs,
         Task(spec.task, spec.metric, spec.primary_metric),
         build=spec.build,
+        examples=lambda: _zeros(spec.inputs),
         splits=functools.cache(lambda: spec.dataset(job.job.seed)),
         train_defaults=spec.train_defaults,
         image_inputs=spec.image_inputs,
@@ -111,9 +113,16 @@ def _factory(job: JobConfig) -> ModelSource:
         _user_task(job, "classification" if labelled or job.validate_.eval_data else None),
         build=build,
         weights_given=job.job.weights is not None,
+        examples=lambda: made.examples,
         splits=functools.cache(lambda: user_splits(job, made.inputs) if labelled else None),
         image_inputs=tuple(s.name for s in made.inputs if len(s.shape) == 4 and s.dtype.startswith("float")),
     )
+
+
+def _zeros(specs: tuple[InputSpec, ...]) -> tuple:
+    import torch
+
+    return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
 
 
 def _user_task(job: JobConfig, kind: str | None) -> Task | None:

@@ -16,7 +16,7 @@ from edgepipe.models.channel_pruning import amount_for, count_macs_params, prune
 from edgepipe.models.programs import save_program
 from edgepipe.models.pruning import count_parameters, finalize_magnitude, magnitude_prune, sparsity
 from edgepipe.models.shared.errors import ConfigError
-from edgepipe.models.training import TrainSettings, predict, recalibrate_batchnorm, train
+from edgepipe.models.training import TrainSettings, predict, recalibrate_batchnorm, task_loss, train_as
 from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.modules import (
     COMPRESSED,
@@ -51,7 +51,7 @@ def run_compress(ctx: StageContext) -> dict:
     if data is not None:
         examples = tuple(torch.from_numpy(data.x_train[n][:2]) for n in fit.input_names)
     else:  # pruning alone, channels ranked by their weights
-        examples = _export_examples(ctx)
+        examples = source.examples()
     module = trained_module(ctx)
     trained = _scored(source, module, data, examples)
     steps = []
@@ -89,7 +89,7 @@ def run_compress(ctx: StageContext) -> dict:
         )
         module, result = quantization_aware_finetune(module, examples, fit, data, qat)
         steps.append({"step": "qat", "train": asdict(result), **_scored(source, module, data, examples)})
-    any_batch = save_program(module.eval(), _export_examples(ctx), ctx.staging / COMPRESSED)
+    any_batch = save_program(module.eval(), source.examples(), ctx.staging / COMPRESSED)
     if plan is not None:
         write_json(ctx.staging / PRUNE_PLAN, plan)
     return {
@@ -113,7 +113,7 @@ def _channels(ctx, module, source, data, examples, base: TrainSettings) -> tuple
         log.parent.mkdir(exist_ok=True)
         amount, trials = amount_for_latency(
             module,
-            _export_examples(ctx),
+            source.examples(),
             source.inputs,
             settings.prune_target.latency,
             settings.prune_skip,
@@ -179,18 +179,16 @@ def _recover(module, teacher, source, data, finetune: TrainSettings, settings):
     fit = learning(source)
     alpha = {"finetune": 0.0, "distill": 1.0, "both": settings.distill_alpha}[settings.recovery]
     criterion = distillation_loss(teacher, fit.task, settings.temperature, alpha, fit.loss) if alpha else None
-    return train(module, data, finetune, fit.task, fit.input_names, fit.image_inputs, criterion, fit.loss)
+    return train_as(module, data, finetune, fit, criterion)
 
 
 def _taylor(source, data):
-    """A backward pass of the task loss on training samples, for Taylor importance; None without labels."""
-    if data.y_train is None or len(data.y_train) == 0:
-        return None
+    """A backward pass of the task loss on training samples, for Taylor importance."""
     fit = learning(source)
     count = min(IMPORTANCE_SAMPLES, len(data.y_train))
     inputs = [torch.from_numpy(data.x_train[n][:count]) for n in fit.input_names]
     targets = torch.from_numpy(data.y_train[:count])
-    loss = fit.loss or (torch.nn.MSELoss() if fit.task == "regression" else torch.nn.CrossEntropyLoss())
+    loss = fit.loss or task_loss(fit.task)
 
     def gradients(module: torch.nn.Module) -> None:
         module.eval()  # BatchNorm statistics stay as trained
@@ -205,12 +203,7 @@ def _magnitude(module, source, data, examples, finetune: TrainSettings, settings
     """Zero the smallest weights, fine-tune, then make the masks permanent."""
     before = _scored(source, module, data, examples)
     magnitude_prune(module, settings.prune_amount)
-    fit = learning(source)
-    result = (
-        train(module, data, finetune, fit.task, fit.input_names, fit.image_inputs, loss=fit.loss)
-        if finetune.epochs
-        else None
-    )
+    result = train_as(module, data, finetune, learning(source)) if finetune.epochs else None
     finalize_magnitude(module)
     return {
         "step": "prune_magnitude",
@@ -229,12 +222,6 @@ def _finetune_settings(base: TrainSettings, settings) -> TrainSettings:
         lr=settings.finetune_lr or base.lr,
         patience=min(base.patience, max(1, settings.finetune_epochs)),
     )
-
-
-def _export_examples(ctx: StageContext) -> tuple[torch.Tensor, ...]:
-    from edgepipe.pipeline.core.modules import example_inputs
-
-    return example_inputs(ctx.job, model_source(ctx.job))
 
 
 def _scored(source, module: torch.nn.Module, data, examples) -> dict:

@@ -16,7 +16,6 @@ from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
 from edgepipe.pipeline.core.modules import (
-    example_inputs,
     exported_module_file,
     reference_batch,
     source_module,
@@ -156,7 +155,7 @@ def _export_uncompressed(ctx: StageContext, log_path, calibration) -> list[dict]
     source = model_source(ctx.job)
     folder = ctx.staging / UNCOMPRESSED
     folder.mkdir()
-    examples = example_inputs(ctx.job, source)
+    examples = source.examples()
     _export_torch(ctx, trained_module(ctx), examples, source.inputs, log_path, folder / "model.onnx")
     conversion = {
         "onnx_path": folder / "model.onnx",

@@ -6,7 +6,7 @@ from dataclasses import asdict
 
 import torch
 
-from edgepipe.models.training import predict, train
+from edgepipe.models.training import predict, train_as
 from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.modules import TRAINED, learning, train_settings
 from edgepipe.pipeline.core.sources import model_source
@@ -29,7 +29,7 @@ def run_train(ctx: StageContext) -> dict:
         kept = "weights as given" if source.weights_given else "the factory's own initialisation: no [train] data"
     elif source.weights_given and ctx.job.train.epochs is None:
         kept = "weights as given ([train] epochs fine-tunes them)"
-    result = None if kept else train(module, data, settings, **_fit_args(source))
+    result = None if kept else train_as(module, data, settings, learning(source))
     module.eval()
     torch.save(module.state_dict(), ctx.staging / TRAINED)
     metrics = source.task.metric(predict(module, data.x_test, source.input_names), data.y_test) if data else {}
@@ -41,8 +41,3 @@ def run_train(ctx: StageContext) -> dict:
         "lower_is_better": list(source.task.lower_is_better) if source.task else [],
         "parameters": sum(p.numel() for p in module.parameters()),
     }
-
-
-def _fit_args(source) -> dict:
-    fit = learning(source)
-    return {"task": fit.task, "input_names": fit.input_names, "image_inputs": fit.image_inputs, "loss": fit.loss}
