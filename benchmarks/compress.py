@@ -16,7 +16,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 
-from edgepipe.exporters.tflite_ops import file_composition
+from edgepipe.exporters.tflite.inspect import file_composition
 from edgepipe.pipeline.core.config import default_job_text, validate_job
 from edgepipe.pipeline.core.runner import run_job
 

@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from edgepipe.exporters.tflite_ops import file_composition, op_histogram  # noqa: E402
+from edgepipe.exporters.tflite.inspect import file_composition, op_histogram  # noqa: E402
 from edgepipe.models.shared.specs import convert_layout  # noqa: E402
 from edgepipe.profilers.paired import paired_ratio  # noqa: E402
 

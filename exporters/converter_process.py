@@ -164,7 +164,7 @@ def _child(request_fd: int, reply_fd: int, log_path: Path) -> None:
     import onnx2tf  # noqa: F401  the import this process exists to make early
     import onnxsim  # noqa: F401
 
-    from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
+    from edgepipe.exporters.convert import export_tflite_variants
 
     ready = time.perf_counter()
     with os.fdopen(request_fd, "rb") as request:

@@ -13,8 +13,8 @@ def small_cnn(work: Path) -> dict[str, Path]:
     import torch
     from torch import nn
 
-    from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
-    from edgepipe.exporters.torch_to_onnx import export_onnx
+    from edgepipe.exporters.convert import export_tflite_variants
+    from edgepipe.exporters.torch.to_onnx import export_onnx
     from edgepipe.models.shared.specs import InputSpec
 
     torch.manual_seed(0)

@@ -51,3 +51,21 @@ def convert_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
     if sorted(src) != sorted(dst):
         raise ValueError(f"cannot convert layout {src} to {dst}")
     return np.ascontiguousarray(np.transpose(array, [src.index(axis) for axis in dst]))
+
+
+# Random integer inputs are 0 or 1: an integer input often indexes a table (Gather, an embedding), and
+# no table that has entries is smaller than that.
+RANDOM_INT_HIGH = 2
+
+
+def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """Seeded standard-normal floats, or integers below RANDOM_INT_HIGH, of one shape and dtype."""
+    if np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype) == np.bool_:
+        return rng.integers(0, RANDOM_INT_HIGH, size=shape).astype(dtype)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def random_feeds(specs: tuple[InputSpec, ...], seed: int, batches: int = 1) -> dict[str, np.ndarray]:
+    """One seeded random array per input, `batches` of its batches stacked (a scalar stays a scalar)."""
+    rng = np.random.default_rng(seed)
+    return {s.name: random_array(rng, (batches * s.shape[0], *s.shape[1:]) if s.shape else (), s.dtype) for s in specs}

@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
-from edgepipe.exporters.onnx_to_tflite import VARIANTS
-from edgepipe.exporters.ort_quantize import ORT_VARIANTS
+from edgepipe.exporters.quantize.ort import ORT_VARIANTS
+from edgepipe.exporters.quantize.variants import VARIANTS
 from edgepipe.models.registry import DEFAULT_THREADS
 from edgepipe.pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
 

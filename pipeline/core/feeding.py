@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from edgepipe.models.shared.errors import ExportError, InputFileError, first_line
-from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
+from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout, random_feeds
 from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.sources import model_source
 from edgepipe.profilers.runtimes import RUNTIMES, quantize
@@ -34,17 +34,13 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     data = source.splits() if source.has_module else None
     if data is None:
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
-        rng = np.random.default_rng(ctx.job.job.seed)
-        return {
-            s.name: random_input(rng, s, RANDOM_SAMPLES * s.shape[0]) if s.shape else random_input(rng, s, 0)
-            for s in specs_of(onnx_art)
-        }, None
+        return random_feeds(tuple(specs_of(onnx_art)), ctx.job.job.seed, RANDOM_SAMPLES), None
     return data.x_test, (lambda out: source.task.metric(out["output_0"], data.y_test))
 
 
 def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
     """The user's labelled set, and the task's metric (top-1 by default) over the model's first output."""
-    from edgepipe.exporters.onnx_inputs import onnx_output_specs
+    from edgepipe.exporters.onnx.files import onnx_output_specs
     from edgepipe.pipeline.core.user_data import load_eval
 
     metric = model_source(ctx.job).task.metric
@@ -181,11 +177,3 @@ def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int) ->
         )
         for name, values in collected.items()
     }
-
-
-def random_input(rng: np.random.Generator, spec: InputSpec, count: int) -> np.ndarray:
-    """Seeded standard-normal floats, or small non-negative integers, with `count` rows (a scalar for rank 0)."""
-    shape = (count, *spec.shape[1:]) if spec.shape else ()
-    if np.issubdtype(np.dtype(spec.dtype), np.integer):
-        return rng.integers(0, 10, size=shape).astype(spec.dtype)
-    return rng.standard_normal(shape).astype(spec.dtype)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from edgepipe.models.shared.errors import ConfigError, InputFileError, ModelNotFoundError, UserCodeError, first_line
-from edgepipe.models.shared.specs import InputSpec
+from edgepipe.models.shared.specs import InputSpec, random_array
 
 _SPEC = re.compile(r"^(\d+(?:x\d+)*)(?::(\w+))?$")
 # Rank -> the layout a user's tensor is assumed to have: images are channels-first as in
@@ -145,6 +145,6 @@ def _forward_names(module: torch.nn.Module) -> list[str]:
 
 
 def _random_tensor(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> torch.Tensor:
-    if dtype.startswith(("int", "uint")):
-        return torch.from_numpy(rng.integers(0, 10, size=shape)).to(getattr(torch, dtype))
-    return torch.from_numpy(rng.standard_normal(shape).astype(np.float32)).to(getattr(torch, dtype))
+    """specs.random_array's values as a tensor of any torch dtype (bfloat16 has no numpy twin)."""
+    integral = dtype.startswith(("int", "uint", "bool"))
+    return torch.from_numpy(random_array(rng, shape, dtype if integral else "float32")).to(getattr(torch, dtype))

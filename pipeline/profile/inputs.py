@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgepipe.models.shared.errors import InputFileError
-from edgepipe.models.shared.specs import InputSpec
-from edgepipe.pipeline.core.feeding import random_input
+from edgepipe.models.shared.specs import InputSpec, random_array
 from edgepipe.profilers.runtimes import Session, quantize
 
 
@@ -31,7 +30,7 @@ def generated_inputs(session, seed: int = 0) -> dict[str, np.ndarray]:
             low, high = scale * (info.min - zero_point), scale * (info.max - zero_point)
             feeds[spec.name] = quantize(rng.uniform(low, high, shape), scale, zero_point, np.dtype(spec.dtype))
         else:
-            feeds[spec.name] = random_input(rng, InputSpec(spec.name, shape, spec.dtype), shape[0] if shape else 0)
+            feeds[spec.name] = random_array(rng, shape, spec.dtype)
     return feeds
 
 

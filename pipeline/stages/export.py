@@ -7,10 +7,11 @@ import shutil
 
 import torch
 
+from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.converter_process import ConverterProcess, worth_a_child
-from edgepipe.exporters.onnx_inputs import load_onnx, onnx_input_specs, upgrade_old_opset
-from edgepipe.exporters.onnx_to_tflite import MixedTarget, export_tflite_variants
-from edgepipe.exporters.ort_quantize import quantize_onnx
+from edgepipe.exporters.onnx.files import load_onnx, onnx_input_specs, upgrade_old_opset
+from edgepipe.exporters.quantize.mixed import MixedTarget
+from edgepipe.exporters.quantize.ort import quantize_onnx
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.context import StageContext, onnx_source
@@ -49,8 +50,8 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
     else:
         load_onnx(source)
         shutil.copyfile(source, ctx.staging / "model.onnx")
-        note = upgrade_old_opset(ctx.staging / "model.onnx")
-        rewrites = [note] if note else []
+        note = upgrade_old_opset(ctx.staging / "model.onnx")  # so that validation's ONNX Runtime can run it
+        rewrites = [f"onnx: {note}"] if note else []
         specs, artifacts = onnx_input_specs(ctx.staging / "model.onnx"), []
         calibration = user_calibration(ctx.job, specs)
     artifacts.append(_record("onnx", "fp32", "model.onnx", specs))
@@ -106,7 +107,13 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
             {**_record("onnx", variant, quantized.path.name, specs), "quantized_nodes": quantized.quantized_nodes}
         )
     uncompressed = _export_uncompressed(ctx, log_path, calibration) if source is None else []
-    return {"artifacts": artifacts, "rewrites": rewrites, **({"uncompressed": uncompressed} if uncompressed else {})}
+    passes = [p.to_dict() for p in next(iter(results.values())).onnx_passes]
+    return {
+        "artifacts": artifacts,
+        "rewrites": rewrites,
+        "onnx_passes": passes,
+        **({"uncompressed": uncompressed} if uncompressed else {}),
+    }
 
 
 def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> None:
@@ -137,8 +144,8 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
     """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file."""
-    from edgepipe.exporters.rewrites import export_friendly
-    from edgepipe.exporters.torch_to_onnx import export_onnx
+    from edgepipe.exporters.torch.rewrites import export_friendly
+    from edgepipe.exporters.torch.to_onnx import export_onnx
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)

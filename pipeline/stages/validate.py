@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgepipe.exporters.ledger import compare, require_parity
-from edgepipe.exporters.onnx_to_tflite import VARIANTS
-from edgepipe.exporters.ort_quantize import ORT_VARIANTS
+from edgepipe.exporters.quantize.ort import ORT_VARIANTS
+from edgepipe.exporters.quantize.variants import VARIANTS
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ParityError
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
+from edgepipe.pipeline.core.ledger import compare, require_parity
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json

@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from edgepipe.exporters.boundary import LOG_PREFIX
+from edgepipe.exporters.tflite.boundary import LOG_PREFIX
 
 PYTORCH_SUITES = ("pytorch-converted", "pytorch-operator")
 SUITES = (*PYTORCH_SUITES, "node")

@@ -53,7 +53,7 @@ def run_raw_model(model: bm.BackendModel, work_dir: Path) -> bm.ModelResult:
 
 
 def _run(model: bm.BackendModel, work_dir: Path) -> tuple[bool, str, str, bm.Check | None]:
-    from edgepipe.exporters.tflite_ops import custom_ops
+    from edgepipe.exporters.tflite.inspect import custom_ops
 
     reference = bm.reference_or_failure(model)
     if not isinstance(reference, bm.Reference):

@@ -309,8 +309,8 @@ def test_conversion_time_grows_at_most_linearly_with_model_size(project, tmp_pat
 
     import torch
 
-    from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
-    from edgepipe.exporters.torch_to_onnx import export_onnx
+    from edgepipe.exporters.convert import export_tflite_variants
+    from edgepipe.exporters.torch.to_onnx import export_onnx
     from tests.e2e.conftest_helpers import load_factory
 
     seconds = {}

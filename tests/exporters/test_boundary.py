@@ -10,9 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edgepipe.exporters.boundary import BoundaryFix, fit_boundary
-from edgepipe.exporters.onnx_inputs import onnx_input_specs
-from edgepipe.exporters.onnx_to_tflite import export_tflite
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.onnx.files import onnx_input_specs, onnx_output_specs
+from edgepipe.exporters.tflite.boundary import BoundaryFix, fit_boundary
+from edgepipe.exporters.tflite.evidence import run_onnxruntime
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.profilers.runtimes import open_tflite
@@ -57,9 +58,10 @@ def _tflite_vs_ort(onnx_path: Path, tflite_path: Path, feeds: dict[str, np.ndarr
 
 def test_transposed_2d_concat_is_restored(tmp_path, monkeypatch):
     # onnx2tf's strict translation transposes these 2-D tensors (its fast one, edgepipe's first try, does not)
-    from edgepipe.exporters import onnx_to_tflite
 
-    monkeypatch.setattr(onnx_to_tflite, "_reproduces_onnxruntime", lambda *args: False)
+    from edgepipe.exporters.tflite import translate
+
+    monkeypatch.setattr(translate, "_not_reproduced", lambda *args: "is refused by this test")
     onnx_path = _concat_axis_minus_2(tmp_path)
     result = _export(onnx_path, tmp_path)
     assert [s.shape for s in result.inputs] == [(2, 2), (2, 2)]
@@ -108,25 +110,31 @@ def _identity_onnx(tmp: Path) -> Path:
     return _save(tmp, [helper.make_node("Identity", ["x"], ["y"])], [x], [y])
 
 
+def _fitted(transform, onnx_path: Path, log: Path):
+    """fit_boundary for a Keras stand-in of the ONNX file, with ONNX Runtime's evidence."""
+    specs = onnx_input_specs(onnx_path)
+    evidence = run_onnxruntime(onnx_path, specs, log)
+    return fit_boundary(_keras(transform, (2, 3)), specs, onnx_output_specs(onnx_path), set(), evidence, log)
+
+
 def test_a_transpose_is_chosen_only_by_evidence(tmp_path):
     onnx_path = _identity_onnx(tmp_path)
-    specs = onnx_input_specs(onnx_path)
-    right = fit_boundary(_keras(lambda tf, t: tf.transpose(t), (2, 3)), onnx_path, specs, set(), tmp_path / "log")
+    right = _fitted(lambda tf, t: tf.transpose(t), onnx_path, tmp_path / "log")
     assert right.fixes == (BoundaryFix("y", "output", (2, 3), (3, 2), "transpose", (1, 0)),)
     # The same shape with other numbers: no reading reproduces ONNX Runtime, so nothing is changed
     # and the signature check keeps refusing the file.
-    wrong = fit_boundary(_keras(lambda tf, t: 2 * tf.transpose(t), (2, 3)), onnx_path, specs, set(), tmp_path / "log")
+    wrong = _fitted(lambda tf, t: 2 * tf.transpose(t), onnx_path, tmp_path / "log")
     assert wrong.fixes == ()
     assert "no reshape or transpose reproduced" in (tmp_path / "log").read_text()
 
 
 def test_unrestorable_output_keeps_the_clear_error(tmp_path):
-    from edgepipe.exporters.tflite_convert import write_saved_model
-    from edgepipe.exporters.tflite_signature import signature
+    from edgepipe.exporters.tflite.signature import signature
+    from edgepipe.exporters.tflite.write import write_saved_model
 
     onnx_path = _identity_onnx(tmp_path)
     specs = onnx_input_specs(onnx_path)
-    bounded = fit_boundary(_keras(lambda tf, t: 2 * tf.transpose(t), (2, 3)), onnx_path, specs, set(), tmp_path / "log")
+    bounded = _fitted(lambda tf, t: 2 * tf.transpose(t), onnx_path, tmp_path / "log")
     write_saved_model(bounded, ["y"], tmp_path / "saved")
     import tensorflow as tf
 
@@ -135,13 +143,14 @@ def test_unrestorable_output_keeps_the_clear_error(tmp_path):
         signature(tmp_path / "m.tflite", specs, (InputSpec("y", (2, 3)),), set())
 
 
-def test_an_ambiguous_output_kept_without_evidence_is_said(tmp_path, monkeypatch, caplog):
+def test_an_ambiguous_output_kept_without_evidence_is_said(tmp_path, caplog):
     # (1, 4, 4) reads the same as NWC and NCW; with ONNX Runtime unable to run the graph the
     # recorded layout is onnx2tf's rule, and the log says it was not checked.
-    import edgepipe.exporters.tflite_signature as signature_module
+    import edgepipe.exporters.tflite.signature as signature_module
+    from edgepipe.exporters.tflite.evidence import Evidence
 
     spec = InputSpec("y", (1, 4, 4), "float32", "NWC")
-    monkeypatch.setattr(signature_module, "onnxruntime_outputs", lambda *args: None)
-    kept = signature_module.settle_ambiguous_outputs(tmp_path / "m.onnx", tmp_path / "m.tflite", (), (), (spec,))
+    no_evidence = Evidence({}, None, "RuntimeError: refused by this test")
+    kept = signature_module.settle_ambiguous_outputs(tmp_path / "m.tflite", (), (), (spec,), no_evidence)
     assert kept == (spec,)
     assert "output(s) y, whose shape" in caplog.text and "without a check" in caplog.text

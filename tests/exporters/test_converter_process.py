@@ -10,8 +10,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.converter_process import ConverterProcess, worth_a_child
-from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.progress import LOG
 from edgepipe.profilers.runtimes import open_tflite

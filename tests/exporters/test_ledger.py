@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from edgepipe.exporters.ledger import compare, output_figures, require_parity
 from edgepipe.models.shared.errors import ParityError
+from edgepipe.pipeline.core.ledger import compare, output_figures, require_parity
 
 
 def test_figures_of_a_known_error():

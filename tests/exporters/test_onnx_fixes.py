@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from types import MappingProxyType
 
 import numpy as np
 import onnx
@@ -14,10 +15,10 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from edgepipe.exporters.onnx_channels_first import channels_first_blocks
-from edgepipe.exporters.onnx_fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
-from edgepipe.exporters.onnx_to_tflite import export_tflite
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.onnx.channels_first import channels_first_blocks
+from edgepipe.exporters.onnx.fixes import batchnorm_between_reshapes, canonical_gelu, spelt_hard_swish
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.specs import convert_layout
 from edgepipe.profilers.runtimes import open_tflite
 
@@ -235,13 +236,15 @@ def test_block_with_a_vector_add_of_its_own_is_left_alone():
 def test_strict_translation_when_the_fast_one_fails(tmp_path, monkeypatch):
     # Without the channels-first rewrite, onnx2tf's fast translation of these blocks breaks on the
     # layer scale's broadcast; the strict one (layouts by trial) converts them.
-    from edgepipe.exporters import onnx_channels_first
 
-    monkeypatch.setattr(onnx_channels_first, "channels_first_blocks", lambda model: 0)
+    from edgepipe.exporters.onnx import passes
+
+    without = {name: p for name, p in passes.PASSES.items() if name != "channels_first_blocks"}
+    monkeypatch.setattr(passes, "PASSES", MappingProxyType(without))
     model, x = _convnext_like(), torch.randn(1, 3, 64, 64)
     onnx_file = export_onnx(torch.export.export(model, (x,)), (x,), ["x"], tmp_path / "model.onnx", tmp_path / "log")
     result = export_tflite(onnx_file.path, tmp_path / "model.tflite", "fp32", tmp_path / "convert.log")
-    assert "onnx2tf's fast translation failed" in (tmp_path / "convert.log").read_text()
+    assert "onnx2tf: the fast translation failed: onnx2tf" in (tmp_path / "convert.log").read_text()
     with torch.no_grad():
         expected = model(x).numpy()
     got = open_tflite(result.path).run({"x": x.numpy().transpose(0, 2, 3, 1).copy()})["output_0"]

@@ -13,8 +13,8 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgepipe.exporters.ort_quantize import ORT_VARIANTS, OnnxQuantExport, quantize_onnx
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.quantize.ort import ORT_VARIANTS, OnnxQuantExport, quantize_onnx
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.training import TrainSettings, fit
 from edgepipe.models.zoo import get_model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -9,13 +11,13 @@ import pytest
 import torch
 from torch import nn
 
-from edgepipe.exporters.ledger import output_figures
-from edgepipe.exporters.onnx_fixes import padded_max_pools
-from edgepipe.exporters.onnx_to_tflite import export_tflite_variants
-from edgepipe.exporters.tflite_ops import sentinel_scaled_tensors
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite_variants
+from edgepipe.exporters.onnx.fixes import padded_max_pools
+from edgepipe.exporters.tflite.inspect import sentinel_scaled_tensors
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec, convert_layout
+from edgepipe.pipeline.core.ledger import output_figures
 from edgepipe.profilers.runtimes import open_tflite
 
 SHAPE = (1, 3, 32, 32)
@@ -90,7 +92,10 @@ def test_int8_of_a_padded_pool_runs_and_keeps_its_signal(tmp_path):
 @pytest.mark.slow
 def test_a_sentinel_in_a_calibration_range_is_one_clear_error(tmp_path, monkeypatch):
     """Without the rewrite, onnx2tf's float32-lowest padding reaches calibration: refused before a runtime opens it."""
-    monkeypatch.setattr("edgepipe.exporters.onnx_fixes.padded_max_pools", lambda model: 0)
+    from edgepipe.exporters.onnx import passes
+
+    without = {name: p for name, p in passes.PASSES.items() if name != "padded_max_pools"}
+    monkeypatch.setattr(passes, "PASSES", MappingProxyType(without))
     _, path = _onnx(tmp_path)
     calibration = {"x": np.random.default_rng(2).standard_normal((32, *SHAPE[1:])).astype(np.float32)}
     specs = (InputSpec("x", SHAPE, "float32", "NCHW"),)

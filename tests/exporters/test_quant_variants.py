@@ -11,12 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from edgepipe.exporters.ledger import output_figures
-from edgepipe.exporters.onnx_to_tflite import VARIANTS, TfliteExport, export_tflite, export_tflite_variants
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite, export_tflite_variants
+from edgepipe.exporters.quantize.variants import VARIANTS
+from edgepipe.exporters.tflite.record import TfliteExport
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec, convert_layout
 from edgepipe.pipeline.core.config import ExportSection, ValidateSection
+from edgepipe.pipeline.core.ledger import output_figures
 from edgepipe.pipeline.stages.validate import Limits, limits_for
 from edgepipe.profilers.runtimes import dequantize, open_tflite, quantize
 

@@ -13,11 +13,12 @@ import pytest
 import torch
 from torch import nn
 
-from edgepipe.exporters.onnx_to_tflite import TfliteExport, export_tflite
-from edgepipe.exporters.rewrite_transformer import PlainMultiheadAttention
-from edgepipe.exporters.rewrites import export_friendly
-from edgepipe.exporters.tflite_ops import custom_ops
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.tflite.inspect import custom_ops
+from edgepipe.exporters.tflite.record import TfliteExport
+from edgepipe.exporters.torch.rewrite_transformer import PlainMultiheadAttention
+from edgepipe.exporters.torch.rewrites import export_friendly
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 from edgepipe.profilers.runtimes import open_tflite
 

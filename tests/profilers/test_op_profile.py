@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgepipe.exporters.onnx_to_tflite import export_tflite
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import InputFileError, ProfileError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.profilers.op_profile import OpProfile, profile_ops

@@ -11,8 +11,8 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from edgepipe.exporters.onnx_to_tflite import export_tflite
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.profilers.throughput import ThroughputPoint, sweep_isolated, throughput_sweep
 
 BATCHES = (1, 4, 16)

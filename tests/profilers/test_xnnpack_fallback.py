@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgepipe.exporters.onnx_to_tflite import export_tflite
-from edgepipe.exporters.torch_to_onnx import export_onnx
+from edgepipe.exporters.convert import export_tflite
+from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.profilers.harness import TimingSettings
 from edgepipe.profilers.profile import profile_in_process

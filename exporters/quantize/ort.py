@@ -14,7 +14,8 @@ from typing import Iterator, Mapping
 import numpy as np
 import onnx
 
-from edgepipe.exporters.onnx_inputs import load_onnx
+from edgepipe.exporters.onnx.files import load_onnx
+from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ExportError, first_line
 from edgepipe.models.shared.files import atomic_path
@@ -26,7 +27,7 @@ ORT_VARIANTS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-_NO_CALIBRATION = "pass samples from the zoo model's training split, or choose variant 'dynamic' (needs none)"
+_NO_CALIBRATION = "choose variant 'dynamic' (needs none)"
 
 
 @dataclass(frozen=True)
@@ -37,13 +38,6 @@ class OnnxQuantExport:
     variant: str  # key of ORT_VARIANTS
     quantized_nodes: int  # nodes that run on integers in the written graph; see _quantized_nodes
     excluded_nodes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _Input:
-    name: str
-    dtype: np.dtype
-    dims: tuple[int | None, ...]  # None where symbolic
 
 
 class _SampleReader:  # an ORT CalibrationDataReader: its __subclasshook__ takes any class with get_next
@@ -67,8 +61,7 @@ def quantize_onnx(
         raise ExportError(
             f"{onnx_path.name}: unknown ONNX Runtime variant {variant!r}; choose one of: {', '.join(ORT_VARIANTS)}"
         )
-    inputs = _graph_inputs(load_onnx(onnx_path).graph)
-    feeds = _calibration_feeds(onnx_path.name, inputs, calibration) if variant == "int8_qdq" else []
+    feeds = _calibration_feeds(onnx_path, calibration) if variant == "int8_qdq" else []
     with atomic_path(out_path) as tmp_out:
         with tempfile.TemporaryDirectory(prefix="edgepipe-ortq-") as work:  # intermediates; calibration makes its own
             prepared = Path(work) / "prepared.onnx"
@@ -145,62 +138,21 @@ def _ort_failures(onnx_path: Path, variant: str, log_path: Path) -> Iterator[Non
         ) from None
 
 
-def _graph_inputs(graph: onnx.GraphProto) -> tuple[_Input, ...]:
-    initializers = {init.name for init in graph.initializer}
-    return tuple(
-        _Input(
-            v.name,
+def _calibration_feeds(onnx_path: Path, calibration: dict[str, np.ndarray] | None) -> list[dict[str, np.ndarray]]:
+    """The samples checked against the graph's inputs and cut into the runs ORT's calibrator makes."""
+    graph = load_onnx(onnx_path).graph
+    initializers = {i.name for i in graph.initializer}
+    inputs = {
+        v.name: CalibratedInput(
+            tuple(d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim),
             onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type),
-            tuple(d.dim_value or None for d in v.type.tensor_type.shape.dim),
         )
         for v in graph.input
         if v.name not in initializers
-    )
-
-
-def _calibration_feeds(
-    file: str, inputs: tuple[_Input, ...], calibration: dict[str, np.ndarray] | None
-) -> list[dict[str, np.ndarray]]:
-    """Check the samples against the graph's inputs and cut them into the runs ORT's calibrator makes."""
-    given, where = calibration or {}, f"{file} -> int8_qdq"
-    unknown = sorted(set(given) - {i.name for i in inputs})
-    if unknown:
-        raise ExportError(
-            f"{where}: calibration has {unknown[0]!r}, which is not a model input "
-            f"(inputs: {', '.join(i.name for i in inputs)}); key the samples by ONNX input name"
-        )
-    arrays = {}
-    for inp in inputs:
-        problem = _sample_problem(inp, given)
-        if problem:
-            raise ExportError(f"{where}: input {inp.name!r} {problem}")
-        arrays[inp.name] = np.asarray(given[inp.name]).astype(inp.dtype, copy=False)
-    counts = sorted({len(a) for a in arrays.values()})
-    fixed = next((i.dims[0] for i in inputs if i.dims and i.dims[0]), None)
-    if len(counts) > 1 or (fixed and counts[0] < fixed):
-        raise ExportError(
-            f"{where}: calibration inputs hold {counts} samples; give every input the same number "
-            f"of samples, at least the model's batch size {fixed or 1}"
-        )
-    step = fixed or 64  # a fixed batch dim (often 1) is fed exactly; else runs of 64, as ORT keeps all tensors
-    stop = counts[0] - counts[0] % step if fixed else counts[0]
-    return [{name: a[i : i + step] for name, a in arrays.items()} for i in range(0, stop, step)]
-
-
-def _sample_problem(inp: _Input, given: dict[str, np.ndarray]) -> str | None:
-    arr = np.asarray(given.get(inp.name, ()))
-    if not np.issubdtype(inp.dtype, np.floating):
-        return f"is {inp.dtype}; static int8 calibrates float inputs only; choose variant 'dynamic'"
-    if arr.size == 0:
-        return f"has {'empty' if inp.name in given else 'no'} calibration samples; {_NO_CALIBRATION}"
-    if not np.issubdtype(arr.dtype, np.floating):
-        return f"has {arr.dtype} calibration samples; pass float samples as the model takes them"
-    if inp.dims and (arr.ndim != len(inp.dims) or any(d and d != s for d, s in zip(inp.dims[1:], arr.shape[1:]))):
-        return (
-            f"has calibration samples of shape {arr.shape}, the model takes {tuple(d or '?' for d in inp.dims)}"
-            f"; stack samples on axis 0 in the ONNX layout"
-        )
-    return None
+    }
+    # A fixed batch dimension (often 1) is fed exactly; else runs of 64, as ORT keeps every tensor of a run.
+    needs = Requirements(f"{onnx_path.name} -> int8_qdq", "ONNX", _NO_CALIBRATION, open_batch=64)
+    return list(calibration_batches(calibration, inputs, needs))
 
 
 def _check_excluded(where: str, graph: onnx.GraphProto, names: tuple[str, ...]) -> None:

@@ -16,14 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepipe.exporters.tflite_signature import onnxruntime_outputs
+from edgepipe.exporters.tflite.evidence import Evidence, agrees
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.specs import InputSpec, channels_last
 
 LOG_PREFIX = "edgepipe: boundary: "  # each fix is one line of the conversion log after this
 MAX_TRIALS = 64  # combinations of input readings tried against ONNX Runtime
 MAX_PERMUTED_RANK = 5
-REL_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -79,11 +78,15 @@ class Bounded:
         return [fix.apply(y) if (fix := self.fix("output", i)) else y for i, y in enumerate(outputs)]
 
 
-def fit_boundary(keras, onnx_path: Path, inputs: tuple[InputSpec, ...], kept: set[str], log_path: Path) -> Bounded:
+def fit_boundary(
+    keras,
+    inputs: tuple[InputSpec, ...],
+    outputs: tuple[InputSpec, ...],
+    kept: set[str],
+    evidence: Evidence,
+    log_path: Path,
+) -> Bounded:
     """Keras model plus the reshapes and transposes that give it the ONNX boundary; none where shapes already fit."""
-    from edgepipe.exporters.onnx_inputs import onnx_output_specs
-
-    outputs = onnx_output_specs(onnx_path)
     if len(keras.inputs) != len(inputs) or len(keras.outputs) != len(outputs):
         return Bounded(keras)  # write_saved_model and the signature check report the mismatch
     bounded = Bounded(keras, tuple(s.name for s in inputs), tuple(o.name for o in outputs))
@@ -102,19 +105,21 @@ def fit_boundary(keras, onnx_path: Path, inputs: tuple[InputSpec, ...], kept: se
         if f
     )
     with output_to_log(log_path):
-        found, note = _by_evidence(keras, onnx_path, inputs, outputs, in_shapes, out_shapes, wrong_out, kept)
+        found, note = _by_evidence(keras, evidence, inputs, outputs, in_shapes, out_shapes, wrong_out, kept)
     fixes = certain if found is None else found
     _log(log_path, fixes, note)
     return Bounded(keras, bounded.input_names, bounded.output_names, fixes)
 
 
-def _by_evidence(keras, onnx_path: Path, inputs, outputs, in_shapes, out_shapes, wrong_out, kept) -> tuple:
+def _by_evidence(keras, evidence: Evidence, inputs, outputs, in_shapes, out_shapes, wrong_out, kept) -> tuple:
     """(fixes, note): the first readings under which Keras reproduces ONNX Runtime on seeded inputs, or None."""
-    ran = onnxruntime_outputs(onnx_path, inputs)
-    if ran is None:
-        return None, "ONNX Runtime could not run the model, so only unit-axis reshapes are made"
-    feeds, by_name = ran
-    reference = [by_name[o.name] for o in outputs]
+    if evidence.outputs is None:
+        return (
+            None,
+            f"ONNX Runtime could not run the model ({evidence.unavailable}), so only unit-axis reshapes are made",
+        )
+    feeds = evidence.feeds
+    reference = [evidence.outputs[o.name] for o in outputs]
     in_options = [_input_readings(s, k, s.name not in kept) for s, k in zip(inputs, in_shapes)]
     out_options = [_output_readings(s, k) if w else [None] for s, k, w in zip(outputs, out_shapes, wrong_out)]
     dtypes = [t.dtype.as_numpy_dtype for t in keras.inputs]
@@ -171,7 +176,7 @@ def _matching(options: list, got: np.ndarray, reference: np.ndarray):
                 readings = [np.asarray(option.apply(got))]
             except Exception:  # the reshape does not fit this output's size
                 continue
-        if any(_agrees(r, reference) for r in readings):
+        if any(agrees(r, reference) for r in readings):
             return option
     return False
 
@@ -190,17 +195,6 @@ def _run_keras(keras, inputs, in_shapes, dtypes, combo, feeds) -> list[np.ndarra
         return None
     outputs = outputs if isinstance(outputs, (list, tuple)) else [outputs]
     return [np.asarray(y) for y in outputs]
-
-
-def _agrees(got: np.ndarray, reference: np.ndarray) -> bool:
-    """Same shape and max abs error <= 1e-4 * max(1, max |reference|), NaN against NaN counting as equal."""
-    if got.shape != reference.shape:
-        return False
-    ref, out = reference.astype(np.float64), got.astype(np.float64)
-    same = (ref == out) | (np.isnan(ref) & np.isnan(out))
-    finite = np.abs(ref[np.isfinite(ref)])
-    limit = REL_TOLERANCE * max(1.0, float(finite.max()) if finite.size else 0.0)
-    return bool(np.all(same | (np.abs(out - ref) <= limit)))
 
 
 def _unit_reshape(spec: InputSpec, shape: tuple, role: str) -> BoundaryFix | None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgepipe.exporters.tflite.evidence import Evidence, agrees
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, channels_last, convert_layout
 
@@ -60,63 +61,56 @@ def _record_layouts(
 
 
 def settle_ambiguous_outputs(
-    onnx_path: Path,
     tflite_path: Path,
     onnx_inputs: tuple[InputSpec, ...],
     tflite_inputs: tuple[InputSpec, ...],
     outputs: tuple[InputSpec, ...],
+    evidence: Evidence,
 ) -> tuple[InputSpec, ...]:
     """Decide by evidence the layout of outputs whose shape reads the same both ways.
 
-    No onnx2tf option pins output layouts, so run ONNX Runtime and TFLite once on the same
-    seeded inputs and keep, for each such output, the reading under which they agree.
+    No onnx2tf option pins output layouts, so the file runs on the seeded inputs ONNX Runtime ran,
+    and each such output takes the reading under which the two agree (channels-last, onnx2tf's
+    rule, when only that one does, or neither).
     """
     ambiguous = [o for o in outputs if o.layout in FROM_CHANNELS_LAST and _reads_both_ways(o)]
     if not ambiguous:
         return outputs
-    from ai_edge_litert.interpreter import Interpreter
-
-    ran = onnxruntime_outputs(onnx_path, onnx_inputs)
-    if ran is None:  # no evidence: keep onnx2tf's channels-last rule, and say so
+    if evidence.outputs is None:  # no evidence: keep onnx2tf's channels-last rule, and say so
         log.warning(
-            "%s: ONNX Runtime cannot run %s, so output(s) %s, whose shape reads the same channels-first and "
-            "channels-last, are recorded channels-last (onnx2tf's rule) without a check",
+            "%s: ONNX Runtime cannot run the model (%s), so output(s) %s, whose shape reads the same "
+            "channels-first and channels-last, are recorded channels-last (onnx2tf's rule) without a check",
             tflite_path.name,
-            onnx_path.name,
+            evidence.unavailable,
             ", ".join(o.name for o in ambiguous),
         )
         return outputs
-    feeds, reference = ran
-    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
-    got = runner(
-        **{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)}
-    )
+    got = run_signature(tflite_path, onnx_inputs, tflite_inputs, evidence.feeds)
     settled = []
     for out in outputs:
+        first = FROM_CHANNELS_LAST.get(out.layout)
         if out in ambiguous:
-            as_channels_last = convert_layout(np.asarray(got[out.name]), out.layout, FROM_CHANNELS_LAST[out.layout])
-            if np.abs(as_channels_last - reference[out.name]).max() > np.abs(got[out.name] - reference[out.name]).max():
-                out = InputSpec(out.name, out.shape, out.dtype, FROM_CHANNELS_LAST[out.layout])
+            value, reference = np.asarray(got[out.name]), evidence.outputs[out.name]
+            # read channels-last, the value moved to the ONNX layout must match; held as ONNX has it, as it is
+            if not agrees(convert_layout(value, out.layout, first), reference) and agrees(value, reference):
+                out = InputSpec(out.name, out.shape, out.dtype, first)
         settled.append(out)
     return tuple(settled)
 
 
-def onnxruntime_outputs(onnx_path: Path, specs: tuple[InputSpec, ...]) -> tuple[dict, dict] | None:
-    """(seeded inputs, ONNX Runtime's outputs by name) in the ONNX layout; None if ONNX Runtime cannot run it."""
-    import onnxruntime as ort
+def run_signature(
+    tflite_path: Path,
+    onnx_inputs: tuple[InputSpec, ...],
+    tflite_inputs: tuple[InputSpec, ...],
+    feeds: dict[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """The file's outputs by name for feeds in the ONNX layout, each input moved to the layout the file takes."""
+    from ai_edge_litert.interpreter import Interpreter
 
-    rng = np.random.default_rng(0)
-    feeds = {
-        s.name: (rng.standard_normal(s.shape) if s.dtype.startswith("float") else rng.integers(0, 2, s.shape)).astype(
-            s.dtype
-        )
-        for s in specs
-    }
-    try:
-        session = ort.InferenceSession(str(onnx_path))
-        return feeds, dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
-    except Exception:  # ONNX Runtime refuses some valid graphs
-        return None
+    runner = Interpreter(model_path=str(tflite_path)).get_signature_runner()
+    return runner(
+        **{t.name: convert_layout(feeds[t.name], s.layout, t.layout) for s, t in zip(onnx_inputs, tflite_inputs)}
+    )
 
 
 def _reads_both_ways(spec: InputSpec) -> bool:

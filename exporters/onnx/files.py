@@ -35,23 +35,29 @@ _MIN_OPSET, _UPGRADE_TO = 7, 11
 
 def upgrade_old_opset(path: Path) -> str | None:
     """Rewrite a model of opset < 7 in place to opset 11; a note saying so, or None."""
+    model, note = upgraded(load_onnx(path), path)
+    if note:
+        onnx.save(model, str(path))
+    return note
+
+
+def upgraded(model: onnx.ModelProto, where: Path) -> tuple[onnx.ModelProto, str | None]:
+    """(the model at opset 11, a note) when its opset is below 7, else (the model, None)."""
     from onnx import version_converter
 
-    model = load_onnx(path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     if opset is None or opset >= _MIN_OPSET:
-        return None
+        return model, None
     try:
-        upgraded = version_converter.convert_version(model, _UPGRADE_TO)
-        upgraded.ir_version = max(upgraded.ir_version, 7)  # from IR 4 on, initializers need not be inputs
-        onnx.checker.check_model(upgraded)
+        model = version_converter.convert_version(model, _UPGRADE_TO)
+        model.ir_version = max(model.ir_version, 7)  # from IR 4 on, initializers need not be inputs
+        onnx.checker.check_model(model)
     except Exception as exc:  # the converter has gaps for some old ops
         raise InputFileError(
-            f"{path}: opset {opset} is too old for ONNX Runtime and could not be upgraded "
+            f"{where}: opset {opset} is too old for ONNX Runtime and could not be upgraded "
             f"({type(exc).__name__}: {str(exc)[:160]}); re-export with opset >= {_MIN_OPSET}"
         ) from None
-    onnx.save(upgraded, str(path))
-    return f"onnx: opset {opset} upgraded to {_UPGRADE_TO} (ONNX Runtime runs no opset below {_MIN_OPSET})"
+    return model, f"opset {opset} upgraded to {_UPGRADE_TO} (ONNX Runtime runs no opset below {_MIN_OPSET})"
 
 
 def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:

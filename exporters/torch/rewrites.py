@@ -12,8 +12,8 @@ from typing import Callable
 
 from torch import nn
 
-from edgepipe.exporters.rewrite_rnn import UnrolledGRU, UnrolledLSTM
-from edgepipe.exporters.rewrite_transformer import PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
+from edgepipe.exporters.torch.rewrite_rnn import UnrolledGRU, UnrolledLSTM
+from edgepipe.exporters.torch.rewrite_transformer import PlainEncoder, PlainEncoderLayer, PlainMultiheadAttention
 
 # A rewrite takes the module and where it sits ("'a.b'" or "the top level") and returns the
 # replacement plus one description per change.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepipe.exporters.onnx_fixes import drop_unused_initializers
+from edgepipe.exporters.onnx.fixes import drop_unused_initializers
 
 TO_LAST, TO_FIRST = [0, 2, 3, 1], [0, 3, 1, 2]
 _SCALAR_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}  # with scalar constants or block tensors

@@ -1,0 +1,7 @@
+"""The quantization step: the TFLite variant table with its converter settings, calibration batches,
+int8_mixed (per-layer int8 loss, layers kept float), and ONNX Runtime's quantized variants."""
+
+from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
+from edgepipe.exporters.quantize.variants import VARIANTS, Variant, configured
+
+__all__ = ["VARIANTS", "CalibratedInput", "Requirements", "Variant", "calibration_batches", "configured"]

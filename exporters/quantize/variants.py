@@ -1,0 +1,66 @@
+"""The TFLite variants, each with every converter setting it takes: the one table that says how a
+variant is quantized (int8_mixed's debugger-built converter is configured from it too)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
+
+from edgepipe.models.shared.errors import ExportError
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One TFLite variant: how validation judges it, its I/O, and its converter settings."""
+
+    numerics: str  # "float32", "float16" or "quantized": which validation tolerance applies
+    io_dtype: str = "float32"  # the dtype of every float input and output in the written file
+    calibrated: bool = False  # activations are quantized, so representative samples are needed
+    optimize: bool = False  # tf.lite.Optimize.DEFAULT: quantize what the other settings allow
+    float16_weights: bool = False
+    # The op set every op must come from: "builtins" lets an op stay float; "int8" and "int16x8" force
+    # integer kernels everywhere and set the I/O dtype.
+    kernels: str = "builtins"
+
+
+VARIANTS: MappingProxyType[str, Variant] = MappingProxyType(
+    {
+        "fp32": Variant("float32"),
+        "fp16": Variant("float16", optimize=True, float16_weights=True),  # float32 activations and I/O
+        "dynamic": Variant("quantized", optimize=True),  # int8 weights; float32 activations and I/O
+        "int8": Variant("quantized", "int8", calibrated=True, optimize=True, kernels="int8"),
+        "int8_float_io": Variant("quantized", calibrated=True, optimize=True, kernels="int8"),  # int8 inside
+        # int8 weights; int16 activations and I/O (TFLite's 16x8)
+        "int16x8": Variant("quantized", "int16", calibrated=True, optimize=True, kernels="int16x8"),
+        # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32 (quantize/mixed.py)
+        "int8_mixed": Variant("quantized", calibrated=True, optimize=True),
+    }
+)
+
+
+def configured(saved_model_dir, variant: str, feeds: tuple[dict[str, np.ndarray], ...] = ()):
+    """A TFLiteConverter for the SavedModel with every setting of the variant; calibrated ones read feeds."""
+    import tensorflow as tf
+
+    if variant not in VARIANTS:
+        raise ExportError(f"no TFLite converter settings for variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    settings = VARIANTS[variant]
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    if settings.optimize:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if settings.float16_weights:
+        converter.target_spec.supported_types = [tf.float16]
+    if settings.calibrated:
+        converter.representative_dataset = lambda: (dict(feed) for feed in feeds)
+    kernels = {
+        "builtins": tf.lite.OpsSet.TFLITE_BUILTINS,
+        "int8": tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
+        "int16x8": tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+    }[settings.kernels]
+    if settings.kernels != "builtins":
+        converter.inference_input_type = converter.inference_output_type = getattr(tf, settings.io_dtype)
+    # Flex ops are let through here so that the export can name them; allow_flex decides after.
+    converter.target_spec.supported_ops = [kernels, tf.lite.OpsSet.SELECT_TF_OPS]
+    return converter
