@@ -115,6 +115,7 @@ def export_summary(job: JobConfig, result: RunResult) -> dict:
         "run_dir": str(result.run_dir),
         "artifacts": artifacts,
         "rewrites": run.result("export").get("rewrites", []),
+        "onnx_passes": run.result("export").get("onnx_passes", []),
     }
 
 

@@ -55,6 +55,18 @@ def test_rewrites_are_recorded_in_the_manifest(exports):
     assert any("gelu" in r for r in rewrites) and exports["cnn_digits"]["rewrites"] == []
 
 
+def test_the_onnx_passes_that_ran_are_recorded_in_order(exports):
+    from edgepipe.exporters.onnx.passes import PASSES
+
+    for out in exports.values():
+        names = [p["name"] for p in out["onnx_passes"]]
+        assert names[0] == "onnxsim" and all(name in PASSES for name in names[1:]), names
+        assert names[1:] == [name for name in PASSES if name in names[1:]]  # the registry's order
+    # mobilenet_digits' Hardswish is spelt as the chain TFLite keeps as one op
+    (hard_swish,) = [p for p in exports["mobilenet_digits"]["onnx_passes"] if p["name"] == "spelt_hard_swish"]
+    assert int(hard_swish["detail"].split()[0]) >= 1, hard_swish
+
+
 def test_every_zoo_artifact_runs_without_tensorflow(exports):
     paths = [next(a["path"] for a in out["artifacts"] if a["format"] == "tflite") for out in exports.values()]
     script = (
