@@ -94,3 +94,36 @@ def test_nothing_imports_the_cli_and_no_stage_imports_another():
 def test_pipeline_keeps_at_most_ten_modules_on_its_top_level():
     top = [p.name for p in (ROOT / "pipeline").glob("*.py")]
     assert len(top) <= 10, top
+
+
+# exporters/ is laid out by conversion step; the pipeline reaches each step through its package's face
+# (its __init__), or the orchestration on top.
+EXPORTER_FACES = {
+    "exporters.torch",
+    "exporters.onnx",
+    "exporters.tflite",
+    "exporters.quantize",
+    "exporters.convert",
+    "exporters.converter_process",
+}
+
+
+def test_the_pipeline_uses_the_exporters_step_faces_only():
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for path in _files("pipeline")
+        for module in _ours(path)
+        if module.startswith("exporters") and module not in EXPORTER_FACES
+    }
+    assert not wrong, sorted(wrong)
+
+
+def test_no_step_of_the_conversion_imports_the_orchestration_above_it():
+    wrong = {
+        f"{path.relative_to(ROOT)} imports {module}"
+        for step in ("torch", "onnx", "tflite", "quantize")
+        for path in _files(f"exporters.{step}")
+        for module in _ours(path)
+        if module in ("exporters.convert", "exporters.converter_process")
+    }
+    assert not wrong, sorted(wrong)

@@ -2,6 +2,18 @@
 int8_mixed (per-layer int8 loss, layers kept float), and ONNX Runtime's quantized variants."""
 
 from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
+from edgepipe.exporters.quantize.mixed import MixedTarget
+from edgepipe.exporters.quantize.ort import ORT_VARIANTS, quantize_onnx
 from edgepipe.exporters.quantize.variants import VARIANTS, Variant, configured
 
-__all__ = ["VARIANTS", "CalibratedInput", "Requirements", "Variant", "calibration_batches", "configured"]
+__all__ = [
+    "ORT_VARIANTS",
+    "VARIANTS",
+    "CalibratedInput",
+    "MixedTarget",
+    "Requirements",
+    "Variant",
+    "calibration_batches",
+    "configured",
+    "quantize_onnx",
+]

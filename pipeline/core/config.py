@@ -8,8 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, PositiveInt, model_validator
 
-from edgepipe.exporters.quantize.ort import ORT_VARIANTS
-from edgepipe.exporters.quantize.variants import VARIANTS
+from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.registry import DEFAULT_THREADS
 from edgepipe.pipeline.core.toml_config import STRICT, checked, parse_toml, read_toml
 

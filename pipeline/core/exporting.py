@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepipe.exporters.quantize.ort import ORT_VARIANTS
-from edgepipe.exporters.quantize.variants import VARIANTS
+from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.errors import ConfigError
 from edgepipe.pipeline.core.config import JobConfig, default_job_text, validate_job
 from edgepipe.pipeline.core.run_view import RunView

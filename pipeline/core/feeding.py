@@ -40,7 +40,7 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
 
 def _eval_set(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict], dict]]:
     """The user's labelled set, and the task's metric (top-1 by default) over the model's first output."""
-    from edgepipe.exporters.onnx.files import onnx_output_specs
+    from edgepipe.exporters.onnx import onnx_output_specs
     from edgepipe.pipeline.core.user_data import load_eval
 
     metric = model_source(ctx.job).task.metric

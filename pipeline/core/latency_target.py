@@ -47,8 +47,7 @@ def amount_for_latency(
 def _tflite(module, examples, specs, folder: Path, opset: int, log_path: Path) -> tuple:
     """The module's fp32 TFLite file, as a (runtime, path, feeds) side for paired timing."""
     from edgepipe.exporters.convert import export_tflite_variants
-    from edgepipe.exporters.torch.rewrites import export_friendly
-    from edgepipe.exporters.torch.to_onnx import export_onnx
+    from edgepipe.exporters.torch import export_friendly, export_onnx
     from edgepipe.pipeline.core.feeding import feeds_for
 
     folder.mkdir(parents=True)

@@ -75,7 +75,7 @@ def _source(job_json: str) -> ModelSource:
         return _zoo(job)
     if kind == "factory":
         return _factory(job)
-    from edgepipe.exporters.onnx.files import onnx_input_specs
+    from edgepipe.exporters.onnx import onnx_input_specs
 
     return ModelSource("onnx", job.job.model, tuple(onnx_input_specs(onnx_source(job))), _user_task(job, None))
 

@@ -9,9 +9,8 @@ import torch
 
 from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.converter_process import ConverterProcess, worth_a_child
-from edgepipe.exporters.onnx.files import load_onnx, onnx_input_specs, upgrade_old_opset
-from edgepipe.exporters.quantize.mixed import MixedTarget
-from edgepipe.exporters.quantize.ort import quantize_onnx
+from edgepipe.exporters.onnx import load_onnx, onnx_input_specs, upgrade_old_opset
+from edgepipe.exporters.quantize import MixedTarget, quantize_onnx
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.context import StageContext, onnx_source
@@ -144,8 +143,7 @@ def _run_ahead(ctx: StageContext, artifacts: list[dict], module, log_path) -> No
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
     """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file."""
-    from edgepipe.exporters.torch.rewrites import export_friendly
-    from edgepipe.exporters.torch.to_onnx import export_onnx
+    from edgepipe.exporters.torch import export_friendly, export_onnx
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from edgepipe.exporters.quantize.ort import ORT_VARIANTS
-from edgepipe.exporters.quantize.variants import VARIANTS
+from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ParityError
 from edgepipe.models.shared.progress import step
