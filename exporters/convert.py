@@ -22,7 +22,7 @@ from edgepipe.exporters.onnx.passes import prepare
 from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
 from edgepipe.exporters.quantize.mixed import MixedTarget
 from edgepipe.exporters.quantize.variants import VARIANTS
-from edgepipe.exporters.tflite.evidence import run_onnxruntime
+from edgepipe.exporters.tflite.evidence import reference_outputs
 from edgepipe.exporters.tflite.record import TfliteExport, describe
 from edgepipe.exporters.tflite.signature import signature_details
 from edgepipe.exporters.tflite.translate import Source, Translation, translate
@@ -92,7 +92,7 @@ def _convert(
         private = work_dir / "model.onnx"  # every step rewrites the copy, never the user's file
         shutil.copyfile(onnx_path, private)
         passes = prepare(private, log_path)
-        evidence = run_onnxruntime(onnx_path, specs, log_path)
+        evidence = reference_outputs(onnx_path, specs, log_path)
         # Only channels-first tensors may be made channels-last; a (batch, time, features)
         # sequence transposed to (batch, features, time) would silently read the wrong axis.
         # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError, summary
+from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileError, first_line, summary
 from edgepipe.models.shared.specs import InputSpec
 
 # ORT's graph optimisation levels by the names a job file or the CLI uses.
@@ -261,6 +261,39 @@ def open_onnxruntime(path: Path, threads: int = 1, options: RuntimeOptions = Run
         f"cpu, optimization {options.ort_optimization}",
         library=f"onnxruntime {ort.__version__}",
     )
+
+
+def open_onnx_reference(path: Path, threads: int = 1, options: RuntimeOptions = RuntimeOptions()) -> Session:
+    """The onnx package's reference evaluator: the ONNX specification run in Python, slow but exact. For a
+    file ONNX Runtime cannot load (an IR or opset newer than it supports, an op it lacks); never timed."""
+    import onnx
+    from onnx.reference import ReferenceEvaluator
+
+    try:
+        model = onnx.load(str(path))
+        evaluator = ReferenceEvaluator(model)
+    except Exception as exc:  # the evaluator raises its own types per failure kind
+        raise InputFileError(f"{path} cannot be run by onnx.reference either ({first_line(exc)[:200]})") from None
+    initializers = {i.name for i in model.graph.initializer}
+    inputs = tuple(
+        InputSpec(
+            v.name,
+            tuple(d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim),
+            onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+            "ND",
+        )
+        for v in model.graph.input
+        if v.name not in initializers
+    )
+    names = tuple(o.name for o in model.graph.output)
+
+    def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return dict(zip(names, evaluator.run(None, feeds)))
+
+    def bind(feeds: dict[str, np.ndarray]) -> Callable[[], object]:
+        return lambda: evaluator.run(None, feeds)
+
+    return Session("onnx.reference", path, inputs, names, run, bind, "python", library=f"onnx {onnx.__version__}")
 
 
 def _with_batch(spec: InputSpec, batch: int, path: Path) -> InputSpec:

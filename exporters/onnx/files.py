@@ -1,8 +1,10 @@
-"""Read an ONNX file's declared inputs as InputSpecs."""
+"""Load and check an ONNX file, read its declared inputs and outputs as InputSpecs, and bring an old or a
+too new file to what ONNX Runtime runs (upgraded from below opset 7, or lowered exactly)."""
 
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 
 import onnx
@@ -101,3 +103,67 @@ def onnx_input_specs(path: Path, batch: int = 1) -> tuple[InputSpec, ...]:
         dtype = helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
         specs.append(InputSpec(value.name, tuple(dims), dtype, _DEFAULT_LAYOUT.get(len(dims), "ND")))
     return tuple(specs)
+
+
+# The element types each IR version added past 11 (onnx.TensorProto.DataType numbers above FLOAT4E2M1's 23):
+# a file that uses none of them reads the same at IR 11.
+_NEWEST_IR11_TYPE = 23
+
+
+def onnxruntime_copy(path: Path, out_path: Path) -> str | None:
+    """Write to out_path a copy of the model at the IR version and opset ONNX Runtime supports, when lowering
+    them changes nothing the model uses; a note of what was lowered, or None when no exact copy loads."""
+    import onnxruntime as ort
+    from onnx import version_converter
+
+    model, notes = onnx.load(str(path)), []
+    for _ in range(3):  # the IR version, then the opset, then a last load
+        try:
+            onnx.save(model, str(out_path))
+            ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+            return "; ".join(notes) or "loads as it is"
+        except Exception as exc:  # ORT names the newest IR and opset it supports in its message
+            message = str(exc)
+        ir = re.search(r"max supported IR version: (\d+)", message)
+        opset = re.search(r"domain ai\.onnx is till opset (\d+)", message)
+        if ir and int(ir.group(1)) >= 11 and _max_elem_type(model) <= _NEWEST_IR11_TYPE:
+            notes.append(f"IR {model.ir_version} lowered to {ir.group(1)} (the model uses nothing newer)")
+            model.ir_version = int(ir.group(1))
+        elif opset:
+            try:  # onnx's converter refuses a step whose op semantics it cannot keep
+                lowered = version_converter.convert_version(model, int(opset.group(1)))
+            except Exception:
+                break
+            notes.append(f"opset {_opset(model)} converted down to {opset.group(1)}")
+            model = lowered
+        else:
+            break
+    out_path.unlink(missing_ok=True)
+    return None
+
+
+def _opset(model: onnx.ModelProto) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _max_elem_type(model: onnx.ModelProto) -> int:
+    """The largest tensor element type number the model names anywhere (values, constants, Cast targets)."""
+    types = [0]
+    for graph in _graphs(model.graph):
+        for value in [*graph.input, *graph.output, *graph.value_info]:
+            types.append(value.type.tensor_type.elem_type)
+        types += [t.data_type for t in graph.initializer]
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.name == "to" or attr.type == onnx.AttributeProto.TENSOR:
+                    types.append(attr.i if attr.name == "to" else attr.t.data_type)
+    return max(types)
+
+
+def _graphs(graph: onnx.GraphProto):
+    """The graph and every subgraph of its If, Loop and Scan nodes."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs):
+                yield from _graphs(sub)

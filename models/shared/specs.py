@@ -53,19 +53,35 @@ def convert_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(array, [src.index(axis) for axis in dst]))
 
 
-# Random integer inputs are 0 or 1: an integer input often indexes a table (Gather, an embedding), and
-# no table that has entries is smaller than that.
+# Random integer inputs are 0 or 1 unless their domain is known: an integer input often indexes a table
+# (Gather, an embedding), and no table that has entries is smaller than that.
 RANDOM_INT_HIGH = 2
 
 
-def random_array(rng: np.random.Generator, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    """Seeded standard-normal floats, or integers below RANDOM_INT_HIGH, of one shape and dtype."""
-    if np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype) == np.bool_:
-        return rng.integers(0, RANDOM_INT_HIGH, size=shape).astype(dtype)
+def random_array(
+    rng: np.random.Generator, shape: tuple[int, ...], dtype: str, domain: tuple[float, float] | None = None
+) -> np.ndarray:
+    """Seeded values of one shape and dtype: standard-normal floats or integers below RANDOM_INT_HIGH, or
+    uniform within domain = (low, high), exactly low when the two are equal."""
+    integral = np.issubdtype(np.dtype(dtype), np.integer) or np.dtype(dtype) == np.bool_
+    if domain is not None and domain[1] <= domain[0]:
+        return np.full(shape, domain[0]).astype(dtype)
+    if integral:
+        low, high = (int(domain[0]), int(domain[1])) if domain else (0, RANDOM_INT_HIGH)
+        return rng.integers(low, high, size=shape).astype(dtype)
+    if domain is not None:
+        return rng.uniform(domain[0], domain[1], shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
 
 
-def random_feeds(specs: tuple[InputSpec, ...], seed: int, batches: int = 1) -> dict[str, np.ndarray]:
-    """One seeded random array per input, `batches` of its batches stacked (a scalar stays a scalar)."""
+def random_feeds(
+    specs: tuple[InputSpec, ...], seed: int, batches: int = 1, domains: dict | None = None
+) -> dict[str, np.ndarray]:
+    """One seeded random array per input, `batches` of its batches stacked (a scalar stays a scalar), within
+    each input's domain where domains (name -> an object with low and high) gives one."""
     rng = np.random.default_rng(seed)
-    return {s.name: random_array(rng, (batches * s.shape[0], *s.shape[1:]) if s.shape else (), s.dtype) for s in specs}
+    bounds = {name: (d.low, d.high) for name, d in (domains or {}).items()}
+    return {
+        s.name: random_array(rng, (batches * s.shape[0], *s.shape[1:]) if s.shape else (), s.dtype, bounds.get(s.name))
+        for s in specs
+    }

@@ -23,7 +23,8 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     """Samples in the PyTorch layout and the task metric over outputs (None for ONNX files).
 
     The user's eval set when given; then the job's inputs file; then the held-out split of the
-    model's data (the zoo's, or a factory's [train] data); else seeded random inputs of its shapes.
+    model's data (the zoo's, or a factory's [train] data); else seeded random inputs of its shapes, each
+    within the domain the ONNX graph's ops give it (an index within its axis, a positive scale).
     """
     if ctx.job.validate_.eval_data:
         return _eval_set(ctx)
@@ -33,8 +34,13 @@ def held_out(ctx: StageContext) -> tuple[dict[str, np.ndarray], Callable[[dict],
     source = model_source(ctx.job)
     data = source.splits() if source.has_module else None
     if data is None:
+        from edgepipe.exporters.onnx import input_domains
+
         onnx_art = next(a for a in ctx.results["export"]["artifacts"] if a["format"] == "onnx")
-        return random_feeds(tuple(specs_of(onnx_art)), ctx.job.job.seed, RANDOM_SAMPLES), None
+        # the export stage runs this ahead, while its files are still in its staging directory
+        onnx_file = next(p for p in (ctx.staging / onnx_art["path"], ctx.path(onnx_art["path"])) if p.is_file())
+        domains = input_domains(onnx_file)
+        return random_feeds(tuple(specs_of(onnx_art)), ctx.job.job.seed, RANDOM_SAMPLES, domains), None
     return data.x_test, (lambda out: source.task.metric(out["output_0"], data.y_test))
 
 
@@ -142,14 +148,17 @@ def run_ahead(path: Path, art: dict, samples: dict[str, np.ndarray], threads: in
     remember(path, repr(sorted(art.items())), samples, _run(path, art, samples, threads))
 
 
-def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Run samples in chunks of each input's own leading size; outputs come back in the ONNX layout."""
-    ahead = recall(path, repr(sorted(art.items())), samples)
-    return ahead if ahead is not None else _run(path, art, samples, validation_threads())
+def run_artifact(path: Path, art: dict, samples: dict[str, np.ndarray], opener=None) -> dict[str, np.ndarray]:
+    """Run samples in chunks of each input's own leading size; outputs come back in the ONNX layout.
+
+    opener opens the file instead of its format's runtime (onnx.reference for an ONNX file that ONNX
+    Runtime cannot load)."""
+    ahead = recall(path, repr(sorted(art.items())), samples) if opener is None else None
+    return ahead if ahead is not None else _run(path, art, samples, validation_threads(), opener)
 
 
-def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int) -> dict[str, np.ndarray]:
-    session = RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]](path, threads)
+def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int, opener=None) -> dict[str, np.ndarray]:
+    session = (opener or RUNTIMES[RUNTIME_OF_FORMAT[art["format"]]])(path, threads)
     lead = {s.name: s.shape[0] if s.shape else 0 for s in specs_of(art)}
     counts = {len(samples[name]) // size for name, size in lead.items() if size}
     if len(counts) > 1:
@@ -163,9 +172,7 @@ def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int) ->
             outputs = session.run(feeds_for(art, chunk))
         except Exception as exc:  # each runtime raises its own types; to a user they mean one thing
             first = first_line(exc) or type(exc).__name__
-            raise ExportError(
-                f"{RUNTIME_OF_FORMAT[art['format']]} cannot run {path.name} on the validation inputs: {first}"
-            ) from None
+            raise ExportError(f"{session.runtime} cannot run {path.name} on the validation inputs: {first}") from None
         for name, value in outputs.items():
             collected.setdefault(name, []).append(value)
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from edgepipe.exporters.onnx import onnxruntime_copy
 from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.capture import output_to_log
-from edgepipe.models.shared.errors import ParityError
+from edgepipe.models.shared.errors import InputFileError, ParityError
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
@@ -14,6 +15,7 @@ from edgepipe.pipeline.core.ledger import compare, require_parity
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json
+from edgepipe.profilers.runtimes import open_onnx_reference
 
 LEDGER = "ledger.json"
 VALIDATE_LOG = "logs/validate.log"
@@ -23,11 +25,12 @@ def run_validate(ctx: StageContext) -> dict:
     """Compare every artifact with the reference; write ledger.json; fail once on any mismatch."""
     artifacts = ctx.results["export"]["artifacts"]
     samples, metric = held_out(ctx)
+    runners: dict[str, str] = {}  # an artifact run by other than its format's runtime, and why
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
         outputs = {}
         for a in artifacts:
             step(f"validate: {a['path']} on {len(next(iter(samples.values())))} held-out samples")
-            outputs[artifact_key(a)] = run_artifact(ctx.path(a["path"]), a, samples)
+            outputs[artifact_key(a)] = _outputs(ctx, a, samples, runners)
     if onnx_source(ctx.job) is None:
         reference_name = "torch"
         reference = torch_reference(ctx, samples)
@@ -50,6 +53,7 @@ def run_validate(ctx: StageContext) -> dict:
         "rel_tolerance": ctx.job.validate_.rel_tolerance,
         "samples": len(next(iter(samples.values()))),
         "tolerances": {key: asdict(limit) for key, limit in limits.items()},
+        "runners": runners,
         "hops": [h.to_dict() for h in hops],
         "metrics": metrics,
     }
@@ -66,10 +70,34 @@ def run_validate(ctx: StageContext) -> dict:
     write_json(ctx.staging / LEDGER, ledger)
     return {
         "reference": reference_name,
+        "runners": runners,
         "metrics": metrics,
         "lower_is_better": list(lower),
         "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name},
     }
+
+
+def _outputs(ctx: StageContext, art: dict, samples: dict, runners: dict[str, str]) -> dict:
+    """The artifact's outputs on the samples. An ONNX file that ONNX Runtime cannot load (a newer IR or
+    opset, an op it lacks) runs as a copy lowered to what it loads where that is exact, else through
+    onnx.reference; runners says which and why."""
+    path = ctx.path(art["path"])
+    try:
+        return run_artifact(path, art, samples)
+    except InputFileError as exc:
+        if art["format"] != "onnx" or art["variant"] != "fp32":
+            raise
+        cannot = str(exc)
+    copy = ctx.staging / f"lowered_{path.name}"
+    lowered = onnxruntime_copy(path, copy)
+    try:
+        if lowered is not None:
+            runners[artifact_key(art)] = f"onnxruntime on a copy: {lowered}; {cannot}"
+            return run_artifact(copy, art, samples)
+        runners[artifact_key(art)] = f"onnx.reference: {cannot}"
+        return run_artifact(path, art, samples, open_onnx_reference)
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def torch_reference(ctx: StageContext, samples: dict) -> dict:

@@ -1,6 +1,12 @@
 """`edgepipe export` and `edgepipe profile` with --json, as DESIGN.md shapes them."""
 
 import json
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
 
 from tests.conftest import edgepipe
 
@@ -27,6 +33,61 @@ def test_export_onnx_file_validates_against_onnxruntime(default_run, tmp_path):
     tflite = next(a for a in out["artifacts"] if a["format"] == "tflite")
     assert tflite["ledger"]["reference"] == "onnx:fp32" and tflite["ledger"]["ok"]
     assert tflite["ledger"]["max_abs"] < 1e-4
+
+
+def _newest_transpose(tmp_path) -> Path:
+    """A Transpose and Reshape at the newest IR and opset the onnx package writes, which ONNX Runtime 1.23
+    does not load yet, though nothing in it changed since the versions it does."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6])
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[2, 1, 0]),
+        helper.make_node("Reshape", ["t", "shape"], ["y"]),
+    ]
+    shape = helper.make_tensor("shape", TensorProto.INT64, [3], [1, 4, 6])
+    graph = helper.make_graph(nodes, "newest", [x], [y], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", onnx.defs.onnx_opset_version())])
+    onnx.save(model, str(tmp_path / "newest.onnx"))
+    return tmp_path / "newest.onnx"
+
+
+def _bitshift_uint16(tmp_path) -> Path:
+    """A BitShift on uint16, which ONNX Runtime 1.23 has no kernel for."""
+    x = helper.make_tensor_value_info("x", TensorProto.UINT16, [3])
+    y = helper.make_tensor_value_info("y", TensorProto.UINT16, [3])
+    z = helper.make_tensor_value_info("z", TensorProto.UINT16, [3])
+    graph = helper.make_graph([helper.make_node("BitShift", ["x", "y"], ["z"], direction="RIGHT")], "g", [x, y], [z])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "bitshift.onnx"))
+    return tmp_path / "bitshift.onnx"
+
+
+@pytest.mark.parametrize(
+    "make, runner, evidence",
+    [
+        (
+            _newest_transpose,
+            "onnxruntime on a copy: IR 12 lowered to 11 (the model uses nothing newer); opset",
+            "a copy",
+        ),
+        (_bitshift_uint16, "onnx.reference: ", "onnx.reference ran it instead"),
+    ],
+    ids=["newer-ir-and-opset", "op-without-kernel"],
+)
+def test_a_file_onnx_runtime_cannot_load_is_still_checked(tmp_path, make, runner, evidence):
+    path = make(tmp_path)
+    with pytest.raises(Exception):
+        ort.InferenceSession(str(path))
+    result = edgepipe("export", str(path), "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    tflite = next(a for a in out["artifacts"] if a["format"] == "tflite")
+    assert tflite["ledger"]["reference"] == "onnx:fp32" and tflite["ledger"]["ok"] and tflite["ledger"]["max_abs"] == 0
+    ledger = json.loads((tmp_path / "o" / "ledger.json").read_text())
+    assert ledger["runners"]["onnx:fp32"].startswith(runner), ledger["runners"]
+    assert "not a loadable ONNX model" in ledger["runners"]["onnx:fp32"]
+    assert evidence in (tmp_path / "o" / "logs" / "convert.log").read_text()
 
 
 def test_profile_tflite_json(default_run):

@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from edgepipe.exporters.convert import export_tflite
 from edgepipe.exporters.onnx.files import onnx_input_specs, onnx_output_specs
 from edgepipe.exporters.tflite.boundary import BoundaryFix, fit_boundary
-from edgepipe.exporters.tflite.evidence import run_onnxruntime
+from edgepipe.exporters.tflite.evidence import reference_outputs
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.profilers.runtimes import open_tflite
@@ -113,7 +113,7 @@ def _identity_onnx(tmp: Path) -> Path:
 def _fitted(transform, onnx_path: Path, log: Path):
     """fit_boundary for a Keras stand-in of the ONNX file, with ONNX Runtime's evidence."""
     specs = onnx_input_specs(onnx_path)
-    evidence = run_onnxruntime(onnx_path, specs, log)
+    evidence = reference_outputs(onnx_path, specs, log)
     return fit_boundary(_keras(transform, (2, 3)), specs, onnx_output_specs(onnx_path), set(), evidence, log)
 
 

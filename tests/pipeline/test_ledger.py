@@ -76,3 +76,34 @@ def test_tiny_outputs_are_judged_by_their_own_scale():
     zeros = output_figures("y", np.zeros(4), np.zeros(4), 1e-4)
     assert zeros.cosine == 1.0 and zeros.ok
     assert not output_figures("y", np.zeros(4), np.full(4, 1e-20), 1e-4).ok
+
+
+def _lrn_like(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A reference peaking at 2.84 and a candidate off by 3e-5 of a typical value and 1.2e-4 of the peak, as
+    ONNX's LRN test reads in TFLite: transcendental rounding."""
+    rng = np.random.default_rng(seed)
+    ref = rng.standard_normal(5 * 5 * 5 * 3)
+    ref *= 2.84 / np.abs(ref).max()
+    got = ref * (1 + 3e-5 * rng.standard_normal(ref.shape))
+    peak = np.abs(ref).argmax()
+    got[peak] = ref[peak] * (1 + 1.2e-4)
+    return ref, got
+
+
+def test_float_rounding_over_the_tolerance_is_agreement_and_said():
+    ref, got = _lrn_like()
+    f = output_figures("y", ref, got, 1e-4)
+    assert f.max_abs > f.tolerance and f.sqnr_db >= 80
+    assert f.ok and f.float_rounding
+
+
+def test_real_errors_are_not_float_rounding():
+    ref, got = _lrn_like()
+    one_wrong = got.copy()
+    one_wrong[7] = ref[7] + 0.01  # a single wrong value: its own bound fails, whatever the SQNR
+    assert not output_figures("y", ref, one_wrong, 1e-4).ok
+    # An error of 1e-3 of every value, and its SQNR of 60 dB: beyond rounding
+    assert not output_figures("y", ref, ref * (1 + 1e-3), 1e-4).ok
+    # Within tolerance, it is judged by the tolerance alone
+    f = output_figures("y", ref, ref + 1e-5, 1e-4)
+    assert f.ok and not f.float_rounding
