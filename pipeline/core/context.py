@@ -57,11 +57,16 @@ class StageContext:
 
 def onnx_source(job: JobConfig) -> Path | None:
     """The user's ONNX file when the job's model is one, else None."""
-    return Path(job.job.model) if job.job.model.endswith(".onnx") else None
+    return Path(job.job.model) if model_kind(job.job.model) == "onnx" else None
 
 
 def source_kind(job: JobConfig) -> str:
     """'onnx' for an ONNX file, 'factory' for 'pkg.module:factory', else 'zoo'."""
-    if onnx_source(job) is not None:
+    return model_kind(job.job.model)
+
+
+def model_kind(model: str) -> str:
+    """What a [job] model names: 'onnx' for an ONNX file, 'factory' for 'pkg.module:factory', else 'zoo'."""
+    if model.endswith(".onnx"):
         return "onnx"
-    return "factory" if ":" in job.job.model else "zoo"
+    return "factory" if ":" in model else "zoo"

@@ -318,9 +318,9 @@ def _check_user_data(job: JobConfig, specs) -> None:
     if job.validate_.eval_data:
         load_eval(job.validate_.eval_data, specs, job.export.images)
     if job.train.data:
-        from edgepipe.pipeline.core.sources import user_splits
+        from edgepipe.pipeline.core.sources import SourceSettings, user_splits
 
-        user_splits(job, specs)
+        user_splits(SourceSettings.of(job), specs)
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:
