@@ -41,6 +41,11 @@ class DeclaredResults(Mapping):
         return len(self._results)
 
 
+def covers(declared: tuple[str, ...], path: str) -> bool:
+    """True when one of the declared setting paths is `path` or a section (or table) holding it."""
+    return any(path == d or path.startswith(f"{d}.") for d in declared)
+
+
 @dataclass(frozen=True)
 class StageContext:
     """Inputs of one stage: the job, the run's store, a staging dir for outputs, earlier results."""

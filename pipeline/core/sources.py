@@ -19,10 +19,25 @@ from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.config import ImageSection, JobConfig
 from edgepipe.pipeline.core.context import model_kind
 
+# The settings model_source reads, whichever kind of model the job names: every stage that asks for the
+# source declares them.
+SOURCE_SETTINGS = (
+    "job.model",
+    "job.seed",
+    "job.inputs",
+    "job.weights",
+    "train.data",
+    "train.val_fraction",
+    "train.loss",
+    "validate.eval_data",
+    "validate.metric",
+    "export.images",
+)
+
 
 @dataclass(frozen=True)
 class SourceSettings:
-    """The job settings a model source is made from, and what it is cached by."""
+    """The values of SOURCE_SETTINGS: what a model source is made from, and what it is cached by."""
 
     model: str
     seed: int

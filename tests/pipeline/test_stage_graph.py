@@ -1,5 +1,6 @@
-"""The stage graph: a stage reads only the results it declares, and a changed setting reruns exactly
-the stages that depend on it (and nothing is taken from the cache that should not be)."""
+"""The stage graph: a stage reads only the results it declares, every setting of a job is in the cache key
+of exactly the stages that declare it, and a changed setting reruns exactly its dependents (and nothing is
+taken from the cache that should not be)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import tomllib
 import numpy as np
 import pytest
 
-from edgepipe.pipeline.core.config import default_job_text, validate_job
-from edgepipe.pipeline.core.context import DeclaredResults
-from edgepipe.pipeline.core.runner import run_job
+from edgepipe.pipeline.core.config import Names, default_job_text, validate_job
+from edgepipe.pipeline.core.context import DeclaredResults, covers
+from edgepipe.pipeline.core.runner import GATE, MODULE_PIPELINE, cached_run, run_job, stage_key
+from edgepipe.pipeline.core.settings_key import SETTINGS, job_settings, setting, table_model
+from edgepipe.pipeline.core.store import Store
+
+STAGES = (*MODULE_PIPELINE, GATE)
 
 
 def test_reading_an_undeclared_result_raises():
@@ -25,7 +30,6 @@ def test_reading_an_undeclared_result_raises():
 
 def _job(**changes):
     data = tomllib.loads(default_job_text())
-    data.pop("gate")
     data["compress"]["prune"] = "none"
     data["job"].update(name="graph", model="mlp_tabular")
     data["train"].update(epochs=1, threads=1)
@@ -37,37 +41,135 @@ def _job(**changes):
         min_seconds=0.0,
         op_profile=False,
         throughput_batches=[],
+        paired_with=[],
         device="host",
     )
+    data["gate"] = {"budget": [{"name": "fits", "format": "onnx", "max_size": "10 MB"}]}
     for section, values in changes.items():
         data[section].update(values)
     return validate_job(data, "test")
 
 
-# (section, setting) -> the stages that must run again; every other stage comes from the cache
-CHANGES = [
-    ("train", {"epochs": 2}, {"train", "compress", "export", "validate", "profile", "report"}),
-    ("export", {"variants": ["fp32", "fp16"]}, {"export", "validate", "profile", "report"}),
-    ("validate", {"rel_tolerance": 2e-4}, {"validate", "report"}),
-    ("profile", {"min_runs": 6}, {"profile", "report"}),
-]
+def _changed(value):
+    """A different value of a setting (the keys are computed without validating the job, so any will do)."""
+    if value is None:
+        return "changed"
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 1
+    if isinstance(value, str):
+        return f"{value}-changed"
+    return (*value, "changed")
+
+
+def _with(config, path: str, value):
+    """A copy of a config with one setting replaced (a table the job leaves out is made from its defaults)."""
+    key, _, rest = path.partition(".")
+    name, field = next((n, f) for n, f in type(config).model_fields.items() if (f.alias or n) == key)
+    if rest:
+        table = getattr(config, name)
+        if table is None:
+            table = table_model(field.annotation).model_construct()
+        value = _with(table, rest, value)
+    return config.model_copy(update={name: value})
+
+
+def _keys(job, store) -> dict[str, str]:
+    settings = job_settings(job)
+    return {stage.name: stage_key(stage, settings, store, {}) for stage in STAGES}
+
+
+def _new_keys(before: dict[str, str], after: dict[str, str]) -> set[str]:
+    return {name for name in before if before[name] != after[name]}
+
+
+def _changed_keys(base, changed, tmp_path) -> set[str]:
+    store = Store.open(tmp_path / "run")
+    return _new_keys(_keys(base, store), _keys(changed, store))
+
+
+def _dependents(path: str) -> set[str]:
+    """The stages whose keys must hold a setting: those that declare it, unless they read it key-free."""
+    return {s.name for s in STAGES if covers(s.settings, path) and not covers(s.key_free, path)}
+
+
+def test_every_setting_is_declared_by_a_stage_that_reads_it():
+    undeclared = [p for p in SETTINGS if not any(covers(s.settings + s.key_free, p) for s in STAGES)]
+    assert not undeclared, f"declare these where they are read (runner.Stage.settings): {undeclared}"
+
+
+@pytest.mark.parametrize("path", list(SETTINGS))
+def test_a_setting_is_in_the_keys_of_exactly_the_stages_that_declare_it(path, tmp_path):
+    base = _job()
+    changed = _with(base, path, _changed(setting(base, path)))
+    assert _changed_keys(base, changed, tmp_path) == _dependents(path)
+
+
+NAMING = [p for p, info in SETTINGS.items() if any(isinstance(m, Names) for m in info.metadata)]
+
+
+@pytest.mark.parametrize("path", NAMING)
+def test_new_contents_under_a_settings_name_change_the_keys_of_its_stages(path, tmp_path):
+    named = tmp_path / "named"
+    if any(m is Names.RUN for m in SETTINGS[path].metadata):  # a baseline run, identified by its manifest
+        named.mkdir()
+        contents = named / "manifest.json"
+    else:
+        contents = named
+    contents.write_text("one")
+    job = _with(_job(), path, str(named))
+    store = Store.open(tmp_path / "run")
+    before = _keys(job, store)
+    contents.write_text("two")
+    assert _new_keys(before, _keys(job, store)) == _dependents(path)
+
+
+def test_a_factorys_module_is_in_the_keys_of_the_stages_that_build_it(tmp_path, monkeypatch):
+    module = tmp_path / "graph_factory.py"
+    module.write_text("def build():\n    return None\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    job = _job(job={"model": "graph_factory:build"})
+    store = Store.open(tmp_path / "run")
+    before = _keys(job, store)
+    module.write_text("def build():\n    return 1\n")
+    assert _new_keys(before, _keys(job, store)) == _dependents("job.model")
+
+
+def test_a_job_whose_key_cannot_be_computed_is_not_taken_from_the_cache(tmp_path):
+    Store.open(tmp_path).save()  # a run directory with a manifest: its keys are computed
+    gone = _job(job={"model": "graph_module_that_is_gone:build"})  # running it says the import failed
+    assert cached_run(gone, tmp_path) is None
 
 
 @pytest.mark.slow
 def test_a_changed_setting_reruns_exactly_its_dependents(tmp_path):
     run_dir = tmp_path / "run"
     first = run_job(_job(), run_dir)
-    stages = set(first.stages)
-    assert stages == {"train", "compress", "export", "validate", "profile", "report"}
+    assert set(first.stages) == {s.name for s in STAGES}
     assert not any(r["cached"] for r in first.stages.values())
     again = run_job(_job(), run_dir)
     assert all(r["cached"] for r in again.stages.values()), again.stages  # nothing changed: all from the cache
     inputs = tmp_path / "inputs.npz"
     np.savez(inputs, features=np.random.default_rng(0).standard_normal((8, 30)).astype(np.float32))
-    # profile times every file on one held-out sample: where that sample comes from is its setting too
-    read_inputs = ("validate", {"inputs": str(inputs)}, {"validate", "profile", "report"})
-    for section, values, dependents in [*CHANGES, read_inputs]:
-        changed = run_job(_job(**{section: values}), run_dir)
-        ran = {name for name, record in changed.stages.items() if not record["cached"]}
-        assert ran == dependents, (section, values, ran)
-        run_job(_job(), run_dir)  # back to the base job for the next change
+    everything_after = {"report", "gate"}  # they read every stage's files, and profile.json never repeats
+    # One change at a time, each on top of the last: the setting, and the stages that must run again (those
+    # that declare it, and those reading files that their rerun changed); every other stage is cached.
+    changes = [
+        ("train", "epochs", 2, {"train", "compress", "export", "validate", "profile"} | everything_after),
+        ("export", "variants", ["fp32", "fp16"], {"export", "validate", "profile"} | everything_after),
+        ("validate", "rel_tolerance", 2e-4, {"validate"} | everything_after),
+        # profile times every file on one held-out sample: where that sample comes from is its setting too
+        ("validate", "inputs", str(inputs), {"validate", "profile"} | everything_after),
+        ("profile", "min_runs", 6, {"profile"} | everything_after),
+        ("job", "name", "graph2", everything_after),  # both show it
+        ("compress", "temperature", 2.0, {"compress"}),  # compresses nothing in this job: no file changes
+        ("export", "converter_timeout_s", 600.0, set()),  # how long a conversion may take changes no file
+        ("gate", "strict", True, {"gate"}),
+    ]
+    job_changes: dict[str, dict] = {}
+    for section, key, value, dependents in changes:
+        job_changes.setdefault(section, {})[key] = value
+        ran = {name for name, record in run_job(_job(**job_changes), run_dir).stages.items() if not record["cached"]}
+        assert ran == dependents, (section, key, ran)
+        assert _dependents(f"{section}.{key}") <= ran
