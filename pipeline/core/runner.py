@@ -17,7 +17,7 @@ from edgepipe.models.registry import Ref
 from edgepipe.models.shared.errors import ConfigError, EdgepipeError, InputFileError
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.config import JobConfig
-from edgepipe.pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.context import DeclaredResults, DeclaredSettings, StageContext, onnx_source, source_kind
 from edgepipe.pipeline.core.settings_key import declared_share, job_settings
 from edgepipe.pipeline.core.sources import SOURCE_SETTINGS, SourceSettings, model_source, user_splits
 from edgepipe.pipeline.core.store import Store
@@ -30,9 +30,9 @@ class Stage:
     """One step: its function, the job settings it reads, and the stages whose files it reads.
 
     `settings` are setting paths as the TOML file spells them: one setting ("export.opset") or a whole
-    section or table ("train", "export.images"). Its cache key holds their values and the fingerprint of
-    what they name (core/settings_key). `key_free` settings it may read too, but none of its files
-    depends on them: they stay out of its key.
+    section or table ("train", "export.images"). The stage sees only these (core/context.DeclaredSettings),
+    and its cache key holds their values and the fingerprint of what they name (core/settings_key).
+    `key_free` settings it may read too, but none of its files depends on them: they stay out of its key.
     """
 
     name: str
@@ -183,7 +183,7 @@ def _run_stages(
         try:
             start = time.perf_counter()
             step(f"{stage.name}: started")
-            result = stage.run(StageContext(job, store, staging, DeclaredResults(stage.name, stage.reads, results)))
+            result = stage.run(_context(stage, job, store, staging, results))
             record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
             store.commit_stage(stage.name, staging, record)
         except EdgepipeError as exc:
@@ -286,6 +286,12 @@ def _cached_record(stage: Stage, key: str, store: Store) -> dict | None:
     """The stage's manifest record when it was made with this key and its files are intact, else None."""
     previous = store.manifest["stages"].get(stage.name)
     return previous if previous and previous["key"] == key and store.verify(stage.name) else None
+
+
+def _context(stage: Stage, job: JobConfig, store: Store, staging: Path, results: dict[str, dict]) -> StageContext:
+    """What the stage may see: the settings and the results it declares, and nothing else."""
+    settings = DeclaredSettings(stage.name, stage.settings + stage.key_free, job)
+    return StageContext(settings, store, staging, DeclaredResults(stage.name, stage.reads, results))
 
 
 def stage_key(stage: Stage, settings: dict, store: Store, versions: dict) -> str:

@@ -16,11 +16,11 @@ import numpy as np
 from edgepipe.models.registry import DatasetSplits
 from edgepipe.models.shared.errors import ConfigError, InputFileError, UserCodeError
 from edgepipe.models.shared.specs import InputSpec
-from edgepipe.pipeline.core.config import ImageSection, JobConfig
-from edgepipe.pipeline.core.context import model_kind
+from edgepipe.pipeline.core.config import ImageSection
+from edgepipe.pipeline.core.context import JobSettings, model_kind
 
-# The settings model_source reads, whichever kind of model the job names: every stage that asks for the
-# source declares them.
+# The settings model_source reads, whichever kind of model the job names (so that a stage missing one
+# fails on a zoo model as on a factory): every stage that asks for the source declares them.
 SOURCE_SETTINGS = (
     "job.model",
     "job.seed",
@@ -51,8 +51,8 @@ class SourceSettings:
     images: ImageSection
 
     @classmethod
-    def of(cls, job: JobConfig) -> SourceSettings:
-        """Read from a job."""
+    def of(cls, job: JobSettings) -> SourceSettings:
+        """Read from a job (or a stage's view of it)."""
         return cls(
             job.job.model,
             job.job.seed,
@@ -110,7 +110,7 @@ def metric_drop(reference: float, value: float, lower_is_better: bool) -> float:
     return value - reference if lower_is_better else reference - value
 
 
-def model_source(job: JobConfig) -> ModelSource:
+def model_source(job: JobSettings) -> ModelSource:
     """The job's model source; the only place that tells a zoo model, a factory and an .onnx file apart."""
     return _source(SourceSettings.of(job))
 

@@ -1,18 +1,20 @@
-"""The stage graph: a stage reads only the results it declares, every setting of a job is in the cache key
-of exactly the stages that declare it, and a changed setting reruns exactly its dependents (and nothing is
-taken from the cache that should not be)."""
+"""The stage graph: a stage reads only the results and the settings it declares, every setting of a job is
+in the cache key of exactly the stages that declare it, and a changed setting reruns exactly its dependents
+(and nothing is taken from the cache that should not be)."""
 
 from __future__ import annotations
 
+import re
 import tomllib
 
 import numpy as np
 import pytest
 
 from edgepipe.pipeline.core.config import Names, default_job_text, validate_job
-from edgepipe.pipeline.core.context import DeclaredResults, covers
-from edgepipe.pipeline.core.runner import GATE, MODULE_PIPELINE, cached_run, run_job, stage_key
+from edgepipe.pipeline.core.context import DeclaredResults, DeclaredSettings, covers
+from edgepipe.pipeline.core.runner import EXPORT, GATE, MODULE_PIPELINE, cached_run, run_job, stage_key
 from edgepipe.pipeline.core.settings_key import SETTINGS, job_settings, setting, table_model
+from edgepipe.pipeline.core.sources import SOURCE_SETTINGS, SourceSettings, model_source
 from edgepipe.pipeline.core.store import Store
 
 STAGES = (*MODULE_PIPELINE, GATE)
@@ -48,6 +50,50 @@ def _job(**changes):
     for section, values in changes.items():
         data[section].update(values)
     return validate_job(data, "test")
+
+
+def test_reading_an_undeclared_setting_raises():
+    job = _job()
+    view = DeclaredSettings("profile", ("export.opset", "compress", "validate.inputs"), job)
+    assert view.export.opset == 18 and view.compress is job.compress  # a declared section is the config's own
+    assert view["validate"]["inputs"] is None  # by TOML key, as RunView.job is read
+    message = (
+        r"stage 'profile' reads the setting 'export.variants', which it does not declare "
+        r"\(it declares export.opset, compress, validate.inputs\): add it to its Stage.settings"
+    )
+    with pytest.raises(RuntimeError, match=message):
+        view.export.variants
+    with pytest.raises(RuntimeError, match="reads the setting 'validate.rel_tolerance'"):
+        view["validate"]["rel_tolerance"]
+    with pytest.raises(RuntimeError, match="reads the setting 'train'"):  # a section it declares nothing of
+        view.train.epochs
+    with pytest.raises(RuntimeError, match="calls model_dump on the settings of export"):
+        view.export.model_dump()
+
+
+def test_a_derived_setting_reads_its_settings_through_the_view():
+    job = _job(compress={"qat": True})
+    declared = ("compress.distill", "compress.prune", "compress.qat")
+    assert DeclaredSettings("export", declared, job).compress.active
+    with pytest.raises(RuntimeError, match="reads the setting 'compress.qat'"):
+        DeclaredSettings("export", declared[:2], job).compress.active
+
+
+def test_a_key_free_setting_is_read_but_not_keyed(tmp_path):
+    view = DeclaredSettings("export", EXPORT.settings + EXPORT.key_free, _job())
+    assert view.export.converter_timeout_s == 3600.0 and view.validate_.inputs is None
+    assert _changed_keys(_job(), _job(export={"converter_timeout_s": 60.0}), tmp_path) == set()
+
+
+def test_the_model_source_reads_exactly_its_declared_settings():
+    job = _job()
+    assert SourceSettings.of(DeclaredSettings("train", SOURCE_SETTINGS, job)) == SourceSettings.of(job)
+    for missing in SOURCE_SETTINGS:
+        view = DeclaredSettings("profile", tuple(s for s in SOURCE_SETTINGS if s != missing), job)
+        with pytest.raises(RuntimeError) as raised:
+            model_source(view)
+        named = re.search("reads the setting '([a-z_.]+)'", str(raised.value))[1]
+        assert covers((named,), missing)  # the setting, or the section of it the stage declares nothing of
 
 
 def _changed(value):
