@@ -2,7 +2,7 @@
 
 onnx2tf's Keras model sometimes takes or gives a tensor in a shape that is neither the ONNX shape
 nor its channels-last form: a scalar becomes (1,), a 2-D tensor comes out transposed. The file's
-serving function then reshapes or transposes at its boundary (exporters.tflite_convert). A reshape
+serving function then reshapes or transposes at its boundary (tflite/write.py). A reshape
 that only adds or drops unit axes is certain; any other reshape or transpose is chosen by evidence:
 the Keras model run on seeded inputs must reproduce ONNX Runtime's outputs under it.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
@@ -18,13 +19,22 @@ OrtVariant = Literal[tuple(ORT_VARIANTS)]
 FUNCTION_REF = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # 'pkg.module:function'
 
 
+class Names(Enum):
+    """Marks a setting whose value names something a result is made from: the cache key of a stage that
+    declares the setting then holds a fingerprint of what it names too (pipeline/core/settings_key.py),
+    so that new contents under the same name are not taken for the old."""
+
+    CONTENT = "a file, a folder or 'pkg.module:function'"
+    RUN = "a run directory or its manifest.json"
+
+
 class JobSection(BaseModel):
     model_config = STRICT
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    model: str  # a zoo name, an .onnx file, or a user factory 'pkg.module:factory'
+    model: Annotated[str, Names.CONTENT]  # a zoo name, an .onnx file, or a user factory 'pkg.module:factory'
     seed: int = 0
     inputs: tuple[str, ...] = ()  # example input shapes of a user factory, e.g. "1x3x32x32:float32"
-    weights: str | None = None  # state dict for a user factory, loaded with weights_only=True
+    weights: Annotated[str | None, Names.CONTENT] = None  # state dict for a user factory, loaded with weights_only=True
 
 
 class TrainSection(BaseModel):
@@ -47,10 +57,10 @@ class TrainSection(BaseModel):
     # A user model's labelled training data: an .npz (an array per input name plus 'labels'), a folder of
     # images with one subfolder per class (read as [export.images] says) or 'pkg.module:function' yielding
     # (sample, label) pairs. val_fraction of it (seeded) is held back for early stopping.
-    data: str | None = Field(None, min_length=1)
+    data: Annotated[str | None, Names.CONTENT] = Field(None, min_length=1)
     val_fraction: float = Field(0.15, gt=0, lt=1)
     # 'pkg.module:function' (outputs, targets) -> scalar loss tensor; default: cross-entropy on class labels
-    loss: str | None = Field(None, pattern=FUNCTION_REF)
+    loss: Annotated[str | None, Names.CONTENT] = Field(None, pattern=FUNCTION_REF)
 
 
 class PruneTarget(BaseModel):
@@ -80,7 +90,7 @@ class CompressSection(BaseModel):
     model_config = STRICT
     distill: bool = False
     student_width: float = Field(0.5, gt=0, le=1)  # a narrower build of the zoo model ...
-    student: str | None = Field(None, pattern=FUNCTION_REF)  # ... or 'pkg.module:factory'
+    student: Annotated[str | None, Names.CONTENT] = Field(None, pattern=FUNCTION_REF)  # ... or 'pkg.module:factory'
     temperature: float = Field(4.0, gt=0)
     distill_alpha: float = Field(0.7, ge=0, le=1)  # weight of the teacher's soft targets; the rest is the labels'
     distill_epochs: int | None = Field(None, ge=1)  # default: the model's own training epochs
@@ -132,7 +142,7 @@ class ExportSection(BaseModel):
     # The user's calibration data: an .npz (an array per input name, first axis the samples), a folder of
     # images ([export.images] says how to read them) or 'pkg.module:function' returning an iterable of samples.
     # Default: a zoo model's training split; .onnx files and factories then have none.
-    calibration: str | None = Field(None, min_length=1)
+    calibration: Annotated[str | None, Names.CONTENT] = Field(None, min_length=1)
     images: ImageSection = ImageSection()
     allow_flex: bool = False
     # seconds the converter process may take before it is stopped and the export fails (a hung onnx2tf)
@@ -149,14 +159,15 @@ class ValidateSection(BaseModel):
     # dynamic, int8, int8_float_io, int16x8 and the ONNX Runtime variants: judged by SQNR, not their worst value
     quantized_min_sqnr_db: float = Field(20.0, gt=0)
     quantized_max_metric_drop: float = Field(0.01, ge=0)
-    inputs: str | None = None  # .npz of validation inputs by name (ONNX layout); for models without a dataset
+    # .npz of validation inputs by name (ONNX layout); for models without a dataset
+    inputs: Annotated[str | None, Names.CONTENT] = None
     # A user model's labelled evaluation set: an .npz with an array per input and 'labels', or 'pkg.module:function'
     # returning (sample, label) pairs; gives every artifact the task metric, held to max_metric_drop.
-    eval_data: str | None = Field(None, min_length=1)
+    eval_data: Annotated[str | None, Names.CONTENT] = Field(None, min_length=1)
     eval_metric: Literal["accuracy"] = "accuracy"  # arg-max class over the output's class axis
     # A user model's own task metric, 'pkg.module:function' (outputs, labels) -> float or {name: float};
     # the function's `higher_is_better` attribute (default True) says which way a drop goes.
-    metric: str | None = Field(None, pattern=FUNCTION_REF)
+    metric: Annotated[str | None, Names.CONTENT] = Field(None, pattern=FUNCTION_REF)
 
 
 class ProfileSection(BaseModel):
@@ -181,7 +192,7 @@ class ProfileSection(BaseModel):
     # process, so relative latency budgets compare under the same machine state
     paired_with: tuple[str, ...] = ()
     # phones only: TFLite's benchmark_model for the phone's ABI (else the user's ~/.config/edgepipe/config.toml)
-    benchmark_binary: str | None = None
+    benchmark_binary: Annotated[str | None, Names.CONTENT] = None
     cpus: str | None = None  # phones: pin to "big", "little", "all" or a hex mask
     delegate: Literal["cpu", "xnnpack", "gpu", "nnapi"] = "cpu"
     suspend_charging: bool = False  # phones: stop USB charging while energy is measured (restored after)
@@ -191,9 +202,10 @@ class GateSection(BaseModel):
     """Budgets applied as the run's last stage; a failed check makes `edgepipe run` exit 1."""
 
     model_config = STRICT
-    budgets: str | None = Field(None, min_length=1)  # a budgets.toml (see examples/budgets.toml) ...
+    # a budgets.toml (see examples/budgets.toml) ...
+    budgets: Annotated[str | None, Names.CONTENT] = Field(None, min_length=1)
     budget: tuple[dict, ...] = ()  # ... or [[gate.budget]] tables written here, as in a budgets file
-    baseline: str | None = None  # an older run directory or manifest.json to compare with
+    baseline: Annotated[str | None, Names.RUN] = None  # an older run directory or manifest.json to compare with
     strict: bool = False  # a budget that selects nothing is an error; so is a check that could not be measured
 
     @model_validator(mode="after")

@@ -16,8 +16,8 @@ import torch
 from edgepipe.models.programs import load_program
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.models.training import Learning, TrainSettings
-from edgepipe.pipeline.core.config import JobConfig
-from edgepipe.pipeline.core.context import StageContext
+from edgepipe.pipeline.core.config import TrainSection
+from edgepipe.pipeline.core.context import JobSettings, StageContext
 from edgepipe.pipeline.core.sources import ModelSource, model_source
 
 TRAINED = "model.pt"
@@ -27,12 +27,11 @@ PRUNE_PLAN = "prune_plan.json"
 MIN_CALIBRATION_SAMPLES = 8
 
 
-def train_settings(job: JobConfig, defaults: dict) -> TrainSettings:
+def train_settings(job: JobSettings, defaults: dict) -> TrainSettings:
     """Library defaults, then the model's defaults, then what the job's [train] sets."""
-    overrides = {k: v for k, v in job.train.model_dump().items() if v is not None}
-    known = {f.name for f in fields(TrainSettings)}
-    merged = {**defaults, **{k: v for k, v in overrides.items() if k in known}, "seed": job.job.seed}
-    return TrainSettings(**merged)
+    knobs = [f.name for f in fields(TrainSettings) if f.name in TrainSection.model_fields]
+    overrides = {name: value for name in knobs if (value := getattr(job.train, name)) is not None}
+    return TrainSettings(**{**defaults, **overrides, "seed": job.job.seed})
 
 
 def learning(source: ModelSource) -> Learning:
@@ -102,7 +101,7 @@ def source_module(ctx: StageContext) -> tuple:
     return compressed_module(ctx), examples, source.inputs, calibration
 
 
-def user_calibration(job, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
+def user_calibration(job: JobSettings, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:
     """The job's own calibration data (`[export] calibration`), checked against the inputs; None without it."""
     from edgepipe.pipeline.core.user_data import load_samples
 

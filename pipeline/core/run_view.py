@@ -74,14 +74,16 @@ class RunView:
         return cls.of_manifest(manifest, manifest_path.parent)
 
     @classmethod
-    def of_manifest(cls, manifest: Mapping, root: Path, results: Mapping | None = None) -> RunView:
-        """A view of a manifest in memory; `results` replaces the manifest's stage results (a stage
-        of a running job passes the DeclaredResults it may read)."""
+    def of_manifest(
+        cls, manifest: Mapping, root: Path, results: Mapping | None = None, job: Mapping | None = None
+    ) -> RunView:
+        """A view of a manifest in memory; `results` and `job` replace the manifest's stage results and job
+        (a stage of a running job passes the DeclaredResults and DeclaredSettings it may read)."""
         if results is None:
             results = MappingProxyType({name: record["result"] for name, record in manifest["stages"].items()})
         return cls(
             Path(root),
-            MappingProxyType(dict(manifest.get("job", {}))),
+            job if job is not None else MappingProxyType(dict(manifest.get("job", {}))),
             results,
             MappingProxyType({a["path"]: a["size_bytes"] for a in manifest["artifacts"]}),
             MappingProxyType(dict(manifest.get("versions", {}))),

@@ -17,129 +17,80 @@ from edgepipe.models.registry import Ref
 from edgepipe.models.shared.errors import ConfigError, EdgepipeError, InputFileError
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.config import JobConfig
-from edgepipe.pipeline.core.context import DeclaredResults, StageContext, onnx_source, source_kind
-from edgepipe.pipeline.core.store import Store, sha256_file
-from edgepipe.pipeline.core.user_data import fingerprint
+from edgepipe.pipeline.core.context import DeclaredResults, DeclaredSettings, StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.settings_key import declared_share, job_settings
+from edgepipe.pipeline.core.sources import SOURCE_SETTINGS, SourceSettings, model_source, user_splits
+from edgepipe.pipeline.core.store import Store
 
 TOOLS = ("edgepipe", "torch", "onnx", "onnxscript", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy")
 
 
 @dataclass(frozen=True)
 class Stage:
-    """One step: its function, the job settings it depends on, and the stages whose files it reads."""
+    """One step: its function, the job settings it reads, and the stages whose files it reads.
+
+    `settings` are setting paths as the TOML file spells them: one setting ("export.opset") or a whole
+    section or table ("train", "export.images"). The stage sees only these (core/context.DeclaredSettings),
+    and its cache key holds their values and the fingerprint of what they name (core/settings_key).
+    `key_free` settings it may read too, but none of its files depends on them: they stay out of its key.
+    """
 
     name: str
     run: Callable[[StageContext], dict]
-    settings: Callable[[JobConfig], dict]
+    settings: tuple[str, ...]
     reads: tuple[str, ...]
+    key_free: tuple[str, ...] = ()
 
 
-def _sha_or_none(path: str | Path | None) -> str | None:
-    return sha256_file(Path(path)) if path else None
-
-
-def _baseline_sha(baseline: str | None) -> str | None:
-    """A baseline run directory is identified by its manifest."""
-    if not baseline:
-        return None
-    path = Path(baseline)
-    return _sha_or_none(path / "manifest.json" if path.is_dir() else path)
-
-
-def _model_settings(job: JobConfig) -> dict:
-    return {
-        "model": job.job.model,
-        "seed": job.job.seed,
-        "inputs": list(job.job.inputs),
-        "source_sha256": _sha_or_none(onnx_source(job)),
-        "weights_sha256": _sha_or_none(job.job.weights),
-    }
-
-
-def _train_settings(job: JobConfig) -> dict:
-    """[train] and the contents of what it names: its data, its loss, and the held-out set its metrics use."""
-    return {
-        **job.train.model_dump(),
-        "data_content": fingerprint(job.train.data),
-        "loss_content": fingerprint(job.train.loss),
-        "eval_data": fingerprint(job.validate_.eval_data),
-        "metric": fingerprint(job.validate_.metric),
-        "images": job.export.images.model_dump() if job.train.data else None,
-    }
-
-
-TRAIN = Stage(
-    "train",
-    Ref("edgepipe.pipeline.stages.train:run_train"),
-    lambda j: {**_model_settings(j), **_train_settings(j)},
-    (),
-)
+TRAIN = Stage("train", Ref("edgepipe.pipeline.stages.train:run_train"), (*SOURCE_SETTINGS, "train"), ())
 COMPRESS = Stage(
     "compress",
     Ref("edgepipe.pipeline.stages.compress:run_compress"),
-    lambda j: {
-        **_model_settings(j),
-        **_train_settings(j),
-        **j.compress.model_dump(),
-        # a latency target converts candidates to time them
-        "latency_opset": j.export.opset if j.compress.prune_target and j.compress.prune_target.latency else None,
-    },
+    # [train]: compress fine-tunes with its schedule; a latency target converts candidates at the job's opset
+    (*SOURCE_SETTINGS, "train", "compress", "export.opset"),
     ("train",),
 )
 EXPORT = Stage(
     "export",
     Ref("edgepipe.pipeline.stages.export:run_export"),
-    lambda j: {
-        **_model_settings(j),
-        **j.export.model_dump(exclude={"converter_timeout_s"}),  # how long it may take changes no file
-        "calibration_data": fingerprint(j.export.calibration),
-        # without its own calibration data, a model calibrates on its training data
-        "train_data": fingerprint(j.train.data) if not j.export.calibration else None,
-        # int8_mixed aims at the ledger's floor, so only it depends on a [validate] setting
-        "mixed_min_sqnr_db": j.validate_.quantized_min_sqnr_db if "int8_mixed" in j.export.variants else None,
-    },
+    # int8_mixed keeps layers float until the ledger's SQNR floor is met
+    (*SOURCE_SETTINGS, "export", "validate.quantized_min_sqnr_db"),
     ("train", "compress"),
+    # how long a conversion may take changes no file; the inputs file only picks the samples of the outputs
+    # run ahead for the validate stage, which recalls them by the samples' content
+    key_free=("export.converter_timeout_s", "validate.inputs"),
 )
 VALIDATE = Stage(
     "validate",
     Ref("edgepipe.pipeline.stages.validate:run_validate"),
-    lambda j: {
-        **_model_settings(j),
-        **j.validate_.model_dump(),
-        "inputs_sha256": _sha_or_none(j.validate_.inputs),
-        "eval_data": fingerprint(j.validate_.eval_data),
-        "metric_content": fingerprint(j.validate_.metric),
-        "train_data": fingerprint(j.train.data),
-    },
+    (*SOURCE_SETTINGS, "validate"),
     ("train", "compress", "export"),  # the PyTorch reference is the trained (or compressed) module
 )
 PROFILE = Stage(
     "profile",
     Ref("edgepipe.pipeline.stages.profile:run_profile"),
-    lambda j: {
-        **j.profile.model_dump(),
-        # every file is timed on one held-out sample: the eval set's, the inputs file's or the training data's
-        "inputs_sha256": _sha_or_none(j.validate_.inputs),
-        "eval_data": fingerprint(j.validate_.eval_data),
-        "train_data": fingerprint(j.train.data),
-    },
+    # every file is timed on one held-out sample: the eval set's, the inputs file's or the model's data's
+    (*SOURCE_SETTINGS, "profile", "validate.inputs"),
     ("export",),
 )
-# The report and the gate describe every stage's results, so they read them all.
+# The report and the gate describe every stage's results, so they read them all; of the job, what they show.
 REPORT = Stage(
     "report",
     Ref("edgepipe.pipeline.report.document:run_report"),
-    lambda j: {},
+    (
+        *SOURCE_SETTINGS,
+        "job.name",
+        "validate.rel_tolerance",
+        "validate.fp16_rel_tolerance",
+        "validate.quantized_min_sqnr_db",
+        "profile.threads",
+    ),
     ("train", "compress", "export", "validate", "profile"),
 )
 GATE = Stage(
     "gate",
     Ref("edgepipe.pipeline.stages.gate:run_gate_stage"),
-    lambda j: {
-        **j.gate.model_dump(),
-        "budgets_sha256": _sha_or_none(j.gate.budgets),
-        "baseline_sha256": _baseline_sha(j.gate.baseline),
-    },
+    ("gate", "job.name", "job.model"),  # every check is of one job's model, by name
     ("train", "compress", "export", "validate", "profile"),
 )
 
@@ -217,10 +168,11 @@ def _run_stages(
     versions = tool_versions()
     store.manifest.update({"job": job.to_toml_dict(), "versions": versions})
     stages = job_stages(job, only)
+    settings = job_settings(job)
     results: dict[str, dict] = {}
     records: dict[str, dict] = {}
     for stage in stages:
-        key = _stage_key(stage, job, store, versions)
+        key = stage_key(stage, settings, store, versions)
         previous = _cached_record(stage, key, store)
         if previous:
             results[stage.name] = previous["result"]
@@ -231,7 +183,7 @@ def _run_stages(
         try:
             start = time.perf_counter()
             step(f"{stage.name}: started")
-            result = stage.run(StageContext(job, store, staging, DeclaredResults(stage.name, stage.reads, results)))
+            result = stage.run(_context(stage, job, store, staging, results))
             record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
             store.commit_stage(stage.name, staging, record)
         except EdgepipeError as exc:
@@ -265,9 +217,13 @@ def cached_run(
         return None
     store = Store.open(run_dir)
     versions = versions or tool_versions()
+    try:
+        settings = job_settings(job)
+    except EdgepipeError:  # a factory or data function that no longer imports: running the job says why
+        return None
     records, results = {}, {}
     for stage in job_stages(job, only):
-        previous = _cached_record(stage, _stage_key(stage, job, store, versions), store)
+        previous = _cached_record(stage, stage_key(stage, settings, store, versions), store)
         if not previous:
             return None
         records[stage.name], results[stage.name] = {**previous, "cached": True}, previous["result"]
@@ -295,8 +251,6 @@ def check_source(job: JobConfig) -> None:
         )
     if source is not None and not source.is_file():
         raise InputFileError(f"ONNX file {source} not found; check the path")
-    from edgepipe.pipeline.core.sources import model_source
-
     specs = model_source(job).inputs  # loading the model checks it
     if job.validate_.inputs and not Path(job.validate_.inputs).is_file():
         raise InputFileError(f"inputs file {job.validate_.inputs} not found; check the path")
@@ -318,9 +272,7 @@ def _check_user_data(job: JobConfig, specs) -> None:
     if job.validate_.eval_data:
         load_eval(job.validate_.eval_data, specs, job.export.images)
     if job.train.data:
-        from edgepipe.pipeline.core.sources import user_splits
-
-        user_splits(job, specs)
+        user_splits(SourceSettings.of(job), specs)
 
 
 def _keep_logs(staging: Path, run_dir: Path) -> None:
@@ -336,8 +288,16 @@ def _cached_record(stage: Stage, key: str, store: Store) -> dict | None:
     return previous if previous and previous["key"] == key and store.verify(stage.name) else None
 
 
-def _stage_key(stage: Stage, job: JobConfig, store: Store, versions: dict) -> str:
-    """sha256 over the stage's settings, the files it reads and the tool versions."""
+def _context(stage: Stage, job: JobConfig, store: Store, staging: Path, results: dict[str, dict]) -> StageContext:
+    """What the stage may see: the settings and the results it declares, and nothing else."""
+    settings = DeclaredSettings(stage.name, stage.settings + stage.key_free, job)
+    return StageContext(settings, store, staging, DeclaredResults(stage.name, stage.reads, results))
+
+
+def stage_key(stage: Stage, settings: dict, store: Store, versions: dict) -> str:
+    """sha256 over the stage's share of the job's settings (settings_key.job_settings), the files it reads
+    and the tool versions."""
     inputs = {a["path"]: a["sha256"] for name in stage.reads for a in store.artifacts_of(name)}
-    blob = {"stage": stage.name, "settings": stage.settings(job), "inputs": inputs, "versions": versions}
+    share = declared_share(settings, stage.settings, stage.key_free)
+    blob = {"stage": stage.name, "settings": share, "inputs": inputs, "versions": versions}
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -15,8 +16,55 @@ import numpy as np
 from edgepipe.models.registry import DatasetSplits
 from edgepipe.models.shared.errors import ConfigError, InputFileError, UserCodeError
 from edgepipe.models.shared.specs import InputSpec
-from edgepipe.pipeline.core.config import JobConfig
-from edgepipe.pipeline.core.context import onnx_source, source_kind
+from edgepipe.pipeline.core.config import ImageSection
+from edgepipe.pipeline.core.context import JobSettings, model_kind
+
+# The settings model_source reads, whichever kind of model the job names (so that a stage missing one
+# fails on a zoo model as on a factory): every stage that asks for the source declares them.
+SOURCE_SETTINGS = (
+    "job.model",
+    "job.seed",
+    "job.inputs",
+    "job.weights",
+    "train.data",
+    "train.val_fraction",
+    "train.loss",
+    "validate.eval_data",
+    "validate.metric",
+    "export.images",
+)
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """The values of SOURCE_SETTINGS: what a model source is made from, and what it is cached by."""
+
+    model: str
+    seed: int
+    inputs: tuple[str, ...]  # a factory's example input shapes
+    weights: str | None
+    data: str | None  # [train] data
+    val_fraction: float
+    loss: str | None
+    eval_data: str | None
+    metric: str | None
+    images: ImageSection
+
+    @classmethod
+    def of(cls, job: JobSettings) -> SourceSettings:
+        """Read from a job (or a stage's view of it)."""
+        return cls(
+            job.job.model,
+            job.job.seed,
+            job.job.inputs,
+            job.job.weights,
+            job.train.data,
+            job.train.val_fraction,
+            job.train.loss,
+            job.validate_.eval_data,
+            job.validate_.metric,
+            job.export.images,
+        )
 
 
 @dataclass(frozen=True)
@@ -62,28 +110,28 @@ def metric_drop(reference: float, value: float, lower_is_better: bool) -> float:
     return value - reference if lower_is_better else reference - value
 
 
-def model_source(job: JobConfig) -> ModelSource:
+def model_source(job: JobSettings) -> ModelSource:
     """The job's model source; the only place that tells a zoo model, a factory and an .onnx file apart."""
-    return _source(job.model_dump_json(by_alias=True))
+    return _source(SourceSettings.of(job))
 
 
 @functools.lru_cache(maxsize=4)
-def _source(job_json: str) -> ModelSource:
-    job = JobConfig.model_validate_json(job_json)
-    kind = source_kind(job)
+def _source(settings: SourceSettings) -> ModelSource:
+    kind = model_kind(settings.model)
     if kind == "zoo":
-        return _zoo(job)
+        return _zoo(settings)
     if kind == "factory":
-        return _factory(job)
+        return _factory(settings)
     from edgepipe.exporters.onnx import onnx_input_specs
 
-    return ModelSource("onnx", job.job.model, tuple(onnx_input_specs(onnx_source(job))), _user_task(job, None))
+    inputs = tuple(onnx_input_specs(Path(settings.model)))
+    return ModelSource("onnx", settings.model, inputs, _user_task(settings, None))
 
 
-def _zoo(job: JobConfig) -> ModelSource:
+def _zoo(settings: SourceSettings) -> ModelSource:
     from edgepipe.models.zoo import get_model
 
-    spec = get_model(job.job.model)
+    spec = get_model(settings.model)
     return ModelSource(
         "zoo",
         spec.name,
@@ -91,30 +139,30 @@ def _zoo(job: JobConfig) -> ModelSource:
         Task(spec.task, spec.metric, spec.primary_metric),
         build=spec.build,
         examples=lambda: _zeros(spec.inputs),
-        splits=functools.cache(lambda: spec.dataset(job.job.seed)),
+        splits=functools.cache(lambda: spec.dataset(settings.seed)),
         train_defaults=spec.train_defaults,
         image_inputs=spec.image_inputs,
     )
 
 
-def _factory(job: JobConfig) -> ModelSource:
+def _factory(settings: SourceSettings) -> ModelSource:
     from edgepipe.pipeline.core.user_models import load_user_model
 
-    made = load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed)
+    made = load_user_model(settings.model, settings.inputs, settings.weights, settings.seed)
 
     def build():
-        return load_user_model(job.job.model, job.job.inputs, job.job.weights, job.job.seed).module
+        return load_user_model(settings.model, settings.inputs, settings.weights, settings.seed).module
 
-    labelled = job.train.data is not None
+    labelled = settings.data is not None
     return ModelSource(
         "factory",
-        job.job.model,
+        settings.model,
         made.inputs,
-        _user_task(job, "classification" if labelled or job.validate_.eval_data else None),
+        _user_task(settings, "classification" if labelled or settings.eval_data else None),
         build=build,
-        weights_given=job.job.weights is not None,
+        weights_given=settings.weights is not None,
         examples=lambda: made.examples,
-        splits=functools.cache(lambda: user_splits(job, made.inputs) if labelled else None),
+        splits=functools.cache(lambda: user_splits(settings, made.inputs) if labelled else None),
         image_inputs=tuple(s.name for s in made.inputs if len(s.shape) == 4 and s.dtype.startswith("float")),
     )
 
@@ -125,31 +173,31 @@ def _zeros(specs: tuple[InputSpec, ...]) -> tuple:
     return tuple(torch.zeros(s.shape, dtype=getattr(torch, s.dtype)) for s in specs)
 
 
-def _user_task(job: JobConfig, kind: str | None) -> Task | None:
+def _user_task(settings: SourceSettings, kind: str | None) -> Task | None:
     """Top-1 accuracy on class labels unless the job names its own metric (and loss)."""
     from edgepipe.pipeline.core.user_data import accuracy
 
-    if job.validate_.metric:
-        function = _user_function(job.validate_.metric, "[validate] metric")
+    if settings.metric:
+        function = _user_function(settings.metric, "[validate] metric")
         name = getattr(function, "__name__", "metric")
         higher = bool(getattr(function, "higher_is_better", True))
-        metric = _named_metric(function, name, job.validate_.metric)
-        return Task(kind or "classification", metric, name, () if higher else (name,), _loss(job))
-    if kind is None and not job.validate_.eval_data:
+        metric = _named_metric(function, name, settings.metric)
+        return Task(kind or "classification", metric, name, () if higher else (name,), _loss(settings.loss))
+    if kind is None and not settings.eval_data:
         return None
-    return Task("classification", accuracy, "accuracy", (), _loss(job))
+    return Task("classification", accuracy, "accuracy", (), _loss(settings.loss))
 
 
-def _loss(job: JobConfig) -> Callable | None:
-    if not job.train.loss:
+def _loss(ref: str | None) -> Callable | None:
+    if not ref:
         return None
-    function = _user_function(job.train.loss, "[train] loss")
+    function = _user_function(ref, "[train] loss")
 
     def loss(outputs, targets):
         try:
             return function(outputs, targets)
         except Exception as exc:
-            raise UserCodeError(f"[train] loss {job.train.loss}", exc) from exc
+            raise UserCodeError(f"[train] loss {ref}", exc) from exc
 
     return loss
 
@@ -183,34 +231,34 @@ def _named_metric(function: Callable, name: str, ref: str) -> Callable[[np.ndarr
     return metric
 
 
-def user_splits(job: JobConfig, specs: tuple[InputSpec, ...]) -> DatasetSplits:
+def user_splits(settings: SourceSettings, specs: tuple[InputSpec, ...]) -> DatasetSplits:
     """[train] data split into train and a seeded validation part (stratified by class); the test part is
     [validate] eval_data when given, else the validation part."""
     from edgepipe.pipeline.core.user_data import load_labelled
 
-    inputs, labels = load_labelled(job.train.data, specs, "[train] data", job.export.images)
+    inputs, labels = load_labelled(settings.data, specs, "[train] data", settings.images)
     count = len(labels)
-    rng = np.random.default_rng(job.job.seed)
+    rng = np.random.default_rng(settings.seed)
     order = rng.permutation(count)
     classes = labels.dtype.kind in "iu" and labels.ndim == 1
-    val_index = _stratified(labels[order], job.train.val_fraction) if classes else None
-    n_val = max(1, round(count * job.train.val_fraction))
+    val_index = _stratified(labels[order], settings.val_fraction) if classes else None
+    n_val = max(1, round(count * settings.val_fraction))
     val = order[val_index] if val_index is not None else order[:n_val]
     train = order[~np.isin(order, val)]
     if len(train) < 2 or len(val) < 1:
         raise InputFileError(
-            f"[train] data {job.train.data} holds {count} samples: too few to hold back "
-            f"{job.train.val_fraction:.0%} for early stopping and still train; give more samples"
+            f"[train] data {settings.data} holds {count} samples: too few to hold back "
+            f"{settings.val_fraction:.0%} for early stopping and still train; give more samples"
         )
 
     def take(index):
         return {k: np.ascontiguousarray(v[index]) for k, v in inputs.items()}
 
     x_test, y_test = take(val), labels[val]
-    if job.validate_.eval_data:
+    if settings.eval_data:
         from edgepipe.pipeline.core.user_data import load_eval
 
-        x_test, y_test = load_eval(job.validate_.eval_data, specs, job.export.images)
+        x_test, y_test = load_eval(settings.eval_data, specs, settings.images)
     return DatasetSplits(take(train), labels[train], take(val), labels[val], x_test, y_test)
 
 

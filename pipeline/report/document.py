@@ -19,7 +19,7 @@ def run_report(ctx: StageContext) -> dict:
     """Write report.md and its plots from the results of the earlier stages."""
     task = model_source(ctx.job).task
     metric_name = task.primary if task else None
-    run = RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results)
+    run = RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results, ctx.job)
     rows = variant_rows(run, metric_name)
     plots = write_plots(rows, metric_name, ctx.staging)
     variants = [

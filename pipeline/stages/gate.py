@@ -17,7 +17,7 @@ GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
 def run_gate_stage(ctx: StageContext) -> dict:
     """Write gate.json, gate.md and junit.xml; the verdict is a result (a failed gate is still a finished stage)."""
     section = ctx.job.gate
-    subjects = run_subjects(RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results))
+    subjects = run_subjects(RunView.of_manifest(ctx.store.manifest, ctx.store.run_dir, ctx.results, ctx.job))
     baseline = load_subjects(Path(section.baseline)) if section.baseline else None
     verdict = verdict_for(subjects, job_budgets(section), baseline, section.strict)
     write_json(ctx.staging / GATE_JSON, verdict.to_dict())

@@ -103,12 +103,12 @@ def _outputs(ctx: StageContext, art: dict, samples: dict, runners: dict[str, str
 def torch_reference(ctx: StageContext, samples: dict) -> dict:
     """Outputs of the original PyTorch module (before any export rewrite) on the samples."""
     from edgepipe.models.training import predict_outputs
-    from edgepipe.pipeline.core.modules import exported_module_file, reference_batch, source_module
+    from edgepipe.pipeline.core.modules import compressed_module, exported_module_file, reference_batch
 
     if ahead := recall(exported_module_file(ctx), TORCH_REFERENCE, samples):
         return ahead  # run by the export stage from the module it exported, while the converter worked
-    module, _, specs, _ = source_module(ctx)
-    outputs = predict_outputs(module, samples, [s.name for s in specs], reference_batch(ctx, specs))
+    specs = model_source(ctx.job).inputs
+    outputs = predict_outputs(compressed_module(ctx), samples, [s.name for s in specs], reference_batch(ctx, specs))
     return {f"output_{i}": out for i, out in enumerate(outputs)}
 
 

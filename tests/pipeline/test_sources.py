@@ -10,7 +10,7 @@ from PIL import Image
 
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.config import parse_job
-from edgepipe.pipeline.core.sources import _user_task, metric_drop, user_splits
+from edgepipe.pipeline.core.sources import SourceSettings, _user_task, metric_drop, user_splits
 from edgepipe.pipeline.core.user_data import load_labelled
 from edgepipe.pipeline.stages.validate import _metric_drops
 
@@ -25,7 +25,8 @@ def test_training_data_is_split_seeded_and_per_class(tmp_path):
     labels = np.repeat(np.arange(4), 25)
     np.savez(tmp_path / "train.npz", x=np.random.default_rng(0).random((100, 3, 8, 8), np.float32), labels=labels)
     job = _job(tmp_path, f'[train]\ndata = "{tmp_path / "train.npz"}"\nval_fraction = 0.2\n')
-    first, second = user_splits(job, IMAGE), user_splits(job, IMAGE)
+    settings = SourceSettings.of(job)
+    first, second = user_splits(settings, IMAGE), user_splits(settings, IMAGE)
     assert np.array_equal(first.y_val, second.y_val) and np.array_equal(first.x_train["x"], second.x_train["x"])
     assert np.bincount(first.y_val).tolist() == [5, 5, 5, 5] and len(first.y_train) == 80
     assert np.array_equal(first.y_test, first.y_val), "without eval_data, the metric is read on the held-back part"
@@ -51,7 +52,7 @@ def test_a_lower_is_better_metric_drops_when_it_rises(tmp_path, monkeypatch):
     job = parse_job(
         f'[job]\nname = "t"\nmodel = "{tmp_path / "m.onnx"}"\n[validate]\nmetric = "usermetric:error"\n', "j"
     )
-    made = _user_task(job, None)
+    made = _user_task(SourceSettings.of(job), None)
     assert made.primary == "error" and made.lower_is_better == ("error",)
     assert made.metric(np.eye(4), np.array([0, 1, 2, 0])) == {"error": 0.25}
     assert metric_drop(0.10, 0.15, lower_is_better=True) == pytest.approx(0.05)
