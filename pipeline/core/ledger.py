@@ -61,6 +61,7 @@ class HopLedger:
             "cosine": min(o.cosine for o in self.outputs),
             "sqnr_db": min(o.sqnr_db for o in self.outputs),
             "ok": self.ok,
+            "float_rounding": any(o.float_rounding for o in self.outputs),
         }
 
     def to_dict(self) -> dict:

@@ -70,11 +70,14 @@ def render(run: RunView, variants: list[str] = ()) -> str:
         lines.append(
             f"| `{art.path}` | {art.format} | {art.variant} | {art.size_bytes or 0:,} | "
             f"{_fmt_metrics(run.metrics(art.key))} | {figure(led.get('max_abs'), '.2e')} | "
-            f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))} |"
+            f"{figure(led.get('cosine'), '.6f')} | {figure(led.get('sqnr_db'), '.1f')} | {_ok(led.get('ok'))}"
+            f"{' (float rounding)' if led.get('float_rounding') else ''} |"
         )
+    lines += [f"- `{key}` ran through {how}" for key, how in validate.get("runners", {}).items()]
     lines += [
         "",
-        "Per-hop, per-output figures: `ledger.json`.",
+        'Per-hop, per-output figures: `ledger.json`; "float rounding": over the tolerance, but within 1e-3 of '
+        "every value and at 80 dB SQNR or better.",
         "",
         "## Host latency",
         "",
