@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgepipe.pipeline.gate.budgets import Budget, Relative
-from edgepipe.pipeline.gate.checks import FAIL, PASS, Subject, relative_check
+from edgepipe.pipeline.gate.checks import FAIL, PASS, relative_check
+from edgepipe.pipeline.gate.subjects import Subject
 from edgepipe.profilers.calibration import matmul_chain
 from edgepipe.profilers.isolation import in_child
 from edgepipe.profilers.paired import paired_ratio
