@@ -43,8 +43,9 @@ def model_and_feeds(tmp: Path) -> tuple[str, Path, dict[str, np.ndarray]]:
 def main() -> None:
     """Print both series of p90 self-ratios, their max |ratio - 1| and spreads, and the spread ratio."""
     from edgepipe.profilers.harness import TimingSettings
-    from edgepipe.profilers.paired import paired_ratio_isolated
-    from edgepipe.profilers.profile import profile_isolated
+    from edgepipe.profilers.isolation import in_child
+    from edgepipe.profilers.paired import paired_ratio
+    from edgepipe.profilers.profile import profile_in_process
 
     timing = TimingSettings(
         warmup_runs=10,
@@ -55,17 +56,17 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         runtime, path, feeds = model_and_feeds(Path(tmp))
-        side = (runtime, path, feeds)
+        side, log = (runtime, path, feeds), Path(tmp) / "log"
         unpaired, paired = [], []
         for i in range(REPEATS):
             a, b = (
-                profile_isolated(runtime, path, feeds, THREADS, timing, Path(tmp) / "log")["latency_ms"]
+                in_child(profile_in_process, runtime, path, feeds, THREADS, timing, log_path=log)["latency_ms"]
                 for _ in range(2)
             )
             unpaired.append(a["p90"] / b["p90"])
-            pair = paired_ratio_isolated(
-                side, side, THREADS, BLOCKS, BLOCK_SECONDS, WARMUP_SECONDS, seed=i, log_path=Path(tmp) / "log"
-            )
+            pair = in_child(
+                paired_ratio, side, side, THREADS, BLOCKS, BLOCK_SECONDS, WARMUP_SECONDS, seed=i, log_path=log
+            ).to_dict()
             paired.append(pair["p90_ratio"])
             lo, hi = pair["p90_ratio_ci95"]
             print(

@@ -16,7 +16,6 @@ from typing import Callable
 import numpy as np
 
 from edgepipe.models.shared.errors import ConfigError, InputFileError
-from edgepipe.profilers.isolation import in_child
 from edgepipe.profilers.runtimes import RUNTIMES, RuntimeOptions
 from edgepipe.profilers.stats import PERCENTILE_METHOD, pooled_percentile, ranked_stretches
 
@@ -121,35 +120,6 @@ def paired_ratio(
         seconds=wall_ns / 1e9,
         seed=seed,
     )
-
-
-def paired_ratio_isolated(
-    target: Side,
-    reference: Side,
-    threads: int = 1,
-    blocks: int = 30,
-    block_seconds: float = 0.05,
-    warmup_seconds: float = 0.5,
-    seed: int = 0,
-    options: RuntimeOptions = RuntimeOptions(),
-    log_path: Path | None = None,
-) -> dict:
-    """paired_ratio in a fresh spawned child, like every other profile; its to_dict() form."""
-    crashed = f"a runtime crashed while timing {target[1]} against {reference[1]}"
-    result = in_child(
-        crashed,
-        paired_ratio,
-        target,
-        reference,
-        threads,
-        blocks,
-        block_seconds,
-        warmup_seconds,
-        seed,
-        options,
-        log_path=log_path,
-    )
-    return result.to_dict()
 
 
 def _bound(side: Side, threads: int, options: RuntimeOptions) -> Callable[[], object]:

@@ -1,4 +1,4 @@
-"""Profile one model file with one runtime, in a fresh child process per call."""
+"""Profile one model file with one runtime; callers run it in a fresh child (isolation.in_child) per call."""
 
 from __future__ import annotations
 
@@ -13,37 +13,8 @@ import psutil
 
 from edgepipe.profilers import energy
 from edgepipe.profilers.harness import TimingSettings, measure, warm_up
-from edgepipe.profilers.isolation import in_child
 from edgepipe.profilers.runtimes import RUNTIMES, RuntimeOptions
 from edgepipe.profilers.stats import latency_stats
-
-
-def profile_isolated(
-    runtime: str,
-    path: Path,
-    feeds: dict[str, np.ndarray],
-    threads: int,
-    timing: TimingSettings,
-    log_path: Path | None = None,
-    powercap_root: Path = energy.POWERCAP,
-    options: RuntimeOptions = RuntimeOptions(),
-) -> dict:
-    """Run profile_in_process in a spawned child, so memory figures belong to this model alone.
-
-    The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
-    """
-    return in_child(
-        f"{runtime} crashed while profiling {path}",
-        profile_in_process,
-        runtime,
-        path,
-        feeds,
-        threads,
-        timing,
-        powercap_root,
-        options,
-        log_path=log_path,
-    )
 
 
 def profile_in_process(
@@ -55,7 +26,10 @@ def profile_in_process(
     powercap_root: Path = energy.POWERCAP,
     options: RuntimeOptions = RuntimeOptions(),
 ) -> dict:
-    """Load, warm up and time one model; the DESIGN.md profile keys plus load and first-run times."""
+    """Load, warm up and time one model; the DESIGN.md profile keys plus load and first-run times.
+
+    Run it through isolation.in_child, so that the memory figures belong to this model alone.
+    """
     process = psutil.Process()
     rss_start = process.memory_info().rss
     t0 = time.perf_counter_ns()

@@ -12,7 +12,6 @@ import numpy as np
 
 from edgepipe.models.shared.errors import InputFileError, summary
 from edgepipe.profilers.harness import TimingSettings, measure, warm_up
-from edgepipe.profilers.isolation import in_child
 from edgepipe.profilers.runtimes import open_onnxruntime, open_torch
 from edgepipe.profilers.stats import PERCENTILE_METHOD
 
@@ -67,32 +66,6 @@ def throughput_sweep(
     settings = _settings(seconds)
     with _torch_threads_kept(runtime):
         return [_point(runtime, Path(path), feeds, b, t, settings) for t in threads for b in batches]
-
-
-def sweep_isolated(
-    runtime: str,
-    path: Path,
-    feeds: dict[str, np.ndarray],
-    batches: tuple[int, ...] = DEFAULT_BATCHES,
-    threads: tuple[int, ...] | None = None,
-    seconds: float = 1.0,
-    log_path: Path | None = None,
-) -> list[ThroughputPoint]:
-    """throughput_sweep in a spawned child, so no runtime state leaks between sweeps.
-
-    The child's own stdout and stderr (runtimes' native banners) go to log_path when given.
-    """
-    return in_child(
-        f"{runtime} crashed while sweeping throughput of {path}",
-        throughput_sweep,
-        runtime,
-        path,
-        feeds,
-        batches,
-        threads,
-        seconds,
-        log_path=log_path,
-    )
 
 
 def _default_threads() -> tuple[int, ...]:

@@ -26,7 +26,8 @@ def amount_for_latency(
     log_path: Path,
 ) -> tuple[float, list[dict]]:
     """(amount, trials): each trial's amount and measured p50 ratio to the unpruned file."""
-    from edgepipe.profilers.paired import paired_ratio_isolated
+    from edgepipe.profilers.isolation import in_child
+    from edgepipe.profilers.paired import paired_ratio
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-latency-") as tmp:
         work = Path(tmp)
@@ -37,7 +38,7 @@ def amount_for_latency(
             candidate = copy.deepcopy(module).eval()
             prune_channels(candidate, examples, middle, skip)
             path = _tflite(candidate, examples, specs, work / f"amount_{middle:.4f}", opset, log_path)
-            ratio = paired_ratio_isolated(path, reference, 1, log_path=log_path)["p50_ratio"]
+            ratio = in_child(paired_ratio, path, reference, 1, log_path=log_path).p50_ratio
             trials.append({"amount": middle, "p50_ratio": ratio})
             step(f"compress: {middle:.0%} of the channels runs in {ratio:.2f}x the unpruned time")
             low, high = (middle, high) if ratio > fraction else (low, middle)

@@ -19,13 +19,12 @@ from edgepipe.pipeline.gate.checks import (
     SELECTS_NOTHING,
     Check,
     GateWarning,
-    Subject,
     apply_budgets,
     baseline_checks,
     batch_failures,
     check_metrics_exist,
-    load_subjects,
 )
+from edgepipe.pipeline.gate.subjects import Subject, load_subjects
 
 
 @dataclass(frozen=True)

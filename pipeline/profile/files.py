@@ -13,7 +13,8 @@ from edgepipe.models.shared.errors import ConfigError, InputFileError, ProfileEr
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.profile.inputs import generated_inputs, read_inputs
 from edgepipe.profilers.harness import TimingSettings
-from edgepipe.profilers.profile import profile_isolated
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.profile import profile_in_process
 from edgepipe.profilers.runtimes import RUNTIME_FOR_SUFFIX, RUNTIMES, RuntimeOptions, Session
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,9 @@ def profile_file(
             del session  # the child loads its own copy; this one only checked the file and the inputs
         step(f"profile: timing {path.name} on {runtime}, {threads} thread(s), in a child process")
         try:
-            return profile_isolated(runtime, path, feeds, threads, timing, options=options, log_path=log_path)
+            return in_child(
+                profile_in_process, runtime, path, feeds, threads, timing, options=options, log_path=log_path
+            )
         finally:
             log.debug("runtime output:\n%s", log_path.read_text(errors="replace"))
 

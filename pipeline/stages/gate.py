@@ -8,8 +8,8 @@ from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.run_view import RunView
 from edgepipe.pipeline.core.store import write_atomic, write_json
 from edgepipe.pipeline.gate.budgets import job_budgets
-from edgepipe.pipeline.gate.checks import load_subjects, run_subjects
 from edgepipe.pipeline.gate.output import junit_xml, markdown, verdict_for
+from edgepipe.pipeline.gate.subjects import load_subjects, run_subjects
 
 GATE_JSON, GATE_MARKDOWN, GATE_JUNIT = "gate.json", "gate.md", "junit.xml"
 

@@ -10,11 +10,14 @@ from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.feeding import RUNTIME_OF_FORMAT, feeds_for, held_out
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.store import write_json
-from edgepipe.pipeline.profile.details import OP_PROFILE_RUNTIMES, op_profile_isolated, throughput_isolated
+from edgepipe.pipeline.profile.details import OP_PROFILE_RUNTIMES, measured_or_unavailable
 from edgepipe.pipeline.profile.files import runtime_options
 from edgepipe.profilers.calibration import CALIBRATION
 from edgepipe.profilers.harness import TimingSettings
-from edgepipe.profilers.profile import profile_isolated
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.op_profile import profile_ops
+from edgepipe.profilers.profile import profile_in_process
+from edgepipe.profilers.throughput import throughput_sweep
 
 PROFILE = "profile.json"
 PROFILE_LOG = "logs/profile.log"
@@ -41,17 +44,33 @@ def run_profile(ctx: StageContext) -> dict:
             continue
         path, feeds = ctx.path(art["path"]), feeds_for(art, first)
         step(f"profile: {runtime} {art['path']}: latency")
-        result = profile_isolated(
-            runtime, path, feeds, threads, timing_settings(ctx.job), log, options=runtime_options(ctx.job.profile)
+        result = in_child(
+            profile_in_process,
+            runtime,
+            path,
+            feeds,
+            threads,
+            timing_settings(ctx.job),
+            options=runtime_options(ctx.job.profile),
+            log_path=log,
         )
         if settings.op_profile and runtime in OP_PROFILE_RUNTIMES:
             step(f"profile: {runtime} {art['path']}: time by op ({settings.op_profile_runs} runs)")
-            result["op_profile"] = op_profile_isolated(runtime, path, feeds, threads, settings.op_profile_runs, log)
+            result["op_profile"] = measured_or_unavailable(
+                profile_ops, runtime, path, feeds, threads, settings.op_profile_runs, log_path=log
+            )
         if settings.throughput_batches:
             step(f"profile: {runtime} {art['path']}: throughput at batches {list(settings.throughput_batches)}")
-            result["throughput"] = throughput_isolated(
-                runtime, path, feeds, settings.throughput_batches, settings.throughput_seconds, log
+            sweep = in_child(
+                throughput_sweep,
+                runtime,
+                path,
+                feeds,
+                settings.throughput_batches,
+                seconds=settings.throughput_seconds,
+                log_path=log,
             )
+            result["throughput"] = [point.to_dict() for point in sweep]
         results.append({**result, "format": art["format"], "variant": art["variant"], "artifact": art["path"]})
     pairs = [*ctx.job.profile.paired_with, *(["uncompressed"] if ctx.results["export"].get("uncompressed") else [])]
     if pairs:
@@ -83,7 +102,6 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
     import tempfile
 
     from edgepipe.profilers.calibration import calibration_model
-    from edgepipe.profilers.paired import paired_ratio_isolated
 
     wanted = ctx.job.profile.paired_with
     artifacts = {artifact_key(a): a for a in ctx.results["export"]["artifacts"]}
@@ -101,15 +119,16 @@ def _pair(ctx: StageContext, results: list[dict], first: dict, log: Path) -> Non
             side = (r["runtime"], ctx.path(r["artifact"]), feeds_for(artifacts[artifact_key(r)], first))
             if (before := uncompressed.get(artifact_key(r))) is not None:
                 reference = (r["runtime"], ctx.path(before["path"]), feeds_for(before, first))
-                r["vs_uncompressed"] = paired_ratio_isolated(
-                    side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log
-                )
-            r["paired"] = {
-                ref: paired_ratio_isolated(
-                    side, reference, ctx.job.profile.threads, options=runtime_options(ctx.job.profile), log_path=log
-                )
-                for ref, reference in references.items()
-            }
+                r["vs_uncompressed"] = _ratio(ctx, side, reference, log)
+            r["paired"] = {ref: _ratio(ctx, side, reference, log) for ref, reference in references.items()}
+
+
+def _ratio(ctx: StageContext, side: tuple, reference: tuple, log: Path) -> dict:
+    """side's latency ratio to reference, both timed interleaved in one fresh child."""
+    from edgepipe.profilers.paired import paired_ratio
+
+    threads, options = ctx.job.profile.threads, runtime_options(ctx.job.profile)
+    return in_child(paired_ratio, side, reference, threads, options=options, log_path=log).to_dict()
 
 
 def _on_phones(ctx: StageContext) -> list[dict]:

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from edgepipe.pipeline.gate.budgets import Budget, Relative
-from edgepipe.pipeline.gate.checks import FAIL, PASS, Subject, relative_check
+from edgepipe.pipeline.gate.checks import FAIL, PASS, relative_check
+from edgepipe.pipeline.gate.subjects import Subject
 from edgepipe.profilers.calibration import matmul_chain
-from edgepipe.profilers.paired import paired_ratio_isolated
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.paired import paired_ratio
 from tests.profilers.test_paired import DEPTH, FEEDS, ROWS, WIDTH
 
 BUDGET = Budget("int8 at most 1.15x fp32", latency_ms={"p90": Relative(1.15, "onnx:fp32")})
@@ -27,9 +29,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
 
 def paired(target: Path, reference: Path) -> dict:
-    return paired_ratio_isolated(
-        ("onnxruntime", target, FEEDS), ("onnxruntime", reference, FEEDS), blocks=20, warmup_seconds=0.3
-    )
+    sides = ("onnxruntime", target, FEEDS), ("onnxruntime", reference, FEEDS)
+    return in_child(paired_ratio, *sides, blocks=20, warmup_seconds=0.3).to_dict()
 
 
 @pytest.mark.slow

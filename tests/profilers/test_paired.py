@@ -9,7 +9,8 @@ import pytest
 
 from edgepipe.models.shared.errors import InputFileError
 from edgepipe.profilers.calibration import matmul_chain
-from edgepipe.profilers.paired import PairedRatio, paired_ratio, paired_ratio_isolated
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.paired import PairedRatio, paired_ratio
 
 # 32 rows x 256 wide x 6 layers is ~0.3 ms a call with one thread on the 2-core dev host: long
 # enough that the fixed cost of a session.run (14-24 us p90 for a near-empty graph here) barely
@@ -61,11 +62,17 @@ def test_double_work_is_about_twice_as_slow(models):
     assert 0.5 * 0.05 <= r.calls_per_block * r.target_p50_ms / 1e3 <= 2 * 0.05, r
 
 
-def test_isolated_runs_in_a_child_and_returns_json_keys(models, tmp_path):
+def test_a_pair_timed_in_a_child_returns_json_keys(models, tmp_path):
     log = tmp_path / "paired.log"
-    out = paired_ratio_isolated(
-        _side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02, warmup_seconds=0.1, log_path=log
-    )
+    out = in_child(
+        paired_ratio,
+        _side(models["base"]),
+        _side(models["base"]),
+        blocks=6,
+        block_seconds=0.02,
+        warmup_seconds=0.1,
+        log_path=log,
+    ).to_dict()
     in_process = paired_ratio(
         _side(models["base"]), _side(models["base"]), blocks=6, block_seconds=0.02, warmup_seconds=0.1
     ).to_dict()

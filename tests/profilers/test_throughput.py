@@ -13,7 +13,8 @@ from torch import nn
 
 from edgepipe.exporters.convert import export_tflite
 from edgepipe.exporters.torch.to_onnx import export_onnx
-from edgepipe.profilers.throughput import ThroughputPoint, sweep_isolated, throughput_sweep
+from edgepipe.profilers.isolation import in_child
+from edgepipe.profilers.throughput import ThroughputPoint, throughput_sweep
 
 BATCHES = (1, 4, 16)
 SECONDS = 0.05  # behaviour, not speed, is under test: the shortest honest measured phase will do
@@ -141,9 +142,9 @@ def test_outputs_that_drop_the_batch_are_unavailable(tmp_path):
     assert points[1].status == "unavailable" and points[1].reason == "outputs did not follow the batch"
 
 
-def test_sweep_isolated_returns_the_same_structure(models):
+def test_a_sweep_in_a_child_returns_the_same_structure(models):
     args = ("onnxruntime", models["fixed.onnx"], {"x": SAMPLE}, (1, 4))
-    inside, isolated = throughput_sweep(*args, seconds=SECONDS), sweep_isolated(*args, seconds=SECONDS)
+    inside, isolated = throughput_sweep(*args, seconds=SECONDS), in_child(throughput_sweep, *args, seconds=SECONDS)
     assert all(isinstance(p, ThroughputPoint) for p in isolated)
     assert [(p.batch, p.threads, p.status, p.reason) for p in isolated] == [
         (p.batch, p.threads, p.status, p.reason) for p in inside
