@@ -76,8 +76,8 @@ def render(run: RunView, variants: list[str] = ()) -> str:
     lines += [f"- `{key}` ran through {how}" for key, how in validate.get("runners", {}).items()]
     lines += [
         "",
-        'Per-hop, per-output figures: `ledger.json`; "float rounding": over the tolerance, but within 1e-3 of '
-        "every value and at 80 dB SQNR or better.",
+        'Per-hop, per-output figures: `ledger.json`; "float rounding": over the tolerance, but within it plus '
+        "10 x the relative tolerance of every value, at the SQNR the tolerance stands for.",
         "",
         "## Host latency",
         "",

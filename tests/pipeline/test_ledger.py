@@ -107,3 +107,5 @@ def test_real_errors_are_not_float_rounding():
     # Within tolerance, it is judged by the tolerance alone
     f = output_figures("y", ref, ref + 1e-5, 1e-4)
     assert f.ok and not f.float_rounding
+    # A stricter tolerance asks for less rounding too
+    assert not output_figures("y", ref, got, 1e-6).ok
