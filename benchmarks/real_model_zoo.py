@@ -29,7 +29,11 @@ MODELS = {
     "mobilenetv4_conv_small": ("timm", "mobilenetv4_conv_small"),
     "edgenext_xx_small": ("timm", "edgenext_xx_small"),
     "mobilevit_xxs": ("timm", "mobilevit_xxs"),
+    "mobilevitv2_050": ("timm", "mobilevitv2_050"),
 }
+# Models run at another input than SHAPE: their timm default (pretrained_cfg input_size), as the
+# issue that added them reported them. The table's first 17 keep the 224x224 they were measured at.
+SHAPES = {"mobilevitv2_050": (1, 3, 256, 256)}
 
 
 _DECLARED: list = []  # the Library object must stay alive for the schemas to stay declared
@@ -83,9 +87,9 @@ class _Outputs(torch.nn.Module):
         return out["out"] if isinstance(out, dict) else out
 
 
-def example(seed: int = 0) -> torch.Tensor:
+def example(seed: int = 0, shape: tuple[int, ...] = SHAPE) -> torch.Tensor:
     """The seeded example image batch."""
-    return torch.randn(SHAPE, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 def factory(name: str):
@@ -93,7 +97,8 @@ def factory(name: str):
 
     def make():
         module = build(name)
-        return (_Outputs(module).eval() if name.startswith("deeplab") else module), example()
+        module = _Outputs(module).eval() if name.startswith("deeplab") else module
+        return module, example(shape=SHAPES.get(name, SHAPE))
 
     return make
 

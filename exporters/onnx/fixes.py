@@ -170,7 +170,7 @@ def batchnorm_between_reshapes(model) -> int:
     if not any(node.op_type == "BatchNormalization" for node in graph.node):
         return 0
     inits = {i.name: i for i in graph.initializer}
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     producer = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -227,7 +227,7 @@ def batchnorm_between_reshapes(model) -> int:
     return len(replaced) // 3
 
 
-def _static_shapes(model) -> dict[str, tuple[int, ...]]:
+def static_shapes(model) -> dict[str, tuple[int, ...]]:
     """Every tensor's shape where ONNX shape inference knows all of it."""
     shapes = {}
     for info in _inferred_tensors(model):
@@ -321,7 +321,7 @@ def padded_max_pools(model) -> int:
         return 0
     producer = {out: node for node in graph.node for out in node.output}
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    shapes = _static_shapes(model)
+    shapes = static_shapes(model)
     replaced = {}
     for node in candidates:
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}

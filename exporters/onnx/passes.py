@@ -21,6 +21,7 @@ from edgepipe.exporters.onnx.fixes import (
     padded_max_pools,
     spelt_hard_swish,
 )
+from edgepipe.exporters.onnx.group_norm import single_group_norms
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import first_line
 
@@ -47,6 +48,10 @@ PASSES: MappingProxyType[str, GraphPass] = MappingProxyType(
         "canonical_gelu": GraphPass("exact GELU(s) respelt as the chain onnx2tf makes one GELU", canonical_gelu),
         "batchnorm_between_reshapes": GraphPass(
             "BatchNorm(s) between reshapes applied on the last axis instead", batchnorm_between_reshapes
+        ),
+        "single_group_norms": GraphPass(
+            "one-group GroupNorm(s) normalised over every non-batch axis of their input, without reshapes",
+            single_group_norms,
         ),
         "spelt_hard_swish": GraphPass("HardSwish(es) spelt as the chain TFLite makes one HARD_SWISH", spelt_hard_swish),
         "padded_max_pools": GraphPass(

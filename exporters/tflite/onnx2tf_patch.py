@@ -1,8 +1,9 @@
 """Fixes to onnx2tf 1.29's op translators, in place only while edgepipe runs a conversion.
 
 Each fix wraps one translator (`onnx2tf.ops.<Op>.make_node`, which onnx2tf looks up per node)
-and changes what it is given, never what it computes; tests/e2e/test_own_models.py pins
-the resulting op histograms, so a later onnx2tf that changes its translators shows there.
+and changes what it is given, never what it computes; tests/e2e/test_own_models.py (Conv) and
+tests/exporters/test_mobilevitv2_patterns.py (Resize) pin the resulting op histograms, so a later
+onnx2tf that changes its translators shows there.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ import importlib
 @contextlib.contextmanager
 def translator_fixes():
     """Install every fix for the duration of a conversion."""
-    conv = importlib.import_module("onnx2tf.ops.Conv")
-    original = conv.make_node
-    conv.make_node = _depthwise_after_onnx_layout(original)
+    fixes = {"Conv": _depthwise_after_onnx_layout, "Resize": _resize_sampling_grid_kept}
+    modules = {op: importlib.import_module(f"onnx2tf.ops.{op}") for op in fixes}
+    originals = {op: module.make_node for op, module in modules.items()}
+    for op, fix in fixes.items():
+        modules[op].make_node = fix(originals[op])
     try:
         yield
     finally:
-        conv.make_node = original
+        for op, module in modules.items():
+            module.make_node = originals[op]
 
 
 def _depthwise_after_onnx_layout(make_node):
@@ -59,3 +63,38 @@ def _held_as_onnx_depthwise_input(node, held) -> bool:
     if not all(isinstance(d, int) for d in shape) or len(set(shape[1:])) == 1:
         return False
     return list(getattr(held, "shape", ())) == list(shape) and node.attrs["group"] == shape[1]
+
+
+# Resize attributes that opset 18 added; a node that sets any of them away from its default is not
+# one an opset-17 translation can read.
+_OPSET_18_DEFAULTS = {"antialias": 0, "keep_aspect_ratio_policy": "stretch"}
+
+
+def _resize_sampling_grid_kept(make_node):
+    """A bilinear Resize with align_corners or asymmetric coordinates keeps them at opset 18 and later.
+
+    onnx2tf's Resize honours coordinate_transformation_mode only for opset <= 17; from 18 on it
+    falls through to tf.image.resize, which always samples at half-pixel centres. torch's exporter
+    writes opset 18, so F.interpolate(..., "bilinear", align_corners=True) (MobileViTv2 at 224x224,
+    7x7 maps stretched to 8x8) read the wrong pixels: 0.1 off on values of about 1. The opset-18
+    Resize is the opset-17 one plus the attributes above, so given opset 17, the translator takes
+    its own align_corners / asymmetric branch: one RESIZE_BILINEAR with the right flags.
+    """
+
+    @functools.wraps(make_node)
+    def translate(*, graph_node, tf_layers_dict, **kwargs):
+        if kwargs.get("opset", 0) >= 18 and _opset_17_resize(graph_node.attrs):
+            kwargs = {**kwargs, "opset": 17}
+        return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+
+    return translate
+
+
+def _opset_17_resize(attrs: dict) -> bool:
+    """A linear Resize whose grid tf.image.resize does not reproduce, using nothing opset 18 added."""
+    return (
+        attrs.get("mode") == "linear"
+        and attrs.get("coordinate_transformation_mode") in ("align_corners", "asymmetric")
+        and "axes" not in attrs
+        and all(attrs.get(name, default) == default for name, default in _OPSET_18_DEFAULTS.items())
+    )
