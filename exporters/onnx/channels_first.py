@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepipe.exporters.onnx.fixes import drop_unused_initializers
+from edgepipe.exporters.onnx.fixes import drop_unused_initializers, links
 
 TO_LAST, TO_FIRST = [0, 2, 3, 1], [0, 3, 1, 2]
 _SCALAR_OPS = {"Add", "Sub", "Mul", "Div", "Pow", "Max", "Min"}  # with scalar constants or block tensors
@@ -47,10 +47,7 @@ def channels_first_blocks(model) -> int:
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
     count = 0
     for entry in [n for n in graph.node if is_transpose(n, TO_LAST)]:
-        consumers: dict[str, list] = {}
-        for node in graph.node:
-            for name in node.input:
-                consumers.setdefault(name, []).append(node)
+        _, consumers = links(graph)  # again for every block: the last rewrite changed the graph
         block = _block(entry, consumers, constants, {o.name for o in graph.output})
         if block is None:
             continue

@@ -55,11 +55,7 @@ def canonical_gelu(model) -> int:
             and int(np.prod(n.attribute[0].t.dims)) == 1
         }
     )
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = links(graph)
 
     def is_scalar(name: str, value: float) -> bool:
         return name in scalars and abs(float(scalars[name].ravel()[0]) - value) < 1e-6
@@ -171,11 +167,7 @@ def batchnorm_between_reshapes(model) -> int:
         return 0
     inits = {i.name: i for i in graph.initializer}
     shapes = static_shapes(model)
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = links(graph)
     graph_outputs = {o.name for o in graph.output}
     replaced: dict[int, list] = {}  # id(node) -> the nodes that take its place (none: removed)
     for bn in (node for node in graph.node if node.op_type == "BatchNormalization"):
@@ -379,3 +371,13 @@ def _tf_same_pads(shape: tuple | None, kernel: list[int], strides: list[int]) ->
         return None
     totals = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(shape[2:], kernel, strides)]
     return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+
+
+def links(graph) -> tuple[dict, dict[str, list]]:
+    """(tensor name -> the node writing it, tensor name -> the nodes reading it) of one graph."""
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return producer, consumers

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgepipe.exporters.onnx.fixes import drop_unused_initializers, static_shapes
+from edgepipe.exporters.onnx.fixes import drop_unused_initializers, links, static_shapes
 
 
 def single_group_norms(model) -> int:
@@ -32,11 +32,7 @@ def single_group_norms(model) -> int:
         return 0
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     shapes = static_shapes(model)
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    producer, consumers = links(graph)
     graph_outputs = {o.name for o in graph.output}
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 18)
     written: list = []

@@ -140,7 +140,7 @@ def _run_onnx2tf(private: Path, original: Path, cind: list, keep_shape: list[str
     except Exception as exc:
         op = exc.name.removeprefix("onnx2tf.ops.") if isinstance(exc, ModuleNotFoundError) and exc.name else None
         if op and exc.name.startswith("onnx2tf.ops."):
-            nodes = [n.name or "(unnamed)" for n in onnx_nodes(private) if n.op_type == op]
+            nodes = [n.name or "(unnamed)" for n in _onnx_nodes(private) if n.op_type == op]
             raise ExportError(
                 f"{original.name}: ONNX op {op} has no TFLite conversion in onnx2tf "
                 f"(node(s) {', '.join(nodes) or '?'}); replace it in the model"
@@ -151,7 +151,7 @@ def _run_onnx2tf(private: Path, original: Path, cind: list, keep_shape: list[str
         ) from exc
 
 
-def onnx_nodes(onnx_path: Path) -> list:
+def _onnx_nodes(onnx_path: Path) -> list:
     """The graph's nodes."""
     import onnx
 
@@ -164,7 +164,7 @@ def _failed_node(onnx_path: Path, log_path: Path) -> str:
     names = re.findall(r"onnx_op_name: (\S+)", text)
     if not names:
         return ""
-    types = {n.name: n.op_type for n in onnx_nodes(onnx_path)}
+    types = {n.name: n.op_type for n in _onnx_nodes(onnx_path)}
     return f" at node {names[-1]} ({types.get(names[-1], '?')})"
 
 
