@@ -36,7 +36,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class TrainResult:
-    """What training did: epochs run, the best epoch kept and its validation loss."""
+    """What training did: epochs run, the best epoch kept (0: the starting weights) and its validation loss."""
 
     epochs_run: int
     best_epoch: int
@@ -69,11 +69,15 @@ def train(
     image_inputs: tuple[str, ...] = (),
     criterion: Criterion | None = None,
     loss: Callable | None = None,
+    before_validation: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """Train with Adam; stop when the validation task loss has not improved for `patience` epochs, keep the best.
 
-    criterion replaces the task loss during training (not for early stopping, which always
-    judges the task itself); loss, the user's own, replaces the task loss everywhere.
+    The starting weights are epoch 0 and compete too: a fine-tune whose every epoch judges worse than
+    where it started hands the model back unchanged (best_epoch 0). criterion replaces the task loss
+    during training (not for early stopping, which always judges the task itself); loss, the user's own,
+    replaces the task loss everywhere; before_validation runs on the model before each judgement
+    (QAT sets its int8 ranges there).
     """
     torch.manual_seed(settings.seed)
     generator = torch.Generator().manual_seed(settings.seed)
@@ -85,8 +89,9 @@ def train(
     optimizer = _optimizer(model, settings)
     scheduler = _scheduler(optimizer, settings)
     augmented = [n in image_inputs and settings.augment for n in input_names]
-    best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(model.state_dict())
     start, epoch = time.perf_counter(), 0
+    best_loss = _validation_loss(model, x_val, y_val, loss_fn, before_validation)
+    best_epoch, best_state = 0, copy.deepcopy(model.state_dict())
     for epoch in range(1, settings.epochs + 1):
         model.train()
         for batch in torch.randperm(len(y_train), generator=generator).split(settings.batch_size):
@@ -98,9 +103,7 @@ def train(
             optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        model.eval()
-        with torch.no_grad():
-            val_loss = float(loss_fn(model(*x_val), y_val))
+        val_loss = _validation_loss(model, x_val, y_val, loss_fn, before_validation)
         tick(f"epoch {epoch}/{settings.epochs}, validation loss {val_loss:.4f}")
         if val_loss < best_loss:
             best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(model.state_dict())
@@ -111,13 +114,26 @@ def train(
     return TrainResult(epoch, best_epoch, best_loss, time.perf_counter() - start)
 
 
+def _validation_loss(model: nn.Module, x_val, y_val, loss_fn, before_validation) -> float:
+    """The task loss on the validation split, in eval mode, after before_validation when given."""
+    model.eval()
+    if before_validation is not None:
+        before_validation(model)
+    with torch.no_grad():
+        return float(loss_fn(model(*x_val), y_val))
+
+
 def train_as(
-    model: nn.Module, data: DatasetSplits, settings: TrainSettings, how: Learning | ModelSpec, criterion=None
+    model: nn.Module,
+    data: DatasetSplits,
+    settings: TrainSettings,
+    how: Learning | ModelSpec,
+    criterion=None,
+    before_validation: Callable[[nn.Module], None] | None = None,
 ) -> TrainResult:
     """train() with what `how` says of the model: its task, input names, augmentable inputs and own loss."""
-    return train(
-        model, data, settings, how.task, how.input_names, how.image_inputs, criterion, getattr(how, "loss", None)
-    )
+    loss = getattr(how, "loss", None)
+    return train(model, data, settings, how.task, how.input_names, how.image_inputs, criterion, loss, before_validation)
 
 
 @dataclass(frozen=True)

@@ -93,12 +93,17 @@ def reference_batch(ctx: StageContext, specs: tuple[InputSpec, ...]) -> int:
 def source_module(ctx: StageContext) -> tuple:
     """(module, example inputs, input specs, calibration samples) of the job's model."""
     source = model_source(ctx.job)
-    examples = source.examples()
-    calibration = user_calibration(ctx.job, source.inputs)
+    return compressed_module(ctx), source.examples(), source.inputs, calibration_samples(ctx.job, source)
+
+
+def calibration_samples(job: JobSettings, source: ModelSource) -> dict[str, np.ndarray] | None:
+    """The samples the export calibrates int8 on (and QAT takes its ranges from): the job's own
+    (`[export] calibration`), else the first `[export] calibration_samples` of the training split."""
+    calibration = user_calibration(job, source.inputs)
     if calibration is None and (splits := source.splits()) is not None:
-        count = ctx.job.export.calibration_samples
+        count = job.export.calibration_samples
         calibration = {name: np.ascontiguousarray(values[:count]) for name, values in splits.x_train.items()}
-    return compressed_module(ctx), examples, source.inputs, calibration
+    return calibration
 
 
 def user_calibration(job: JobSettings, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray] | None:

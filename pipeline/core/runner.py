@@ -46,8 +46,9 @@ TRAIN = Stage("train", Ref("edgepipe.pipeline.stages.train:run_train"), (*SOURCE
 COMPRESS = Stage(
     "compress",
     Ref("edgepipe.pipeline.stages.compress:run_compress"),
-    # [train]: compress fine-tunes with its schedule; a latency target converts candidates at the job's opset
-    (*SOURCE_SETTINGS, "train", "compress", "export.opset"),
+    # [train]: compress fine-tunes with its schedule; a latency target converts candidates at the job's opset;
+    # QAT takes its int8 ranges from the export's calibration samples
+    (*SOURCE_SETTINGS, "train", "compress", "export.opset", "export.calibration", "export.calibration_samples"),
     ("train",),
 )
 EXPORT = Stage(

@@ -30,7 +30,7 @@ def compress_lines(run: RunView) -> list[str]:
     ]
     for step in compress["steps"]:
         run_ = step.get("train") or step.get("finetune")
-        training = f"{run_['epochs_run']} epochs (best {run_['best_epoch']})" if run_ else "none"
+        training = _training(run_)
         if step.get("pruned"):  # right after the cut, before recovery
             lines.append(_row(f"{_describe(step, False)}, before recovery", step["pruned"], trained, lower, {}, "", ""))
         lines.append(_row(_describe(step), step, trained, lower, {}, "", training))
@@ -103,3 +103,11 @@ def _describe(step: dict, recovered: bool = True) -> str:
 
 def _metrics(metrics: dict) -> str:
     return ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+
+
+def _training(run_: dict | None) -> str:
+    """Epochs run and the one kept; epoch 0 is the weights the step started from."""
+    if not run_:
+        return "none"
+    kept = "kept the starting weights" if run_["best_epoch"] == 0 else f"best {run_['best_epoch']}"
+    return f"{run_['epochs_run']} epochs ({kept})"

@@ -21,6 +21,7 @@ from edgepipe.pipeline.core.context import StageContext
 from edgepipe.pipeline.core.modules import (
     COMPRESSED,
     PRUNE_PLAN,
+    calibration_samples,
     learning,
     student_module,
     train_settings,
@@ -81,13 +82,15 @@ def run_compress(ctx: StageContext) -> dict:
     if settings.qat:
         from edgepipe.models.qat import quantization_aware_finetune
 
+        # Every QAT epoch runs and the best is kept, the starting weights included: under int8 rounding
+        # the validation loss jumps from epoch to epoch (weights cross rounding boundaries) rather than
+        # falling smoothly, and a run of worse epochs was often followed by the best one.
         qat = replace(
-            base,
-            epochs=settings.qat_epochs,
-            lr=settings.qat_lr or base.lr / 10,
-            patience=min(base.patience, settings.qat_epochs),
+            base, epochs=settings.qat_epochs, lr=settings.qat_lr or base.lr / 10, patience=settings.qat_epochs
         )
-        module, result = quantization_aware_finetune(module, examples, fit, data, qat)
+        # its int8 ranges are the export's: calibrated on the same samples
+        calibration = calibration_samples(ctx.job, source)
+        module, result = quantization_aware_finetune(module, examples, fit, data, qat, calibration)
         steps.append({"step": "qat", "train": asdict(result), **_scored(source, module, data, examples)})
     any_batch = save_program(module.eval(), source.examples(), ctx.staging / COMPRESSED)
     if plan is not None:

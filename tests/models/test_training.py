@@ -27,6 +27,21 @@ def test_early_stopping_keeps_the_best_validation_epoch():
     assert abs(float(loss) - result.best_val_loss) < 1e-6, "weights of the best epoch must be restored"
 
 
+def test_a_fine_tune_whose_every_epoch_is_worse_hands_back_the_starting_weights():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2)).astype(np.float32)
+    y = (x @ np.array([[1.0], [-2.0]]) + 0.1 * rng.normal(size=(300, 1))).astype(np.float32)
+    data = DatasetSplits({"x": x[:200]}, y[:200], {"x": x[200:250]}, y[200:250], {"x": x[250:]}, y[250:])
+    torch.manual_seed(0)
+    model = nn.Linear(2, 1)
+    train(model, data, TrainSettings(epochs=30, lr=0.05, batch_size=32), "regression", ["x"])
+    start = {name: value.clone() for name, value in model.state_dict().items()}
+    wild = TrainSettings(epochs=3, lr=10.0, optimizer="sgd")  # each epoch lands far from the minimum
+    result = train(model, data, wild, "regression", ["x"])
+    assert (result.best_epoch, result.epochs_run) == (0, 3)
+    assert all(torch.equal(start[name], value) for name, value in model.state_dict().items())
+
+
 def test_class_weights_from_counts():
     w = class_weights(np.array([0] * 90 + [1] * 10))
     assert w[1] / w[0] == pytest.approx(9.0) and float(w.mean()) == pytest.approx((100 / 180 + 100 / 20) / 2)
