@@ -178,7 +178,7 @@ def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int, op
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
     return {
         name: convert_layout(
-            np.concatenate(values),
+            np.concatenate(values) if np.ndim(values[0]) else np.stack(values),  # a scalar output per chunk
             layouts.get(name, "ND"),
             FROM_CHANNELS_LAST.get(layouts.get(name, "ND"), layouts.get(name, "ND")),
         )

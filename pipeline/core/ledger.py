@@ -89,11 +89,13 @@ def output_figures(
     got = np.asarray(candidate, dtype=np.float64).ravel()
     if ref.shape != got.shape:
         raise ParityError(f"output {name!r}: candidate has {got.size} values, reference {ref.size}")
-    # NaN where the reference has NaN (sqrt of a negative) is agreement; any other NaN is not.
-    agree = np.isnan(ref) & np.isnan(got)
+    # NaN where the reference has NaN (sqrt of a negative) is agreement, and so is the same infinity
+    # (a cast of float16's inf); any other NaN or infinity is not.
+    agree = (np.isnan(ref) & np.isnan(got)) | (np.isinf(ref) & (ref == got))
     ref, got = np.where(agree, 0.0, ref), np.where(agree, 0.0, got)
     diff = got - ref
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    finite = np.abs(ref[np.isfinite(ref)])
+    scale = float(finite.max()) if finite.size else 0.0  # an infinity would make any error allowed
     tolerance = None if rel_tolerance is None else (rel_tolerance * scale if scale > 0 else _ZERO_TOLERANCE)
     max_abs = float(np.abs(diff).max()) if ref.size else 0.0
     cosine, sqnr = _cosine_and_sqnr(ref, got)
@@ -155,6 +157,6 @@ def require_parity(ledgers: list[HopLedger]) -> None:
 
 def _shortfall(o: OutputFigures) -> str:
     """'max_abs 0.2 > tolerance 0.1 (cosine ..., SQNR ... dB)' or 'SQNR 12.0 dB < 20.0 dB (...)'."""
-    if o.tolerance is not None and o.max_abs > o.tolerance:
+    if o.tolerance is not None and not o.max_abs <= o.tolerance:  # NaN included
         return f"max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} (cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
     return f"SQNR {o.sqnr_db:.1f} dB < {o.min_sqnr_db:g} dB (max_abs {o.max_abs:.3g}, cosine {o.cosine:.6f})"

@@ -109,3 +109,12 @@ def test_real_errors_are_not_float_rounding():
     assert f.ok and not f.float_rounding
     # A stricter tolerance asks for less rounding too
     assert not output_figures("y", ref, got, 1e-6).ok
+
+
+def test_the_same_infinity_agrees_and_a_nan_error_is_said():
+    inf = float("inf")
+    assert output_figures("y", np.array([inf, -inf, 1.0]), np.array([inf, -inf, 1.0]), 1e-4).ok
+    wrong = output_figures("y", np.array([inf, 1.0]), np.array([-inf, 1.0]), 1e-4)
+    assert not wrong.ok
+    with pytest.raises(ParityError, match="max_abs"):
+        require_parity([compare("h", "r", "c", {"y": np.array([1.0, 2.0])}, {"y": np.array([np.nan, 2.0])}, 1e-4)])
