@@ -14,6 +14,7 @@ from edgepipe.pipeline.core.toml_config import parse_toml
 
 # Per-artifact records that exist for some formats and variants only.
 _DETAILS = (
+    "outputs",
     "custom_ops",
     "quantization",
     "quantized_nodes",

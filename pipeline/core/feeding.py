@@ -178,9 +178,17 @@ def _run(path: Path, art: dict, samples: dict[str, np.ndarray], threads: int, op
     layouts = {d["name"]: d["layout"] for d in art.get("outputs", [])}
     return {
         name: convert_layout(
-            np.concatenate(values) if np.ndim(values[0]) else np.stack(values),  # a scalar output per chunk
+            _joined(values),
             layouts.get(name, "ND"),
             FROM_CHANNELS_LAST.get(layouts.get(name, "ND"), layouts.get(name, "ND")),
         )
         for name, values in collected.items()
     }
+
+
+def _joined(values: list[np.ndarray]) -> np.ndarray:
+    """One output over every chunk: concatenated on the batch axis, or a scalar output (a loss) as it is
+    for one chunk and stacked, one per chunk, for several."""
+    if len(values) == 1:
+        return np.asarray(values[0])
+    return np.concatenate(values) if np.ndim(values[0]) else np.stack(values)

@@ -142,7 +142,7 @@ def compare(
     if missing:
         raise ParityError(f"{hop}: candidate lacks output(s) {', '.join(missing)}")
     figures = tuple(output_figures(n, reference[n], candidate[n], rel_tolerance, min_sqnr_db) for n in reference)
-    samples = len(next(iter(reference.values()))) if reference else 0
+    samples = sample_count(reference)
     return HopLedger(hop, reference_name, candidate_name, samples, figures)
 
 
@@ -160,3 +160,9 @@ def _shortfall(o: OutputFigures) -> str:
     if o.tolerance is not None and not o.max_abs <= o.tolerance:  # NaN included
         return f"max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} (cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
     return f"SQNR {o.sqnr_db:.1f} dB < {o.min_sqnr_db:g} dB (max_abs {o.max_abs:.3g}, cosine {o.cosine:.6f})"
+
+
+def sample_count(arrays: dict) -> int:
+    """How many samples the first array holds along its first axis (1 for a scalar, 0 for none)."""
+    first = next(iter(arrays.values()), None)
+    return 0 if first is None else (int(np.shape(first)[0]) if np.ndim(first) else 1)

@@ -11,7 +11,7 @@ from edgepipe.models.shared.errors import InputFileError, ParityError
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
-from edgepipe.pipeline.core.ledger import compare, require_parity
+from edgepipe.pipeline.core.ledger import compare, require_parity, sample_count
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json
@@ -29,7 +29,7 @@ def run_validate(ctx: StageContext) -> dict:
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
         outputs = {}
         for a in artifacts:
-            step(f"validate: {a['path']} on {len(next(iter(samples.values())))} held-out samples")
+            step(f"validate: {a['path']} on {sample_count(samples)} held-out samples")
             outputs[artifact_key(a)] = _outputs(ctx, a, samples, runners)
     if onnx_source(ctx.job) is None:
         reference_name = "torch"
@@ -51,7 +51,7 @@ def run_validate(ctx: StageContext) -> dict:
     metrics = {key: metric(out) if metric else {} for key, out in {reference_name: reference, **outputs}.items()}
     ledger = {
         "rel_tolerance": ctx.job.validate_.rel_tolerance,
-        "samples": len(next(iter(samples.values()))),
+        "samples": sample_count(samples),
         "tolerances": {key: asdict(limit) for key, limit in limits.items()},
         "runners": runners,
         "hops": [h.to_dict() for h in hops],

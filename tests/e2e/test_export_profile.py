@@ -131,3 +131,21 @@ def test_int8_mixed_keeps_no_layer_float_when_int8_meets_the_floor(tmp_path):
         sensitivity_lines({"export": {"artifacts": list(artifacts.values())}, "validate": {"ledger": ledger}})
     )
     assert "| `10` | FULLY_CONNECTED |" in text and "reached with 0 layer(s) in float32" in text
+
+
+def test_a_scalar_output_is_validated_as_a_scalar(tmp_path):
+    # a loss-like graph: the mean of everything, keepdims 0, so the output has no batch axis
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 4])
+    loss = helper.make_tensor_value_info("loss", TensorProto.FLOAT, [])
+    graph = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["loss"], keepdims=0)], "g", [x], [loss])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "loss.onnx"))
+    result = edgepipe("export", str(tmp_path / "loss.onnx"), "-o", str(tmp_path / "o"), "--json")
+    assert result.returncode == 0, result.stderr
+    tflite = next(a for a in json.loads(result.stdout)["artifacts"] if a["format"] == "tflite")
+    assert tflite["outputs"][0]["shape"] == [] and tflite["ledger"]["ok"]
+    ledger = json.loads((tmp_path / "o" / "ledger.json").read_text())
+    assert ledger["samples"] == 96  # 32 random batches of the input's 3 rows, a loss for each batch
+    hop = next(h for h in ledger["hops"] if h["candidate"] == "tflite:fp32")
+    assert hop["samples"] == 32
