@@ -4,7 +4,8 @@ measurements: bisection over groups of consecutive layers.
 Each group is measured with only its layers in int8 (everything else float32), so what its
 quantization does to the model's output is measured, however the noise travels there. The
 noisiest group is split in halves and both halves are measured, until the measurements run out
-or enough single layers have come out noisier than every group still unsplit. A layer's estimate
+or enough single layers have come out noisier than every group still unsplit. A model with no
+more layers than measurements has each layer measured alone instead. A layer's estimate
 is then the output noise of the smallest group measured with it, shared among that group's layers
 by their local noise (quantize/layer_screen.py); a layer measured alone gets its measurement.
 """
@@ -46,7 +47,8 @@ def estimated_noise(
         measured[group] = noise_share(only_int8_sqnr(tuple(layers[group[0] : group[1]])))
         return (-measured[group], *group)  # a min-heap of negated noise pops the noisiest first
 
-    noisiest = [measure(group) for group in _first_groups(len(layers), min(FIRST_GROUPS, measurements))]
+    first = len(layers) if len(layers) <= measurements else min(FIRST_GROUPS, measurements)
+    noisiest = [measure(group) for group in _first_groups(len(layers), first)]
     heapq.heapify(noisiest)
     leaves, singles = [], 0
     while noisiest and singles < wanted and len(measured) + 2 <= measurements:

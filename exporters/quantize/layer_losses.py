@@ -104,7 +104,7 @@ class WholeFiles:
     feeds: tuple[dict[str, np.ndarray], ...]
     reference: list[np.ndarray]
     all_int8: bytes = field(init=False)  # every layer in int8: the file sizes are told against it
-    _only_int8: dict[frozenset, float] = field(default_factory=dict)  # a layer measured alone is not measured again
+    _only_int8: dict[frozenset, float] = field(default_factory=dict, init=False, repr=False)  # measured once each
 
     def __post_init__(self):
         self.all_int8 = quantized(self.calibrated.debugger, [])
