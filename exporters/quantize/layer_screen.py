@@ -174,7 +174,9 @@ def _readers_of(reference, names: set[str]) -> dict[str, tuple[str, ...]]:
     return {name: tuple(found) for name, found in readers.items()}
 
 
-def _charged_noise(own: dict[str, float], accumulated: dict[str, float], readers: dict[str, tuple[str, ...]]):
+def _charged_noise(
+    own: dict[str, float], accumulated: dict[str, float], readers: dict[str, tuple[str, ...]]
+) -> dict[str, float]:
     """Each layer's own noise share plus the surfacing noise charged to it (see the module's docstring)."""
     inputs: dict[str, list[str]] = {name: [] for name in own}
     for written, found in readers.items():
