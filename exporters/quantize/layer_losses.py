@@ -1,18 +1,20 @@
-"""Each layer's int8 loss, from TensorFlow Lite's quantization debugger on one calibrated conversion:
-the model's output SQNR when that layer alone runs in int8, its own output's SQNR, and what keeping
-it in float32 costs in bytes. int8_mixed (quantize/mixed.py) ranks and keeps layers by these."""
+"""Each layer's int8 loss for int8_mixed, from TensorFlow Lite's quantization debugger on one calibrated
+conversion: every layer's local figures (quantize/layer_screen.py), its output noise alone estimated by
+measured groups of layers (quantize/layer_groups.py) and, for the few layers estimated worst, two
+whole-file measurements: the model's output SQNR when that layer alone runs in int8, and how much
+the file grows when it alone stays float32. int8_mixed (quantize/mixed.py) keeps layers in float32
+by these."""
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from edgepipe.exporters.quantize.layer_screen import LayerScreen, noise_share, ratio_db
 from edgepipe.exporters.quantize.variants import configured
 from edgepipe.models.shared.errors import ExportError, first_line
 
@@ -21,50 +23,65 @@ _VERIFY_PREFIX = "NumericVerify/"  # TFLite's debug model names each check Numer
 
 @dataclass(frozen=True)
 class LayerLoss:
-    """One quantizable layer's int8 loss, as measured on the given samples."""
+    """One quantizable layer's int8 loss, as measured on the search samples."""
 
     name: str  # the layer's output tensor name in the converted model; what keep_float takes
     op: str  # TFLite op, e.g. CONV_2D
-    # Model output SQNR (dB) against the float model when this layer alone runs in int8 (its
-    # input and output tensors quantized, everything else float). Ranking key: lowest first.
-    sqnr_db: float
-    rmse_over_scale: float  # the debugger's figure: RMS error at the layer's output in quantization steps
-    # SQNR (dB) at the layer's own output, float op and int8 op run from the same input (the
-    # debugger's layer-direct comparison). Blind to an outlier channel: its power masks the loss.
-    layer_sqnr_db: float
     shape: tuple[int, ...]  # the layer's output shape (NHWC for image tensors)
-    float_bytes: int  # how much the int8 file grows when this layer alone stays float32
+    layer_sqnr_db: float  # own output's SQNR, float op and int8 op from the same input (LayerScreen)
+    rmse_over_scale: float  # the debugger's figure: RMS error at the layer's output in quantization steps
+    local_sqnr_db: float  # signal over the noise charged to it locally (LayerScreen)
+    # The model output's SQNR (dB) with only this layer in int8, estimated: its smallest measured
+    # group's output noise, shared by local noise (layer_groups). The measured layers are picked by it.
+    estimated_sqnr_db: float
+    # Measured for the layers estimated worst, None for the rest (not measured): the model output's
+    # SQNR (dB) against the float model when this layer alone runs in int8 (its input and output
+    # tensors quantized, everything else float), and how much the int8 file grows when this layer
+    # alone stays float32.
+    sqnr_db: float | None = None
+    float_bytes: int | None = None
     module: str | None = None  # the PyTorch module it comes from (exporters.layer_origin), when that can be told
 
     @property
-    def loss_per_byte(self) -> float:
-        """The output noise (as a share of the signal) that keeping this layer in float removes, per byte it costs."""
-        noise = 10 ** (-self.sqnr_db / 10) if math.isfinite(self.sqnr_db) else (math.inf if self.sqnr_db < 0 else 0.0)
-        return noise / max(self.float_bytes, 1)
+    def measured(self) -> bool:
+        """Whether the whole-file figures (sqnr_db, float_bytes) were measured for this layer."""
+        return self.sqnr_db is not None
+
+    @property
+    def loss_per_byte(self) -> float | None:
+        """The output noise (as a share of the signal) that keeping this layer in float removes, per byte it
+        costs; None when not measured."""
+        if self.sqnr_db is None or self.float_bytes is None:
+            return None
+        return noise_share(self.sqnr_db) / max(self.float_bytes, 1)
 
     def to_dict(self) -> dict:
-        """JSON form; a figure that is infinite (no error at all) becomes None."""
+        """JSON form; a figure that is infinite (no error at all) or not measured becomes None."""
         out = asdict(self)
-        for key in ("sqnr_db", "rmse_over_scale", "layer_sqnr_db"):
-            out[key] = out[key] if math.isfinite(out[key]) else None
+        for key in ("sqnr_db", "rmse_over_scale", "layer_sqnr_db", "local_sqnr_db", "estimated_sqnr_db"):
+            out[key] = out[key] if out[key] is not None and math.isfinite(out[key]) else None
         out["shape"] = list(self.shape)
+        out["measured"] = self.measured
         return out
 
 
 @dataclass(frozen=True)
 class Calibrated:
-    """A calibrated converter's debugger, the float model and the samples cut into feeds."""
+    """A calibrated converter's debugger and its debug model."""
 
     debugger: Any  # tf.lite.experimental.QuantizationDebugger built from the converter
-    float_model: bytes
-    feeds: tuple[dict[str, np.ndarray], ...]  # one dict per invocation, by signature input name
     debug_model: bytes  # every layer twice (float and int8) with a NumericVerify check between them
     layers: dict[int, str]  # debug model's quantized tensor index -> layer name
 
+    @property
+    def calibrated_model(self) -> bytes:
+        """The float model with the calibrated ranges, the one every quantized file is made from."""
+        return self.debugger.calibrated_model
 
-def calibrate(saved_model_dir: Path, float_model: bytes, feeds: tuple[dict[str, np.ndarray], ...]) -> Calibrated:
+
+def calibrate(saved_model_dir: Path, feeds: tuple[dict[str, np.ndarray], ...]) -> Calibrated:
     """Calibrate int8_mixed's conversion of the SavedModel on feeds (its converter settings from the
-    variant table) and attach the debugger; float_model is the fp32 file of the same SavedModel."""
+    variant table) and attach the debugger."""
     import tensorflow as tf
 
     converter = configured(saved_model_dir, "int8_mixed", feeds)
@@ -75,38 +92,68 @@ def calibrate(saved_model_dir: Path, float_model: bytes, feeds: tuple[dict[str, 
         raise ExportError(f"{saved_model_dir}: the debugger's layers do not map one-to-one to the model's tensors")
     if not layers:
         raise ExportError(f"{saved_model_dir}: the int8 conversion quantized no layer, so there is nothing to rank")
-    return Calibrated(debugger, float_model, feeds, debug_model, layers)
+    return Calibrated(debugger, debug_model, layers)
 
 
-def layer_losses(calibrated: Calibrated, onnx_path: Path | None) -> list[LayerLoss]:
-    """Each layer's loss alone, what keeping it in float costs, and its module; worst first."""
-    direct = _direct_statistics(calibrated)
-    reference = run(calibrated.float_model, calibrated.feeds)
-    names = list(calibrated.layers.values())
-    all_int8 = len(quantized(calibrated.debugger, []))
-    origins = _origins(calibrated, names, onnx_path)
+@dataclass
+class WholeFiles:
+    """Whole-file measurements from one calibration: each a re-quantization, most also a run on feeds
+    against the float model's outputs there (reference)."""
+
+    calibrated: Calibrated
+    feeds: tuple[dict[str, np.ndarray], ...]
+    reference: list[np.ndarray]
+    all_int8: bytes = field(init=False)  # every layer in int8: the file sizes are told against it
+    _only_int8: dict[frozenset, float] = field(default_factory=dict, init=False, repr=False)  # measured once each
+
+    def __post_init__(self):
+        self.all_int8 = quantized(self.calibrated.debugger, [])
+
+    def keeping_float(self, layers: tuple[str, ...]) -> tuple[float, bytes]:
+        """The output SQNR (dB) with these layers in float32 and the rest int8, and that file."""
+        flatbuffer = quantized(self.calibrated.debugger, list(layers)) if layers else self.all_int8
+        return sqnr(self.reference, run(flatbuffer, self.feeds)), flatbuffer
+
+    def only_int8_sqnr(self, layers: tuple[str, ...]) -> float:
+        """The output SQNR (dB) with only these layers in int8, everything else float32."""
+        key = frozenset(layers)
+        if key not in self._only_int8:
+            others = [name for name in self.calibrated.layers.values() if name not in key]
+            self._only_int8[key] = self.keeping_float(tuple(others))[0]
+        return self._only_int8[key]
+
+    def float_bytes(self, layer: str) -> int:
+        """How much the int8 file grows when this layer alone stays float32."""
+        return len(quantized(self.calibrated.debugger, [layer])) - len(self.all_int8)
+
+
+def layer_losses(
+    screens: list[LayerScreen],
+    estimated: dict[str, float],
+    to_measure: list[str],
+    files: WholeFiles,
+    origins: dict[str, str],
+) -> list[LayerLoss]:
+    """Every layer's loss with its module (origins) and estimate (output noise share alone), the to_measure
+    layers measured whole-file; worst first, measured layers before the others."""
     losses = []
-    for row in direct:
-        name = calibrated.layers[int(row["tensor_idx"])]
-        # Only this layer in int8: error from other layers cannot mask or add to its own.
-        alone = quantized(calibrated.debugger, [n for n in names if n != name])
-        losses.append(
-            LayerLoss(
-                name,
-                row["op_name"],
-                sqnr(reference, run(alone, calibrated.feeds)),
-                math.sqrt(float(row["mean_squared_error"])) / float(row["scale"]),
-                _ratio_db(float(row["signal_power"]), float(row["noise_power"])),
-                row["shape"],
-                len(quantized(calibrated.debugger, [name])) - all_int8,
-                origins.get(name),
-            )
-        )
-    order = {name: i for i, name in enumerate(names)}
-    return sorted(losses, key=lambda loss: (loss.sqnr_db, order[loss.name]))
+    for place, screened in enumerate(screens):
+        figures = asdict(screened)
+        figures["estimated_sqnr_db"] = ratio_db(1.0, estimated[screened.name])
+        if screened.name in to_measure:
+            figures["sqnr_db"] = files.only_int8_sqnr((screened.name,))
+            figures["float_bytes"] = files.float_bytes(screened.name)
+        losses.append((place, LayerLoss(**figures, module=origins.get(screened.name))))
+    # Measured layers by their output SQNR; the rest after them, by the estimate; graph order on ties.
+    ranked = sorted(losses, key=lambda item: (not item[1].measured, _rank_key(item[1]), item[0]))
+    return [loss for _, loss in ranked]
 
 
-def _origins(calibrated: Calibrated, names: list[str], onnx_path: Path | None) -> dict[str, str]:
+def _rank_key(loss: LayerLoss) -> float:
+    return loss.sqnr_db if loss.sqnr_db is not None else loss.estimated_sqnr_db
+
+
+def module_origins(calibrated: Calibrated, names: list[str], onnx_path: Path | None) -> dict[str, str]:
     """Layer -> PyTorch module; a label only, so a graph it cannot read leaves the layers unnamed (said in the log)."""
     if onnx_path is None:
         return {}
@@ -141,50 +188,6 @@ def _layer_names(debug_model: bytes, calibrated_model: bytes) -> dict[int, str]:
     return layers
 
 
-def _direct_statistics(calibrated: Calibrated) -> list[dict]:
-    """The debugger's per-layer rows (op_name, tensor_idx, scale, metrics), each with its output shape.
-
-    A debugger built from the debug model keeps every tensor alive, which the layer-direct
-    metrics need: they read each layer's float result after the whole model has run.
-    """
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
-
-    debug_model = calibrated.debug_model
-    order = _input_order(debug_model)
-
-    def dequantized(q, scale, zero_point):
-        return scale * (q.astype(np.float64) - zero_point)
-
-    options = tf.lite.experimental.QuantizationDebugOptions(
-        layer_direct_compare_metrics={
-            "signal_power": lambda f, q, s, z: float(np.mean(f.astype(np.float64) ** 2)),
-            "noise_power": lambda f, q, s, z: float(np.mean((f - dequantized(q, s, z)) ** 2)),
-        }
-    )
-    debugger = tf.lite.experimental.QuantizationDebugger(
-        quant_debug_model_content=debug_model,
-        debug_options=options,
-        debug_dataset=lambda: ([feed[name] for name in order] for feed in calibrated.feeds),
-    )
-    debugger.run()
-    dump = io.StringIO()
-    debugger.layer_statistics_dump(dump)
-    tensors = Interpreter(model_content=debug_model).get_tensor_details()
-    shapes = {t["index"]: tuple(int(x) for x in t["shape"]) for t in tensors}
-    rows = list(csv.DictReader(io.StringIO(dump.getvalue())))
-    return [{**row, "shape": shapes[int(row["tensor_idx"])]} for row in rows]
-
-
-def _input_order(model: bytes) -> list[str]:
-    """Signature input names in the order the interpreter lists its inputs (how the debugger feeds them)."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=model)
-    by_index = {d["index"]: name for name, d in interpreter.get_signature_runner().get_input_details().items()}
-    return [by_index[d["index"]] for d in interpreter.get_input_details()]
-
-
 def quantized(debugger: Any, keep_float: list[str]) -> bytes:
     """The int8 model (float I/O) with the given layers left in float."""
     import tensorflow as tf
@@ -211,10 +214,4 @@ def sqnr(reference: list[np.ndarray], got: list[np.ndarray]) -> float:
     """SQNR in dB over all outputs together."""
     signal = sum(float(np.sum(r**2)) for r in reference)
     noise = sum(float(np.sum((r - g) ** 2)) for r, g in zip(reference, got))
-    return _ratio_db(signal, noise)
-
-
-def _ratio_db(signal: float, noise: float) -> float:
-    if noise == 0:
-        return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+    return ratio_db(signal, noise)

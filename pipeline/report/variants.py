@@ -118,26 +118,24 @@ def sensitivity_lines(results: dict) -> list[str]:
     if mixed is None:
         return []
     ledger = results.get("validate", {}).get("ledger", {})
+    choice = mixed["mixed_choice"]
     lines = [
         "## Per-layer int8 sensitivity",
         "",
-        "Each layer quantized to int8 alone, every other layer in float32: the model output's SQNR against "
-        "the float model on the calibration samples. Lowest first. Bytes in float: how much the int8 file "
-        "grows when that layer alone stays float32.",
+        *_sensitivity_method(choice),
         "",
-        "| rank | layer (PyTorch module, else TFLite tensor) | op | output shape | SQNR alone (dB) | "
-        "bytes in float | kept in float |",
-        "|---:|---|---|---|---:|---:|---|",
+        "| rank | layer (PyTorch module, else TFLite tensor) | op | output shape | estimated (dB) | "
+        "SQNR alone (dB) | bytes in float | kept in float |",
+        "|---:|---|---|---|---:|---:|---:|---|",
     ]
     for rank, loss in enumerate(mixed["sensitivity"][:10], 1):
         name = loss.get("module") or loss["name"]
         name = name if len(name) <= 60 else name[:57] + "..."
         lines.append(
             f"| {rank} | `{name}` | {loss['op']} | {'x'.join(map(str, loss['shape']))} | "
-            f"{figure(loss['sqnr_db'], '.1f')} | {loss['float_bytes']:,} | "
-            f"{'yes' if loss['name'] in mixed['kept_float'] else ''} |"
+            f"{figure(loss.get('estimated_sqnr_db'), '.1f')} | {figure(loss['sqnr_db'], '.1f')} | "
+            f"{figure(loss['float_bytes'], ',')} | {'yes' if loss['name'] in mixed['kept_float'] else ''} |"
         )
-    choice = mixed["mixed_choice"]
     trail = "; ".join(
         f"{len(step['float_layers'])} float: {figure(step['sqnr_db'], '.1f')} dB, {step['size_bytes']:,} bytes"
         for step in choice["steps"]
@@ -149,7 +147,7 @@ def sensitivity_lines(results: dict) -> list[str]:
     )
     lines += [
         "",
-        f"int8_mixed adds layers by noise removed per byte kept in float until the output reaches "
+        f"int8_mixed adds measured layers by noise removed per byte kept in float until the output reaches "
         f"{choice['target_sqnr_db']:.1f} dB (the SQNR floor plus a 1 dB margin), then drops those it can do "
         f"without: {verdict} (steps: {trail}).",
     ]
@@ -162,3 +160,25 @@ def sensitivity_lines(results: dict) -> list[str]:
             "the table above.",
         ]
     return lines
+
+
+def _sensitivity_method(choice: dict) -> list[str]:
+    """What the sensitivity table's figures are, and on how many layers and samples they were measured."""
+    samples = choice.get("search_samples")
+    on = f"{samples} calibration samples" if samples else "the calibration samples"
+    # Records written before the group search (no layers_measured) measured every layer alone.
+    measured, quantized = choice.get("layers_measured"), choice.get("layers_quantized")
+    scope = (
+        "every layer"
+        if measured is None
+        else f"the {measured} of {quantized} layers estimated worst (the rest show -), after "
+        f"{choice.get('group_measurements')} group measurements"
+    )
+    return [
+        "SQNR alone is the model output's SQNR against the float model when that layer alone is int8; bytes in "
+        "float is how much the int8 file grows when that layer alone stays float32. Both are measured whole-file "
+        f"on {on} for {scope}. Estimated: each group of consecutive layers measured with only it in int8, the "
+        "noisiest bisected, and a group's output noise shared among its layers by their local noise (their own "
+        "op's error, and an input's damage that surfaces only at the op or its readers). Measured layers first, "
+        "lowest SQNR first.",
+    ]

@@ -1,5 +1,6 @@
 """int8_mixed: per-layer int8 loss and the layers kept in float32, on a CNN with one deliberately damaged conv,
-through the real conversion (export_tflite_variants) as the export stage runs it."""
+through the real conversion (export_tflite_variants) as the export stage runs it; and that the layer search
+makes a fixed number of whole conversions however many layers a model has."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ from torch import nn
 
 from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
-from edgepipe.exporters.quantize.mixed import HELD_OUT_MARGIN_DB, MixedTarget, write_mixed
+from edgepipe.exporters.quantize.mixed import (
+    GROUPS_PER_MEASURED_LAYER,
+    HELD_OUT_MARGIN_DB,
+    MEASURED_PER_FLOAT_LAYER,
+    MixedTarget,
+    write_mixed,
+)
 from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import ExportError
 
@@ -66,6 +73,15 @@ def _weight_damaged(huge: bool = True) -> nn.Sequential:
     return module
 
 
+def _deep(convs: int) -> nn.Sequential:
+    """Seeded CNN of many small convolutions: many quantized layers, each quick to convert and run."""
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()]
+    for _ in range(convs - 1):
+        layers += [nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()]
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+
+
 @dataclass(frozen=True)
 class Mixed:
     """The fp32 and int8_mixed files of one conversion, int8_mixed's record, and held-out samples."""
@@ -102,13 +118,20 @@ FLOOR = 40.0  # above plain int8 of the damaged CNN (about 34 dB), below both la
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory) -> Mixed:
     converted = _mixed(_cnn(True), tmp_path_factory.mktemp("mixed"), FLOOR)
-    print("\nlayer ranking (output SQNR with only this layer int8 | layer-direct SQNR | rmse/scale):")
+    print("\nlayer ranking (output SQNR with only this layer int8 | local | layer-direct SQNR | rmse/scale):")
     for loss in converted.ranking:
         print(
-            f"  {loss.op:16} {str(loss.shape):16} {loss.sqnr_db:7.1f} dB | {loss.layer_sqnr_db:6.1f} dB | "
-            f"{loss.rmse_over_scale:5.2f} | {loss.float_bytes:6} B | {loss.module}  {loss.name}"
+            f"  {loss.op:16} {str(loss.shape):16} {loss.sqnr_db:7.1f} dB | {loss.local_sqnr_db:6.1f} dB | "
+            f"{loss.layer_sqnr_db:6.1f} dB | {loss.rmse_over_scale:5.2f} | {loss.float_bytes:6} B | "
+            f"{loss.module}  {loss.name}"
         )
     return converted
+
+
+@pytest.fixture(scope="module")
+def capped(tmp_path_factory) -> Mixed:
+    """The damaged CNN with one layer allowed in float: two layers of five are measured whole-file."""
+    return _mixed(_cnn(True), tmp_path_factory.mktemp("capped"), FLOOR, max_float_layers=1)
 
 
 def _run(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -196,14 +219,68 @@ def test_mixed_export_keeps_the_fewest_layers_that_reach_the_floor(converted):
 
 
 @pytest.mark.slow
-def test_a_reachable_floor_keeps_nothing_and_a_cap_is_said(converted, tmp_path):
+def test_a_reachable_floor_keeps_nothing_and_a_cap_is_said(converted, capped, tmp_path):
     plain = converted.choice.steps[0]
     low = _mixed(_cnn(True), tmp_path / "low", plain.sqnr_db - 5).choice
     assert low.kept_float == () and low.met and len(low.steps) == 1
     # One layer allowed cannot reach the floor: the file keeps one and says the target was missed.
-    capped = _mixed(_cnn(True), tmp_path / "one", FLOOR, max_float_layers=1).choice
-    assert len(capped.kept_float) == 1 and not capped.met
-    assert capped.to_dict()["met"] is False and len(capped.to_dict()["steps"]) == 2
+    choice = capped.choice
+    assert len(choice.kept_float) == 1 and not choice.met
+    assert choice.to_dict()["met"] is False and len(choice.to_dict()["steps"]) == 2
+
+
+def test_the_local_screen_charges_the_damaged_tensor_to_both_layers_that_quantize_it(converted):
+    damaged = next(loss for loss in converted.ranking if loss.shape[-1] == DAMAGED_CHANNELS)
+    # Its own op's error looks the smallest of all: the outlier channel holds the tensor's power.
+    assert damaged.layer_sqnr_db == max(loss.layer_sqnr_db for loss in converted.ranking)
+    # The damage surfaces at the consumer, which mixes the channels; both layers are charged with it.
+    pair = {damaged.name, *_consumers(converted.float_tflite, damaged.name)}
+    by_local = sorted(converted.ranking, key=lambda loss: loss.local_sqnr_db)
+    assert {loss.name for loss in by_local[:2]} == pair
+    assert max(loss.local_sqnr_db for loss in by_local[:2]) < min(loss.local_sqnr_db for loss in by_local[2:]) - 10
+
+
+def test_with_two_layers_measured_alone_they_are_the_damaged_conv_and_its_consumer(converted, capped):
+    damaged = next(loss for loss in capped.ranking if loss.shape[-1] == DAMAGED_CHANNELS)
+    pair = {damaged.name, *_consumers(capped.float_tflite, damaged.name)}
+    measured = [loss for loss in capped.ranking if loss.measured]
+    assert {loss.name for loss in measured} == pair and list(capped.ranking[:2]) == measured
+    choice = capped.choice
+    assert (choice.layers_measured, choice.layers_quantized) == (MEASURED_PER_FLOAT_LAYER, 5)
+    assert choice.group_measurements == 5  # fewer layers than first groups: each is a group, measured alone
+    for loss in capped.ranking[2:]:
+        assert loss.sqnr_db is None and loss.float_bytes is None and loss.loss_per_byte is None
+        assert loss.to_dict()["sqnr_db"] is None and loss.to_dict()["measured"] is False
+    # A layer measured alone reads the same however many others were measured (another conversion
+    # names the tensors anew, so layers are matched by their PyTorch module).
+    full = {loss.module: loss for loss in converted.ranking}
+    assert all(loss.sqnr_db == full[loss.module].sqnr_db for loss in measured)
+    assert all(loss.estimated_sqnr_db == pytest.approx(full[loss.module].sqnr_db) for loss in capped.ranking)
+
+
+def test_whole_conversions_do_not_grow_with_the_layer_count(tmp_path, monkeypatch):
+    from tensorflow.lite.python import convert
+
+    conversions = []
+    quantize = convert.mlir_quantize  # every quantized file, debug model or re-quantization, passes here
+
+    def counted(*args, **kwargs):
+        conversions.append(1)
+        return quantize(*args, **kwargs)
+
+    monkeypatch.setattr(convert, "mlir_quantize", counted)
+    max_float_layers = 2
+    mixed = _mixed(_deep(40), tmp_path, 100.0, max_float_layers)  # a floor out of reach: every step is taken
+    layers, choice = len(mixed.ranking), mixed.choice
+    measured = MEASURED_PER_FLOAT_LAYER * max_float_layers
+    groups = GROUPS_PER_MEASURED_LAYER * measured
+    assert layers >= 42 and sum(loss.measured for loss in mixed.ranking) == choice.layers_measured == measured
+    assert choice.group_measurements <= groups and len(choice.steps) == 1 + max_float_layers and not choice.met
+    # The debugger converts twice per re-quantization (its options setter makes a debug model too):
+    # calibration's 2; then all-int8, each group, each layer measured alone (unless it was a group)
+    # and its float bytes, and each step of the choice.
+    bound = 2 + 2 * (1 + groups + 2 * measured + 2 * max_float_layers)
+    assert len(conversions) <= bound < 2 * layers, (len(conversions), bound, layers)
 
 
 def test_samples_in_the_wrong_layout_are_an_export_error():
