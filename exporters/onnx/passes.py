@@ -7,6 +7,7 @@ and the conversion log prints. The ledger checks the result numerically.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -74,19 +75,42 @@ class AppliedPass:
 
 
 def prepare(path: Path, log_path: Path) -> tuple[AppliedPass, ...]:
-    """Rewrite the ONNX file at path in place for onnx2tf (loaded and saved once); what changed, also logged
-    one line each."""
+    """Rewrite the ONNX file at path in place for onnx2tf; what changed, also logged one line each.
+
+    onnxsim works file to file, so that no Python copy of the weights is held while it runs (its
+    Python API holds four: the model, its bytes, the result's bytes and the result).
+    """
     import onnx
 
-    model, note = upgraded(onnx.load(str(path)), path)
-    applied = [AppliedPass("upgrade_opset", note)] if note else []
-    model, simplified = _simplified(model, log_path)
-    applied.append(simplified)
+    applied, before = _upgraded_file(path)
+    with tempfile.TemporaryDirectory(prefix="onnxsim-", dir=path.parent) as work:
+        simplified = Path(work) / path.name  # its weights in a file beside it, as onnxsim writes them
+        skipped = _simplified(path, simplified, log_path)
+        model = onnx.load(str(path if skipped else simplified))
+    applied.append(AppliedPass("onnxsim", skipped or f"{before} nodes -> {len(model.graph.node)}"))
     applied += apply_passes(model)
     onnx.save(model, str(path))
     with open(log_path, "a") as log:
         log.writelines(f"{LOG_PREFIX}{a.name}: {a.detail}\n" for a in applied)
     return tuple(applied)
+
+
+def _upgraded_file(path: Path) -> tuple[list[AppliedPass], int]:
+    """The file at path upgraded from an opset below 7, and its initializers no longer listed as graph
+    inputs (as onnxsim's own API does first: a graph input could be fed, so it is never folded); what
+    changed, and the graph's node count."""
+    import onnx
+
+    model = onnx.load(str(path))
+    model, note = upgraded(model, path)
+    constants = {i.name for i in model.graph.initializer}
+    listed = [i for i in model.graph.input if i.name in constants]
+    if model.ir_version >= 4 and listed:
+        for value in listed:
+            model.graph.input.remove(value)
+    if note or listed:
+        onnx.save(model, str(path))
+    return ([AppliedPass("upgrade_opset", note)] if note else []), len(model.graph.node)
 
 
 def apply_passes(model) -> list[AppliedPass]:
@@ -99,16 +123,21 @@ def apply_passes(model) -> list[AppliedPass]:
     return applied
 
 
-def _simplified(model, log_path: Path) -> tuple[object, AppliedPass]:
-    """onnxsim's graph when it succeeds and its own check passes, else the graph as it was; and what happened."""
-    import onnxsim
+def _simplified(path: Path, out_path: Path, log_path: Path) -> str | None:
+    """onnxsim's graph of the file at path written to out_path, and None; or why there is none."""
+    import onnx
+    import onnxsim  # noqa: F401  registers the ONNX Runtime executor its constant folding calls
+    from onnxsim import onnxsim_cpp2py_export as simplifier  # onnxsim.simplify's own file-to-file entry
 
-    before = len(model.graph.node)
     try:
         with output_to_log(log_path):
-            simplified, ok = onnxsim.simplify(model)
+            # no skipped optimizers, constant folding and shape inference on, onnxsim's tensor size limit
+            ok = simplifier.simplify_path(str(path), str(out_path), [], True, True, _ONNXSIM_TENSOR_LIMIT)
+            onnx.checker.check_model(str(out_path))  # what onnxsim.simplify's own check does
     except Exception as exc:  # onnxsim fails on some valid graphs; conversion can still work
-        return model, AppliedPass("onnxsim", f"skipped: {type(exc).__name__}: {first_line(exc)}")
-    if not ok:
-        return model, AppliedPass("onnxsim", "skipped: its own check of the simplified graph failed")
-    return simplified, AppliedPass("onnxsim", f"{before} nodes -> {len(simplified.graph.node)}")
+        return f"skipped: {type(exc).__name__}: {first_line(exc)}"
+    return None if ok else "skipped: its own check of the simplified graph failed"
+
+
+# onnxsim's default (onnx_simplifier.DEFAULT_TENSOR_SIZE_THRESHOLDHOLD, "1.5GB"): larger constants stay unfolded
+_ONNXSIM_TENSOR_LIMIT = int(1.5 * 2**30)
