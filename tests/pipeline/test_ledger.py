@@ -109,3 +109,23 @@ def test_real_errors_are_not_float_rounding():
     assert f.ok and not f.float_rounding
     # A stricter tolerance asks for less rounding too
     assert not output_figures("y", ref, got, 1e-6).ok
+
+
+def test_an_output_compared_in_chunks_gets_the_figures_of_one_piece(monkeypatch):
+    """Large outputs are compared a chunk at a time; the figures are those of the whole output."""
+    import edgepipe.pipeline.core.ledger as ledger
+
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    got = ref + rng.normal(0, 1e-5, ref.shape).astype(np.float32)
+    ref[0, 0, :2], got[0, 0, :2] = np.nan, np.nan  # agreement, in the first chunk only
+    ref[2, 4, 6], got[2, 4, 6] = 4.0, 4.0 * (1 + 1.5e-4)  # the peak, over the tolerance as float rounding, last
+    whole = output_figures("y", ref, got, 1e-4)
+    assert whole.float_rounding and whole.ok and whole.scale == 4.0
+    monkeypatch.setattr(ledger, "_CHUNK", 8)
+    chunked = output_figures("y", ref, got, 1e-4)
+    for field in ("max_abs", "mean_abs", "cosine", "sqnr_db", "scale", "tolerance"):
+        assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12), field
+    assert chunked.float_rounding and chunked.ok
+    got[1, 2, 3] = np.nan  # a NaN the reference lacks fails, in a middle chunk too
+    assert not output_figures("y", ref, got, 1e-4).ok
