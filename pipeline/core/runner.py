@@ -58,9 +58,9 @@ EXPORT = Stage(
     # int8_mixed keeps layers float until the ledger's SQNR floor is met
     (*SOURCE_SETTINGS, "export", "validate.quantized_min_sqnr_db"),
     ("train", "compress"),
-    # how long a conversion may take changes no file; the inputs file only picks the samples of the outputs
-    # run ahead for the validate stage, which recalls them by the samples' content
-    key_free=("export.converter_timeout_s", "validate.inputs"),
+    # how long a conversion may take and which process converts change no file; the inputs file only picks
+    # the samples of the outputs run ahead for the validate stage, which recalls them by the samples' content
+    key_free=("export.converter_timeout_s", "export.converter", "validate.inputs"),
 )
 VALIDATE = Stage(
     "validate",
