@@ -127,5 +127,11 @@ def test_an_output_compared_in_chunks_gets_the_figures_of_one_piece(monkeypatch)
     for field in ("max_abs", "mean_abs", "cosine", "sqnr_db", "scale", "tolerance"):
         assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12), field
     assert chunked.float_rounding and chunked.ok
+    as_read = output_figures("y", ref, np.ascontiguousarray(got.transpose(0, 2, 1)).transpose(0, 2, 1), 1e-4)
+    flat = output_figures("y", ref.reshape(-1), got.reshape(15, 7), 1e-4)  # same values, other shapes
+    for other in (as_read, flat):  # a transposed view read by rows, and differing shapes read flat
+        assert (other.max_abs, other.cosine, other.sqnr_db) == pytest.approx(
+            (chunked.max_abs, chunked.cosine, chunked.sqnr_db), rel=1e-12
+        )
     got[1, 2, 3] = np.nan  # a NaN the reference lacks fails, in a middle chunk too
     assert not output_figures("y", ref, got, 1e-4).ok
