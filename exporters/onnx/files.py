@@ -4,6 +4,7 @@ too new file to what ONNX Runtime runs (upgraded from below opset 7, or lowered 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -79,21 +80,12 @@ def inferred_graph(model: onnx.ModelProto) -> onnx.GraphProto:
     for field in ("node", "input", "output", "value_info"):
         getattr(light.graph, field).extend(getattr(graph, field))
     light.graph.initializer.extend(
-        tensor if _count(tensor.dims) <= _DATA_KEPT_UP_TO else onnx.TensorProto(**_header(tensor))
+        tensor
+        if math.prod(tensor.dims) <= _DATA_KEPT_UP_TO
+        else onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
         for tensor in graph.initializer
     )
     return onnx.shape_inference.infer_shapes(light).graph
-
-
-def _count(dims) -> int:
-    count = 1
-    for d in dims:
-        count *= d
-    return count
-
-
-def _header(tensor: onnx.TensorProto) -> dict:
-    return {"name": tensor.name, "dims": tensor.dims, "data_type": tensor.data_type}
 
 
 def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:

@@ -7,7 +7,6 @@ and the conversion log prints. The ledger checks the result numerically.
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -77,16 +76,15 @@ class AppliedPass:
 def prepare(path: Path, log_path: Path) -> tuple[AppliedPass, ...]:
     """Rewrite the ONNX file at path in place for onnx2tf; what changed, also logged one line each.
 
-    onnxsim works file to file, so that no Python copy of the weights is held while it runs (its
-    Python API holds four: the model, its bytes, the result's bytes and the result).
+    onnxsim works on the file's bytes, so that no Python copy of the graph is held while it runs (its
+    Python API holds four copies of the weights at once: the model, its bytes, the result's bytes and
+    the result).
     """
     import onnx
 
     applied, before = _upgraded_file(path)
-    with tempfile.TemporaryDirectory(prefix="onnxsim-", dir=path.parent) as work:
-        simplified = Path(work) / path.name  # its weights in a file beside it, as onnxsim writes them
-        skipped = _simplified(path, simplified, log_path)
-        model = onnx.load(str(path if skipped else simplified))
+    skipped = _simplified(path, log_path)
+    model = onnx.load(str(path))
     applied.append(AppliedPass("onnxsim", skipped or f"{before} nodes -> {len(model.graph.node)}"))
     applied += apply_passes(model)
     onnx.save(model, str(path))
@@ -123,20 +121,29 @@ def apply_passes(model) -> list[AppliedPass]:
     return applied
 
 
-def _simplified(path: Path, out_path: Path, log_path: Path) -> str | None:
-    """onnxsim's graph of the file at path written to out_path, and None; or why there is none."""
+def _simplified(path: Path, log_path: Path) -> str | None:
+    """The file at path replaced by onnxsim's graph, and None; or left as it was, and why."""
     import onnx
     import onnxsim  # noqa: F401  registers the ONNX Runtime executor its constant folding calls
-    from onnxsim import onnxsim_cpp2py_export as simplifier  # onnxsim.simplify's own file-to-file entry
+    from onnxsim import onnxsim_cpp2py_export as simplifier  # what onnxsim.simplify calls, on bytes
 
+    # Not its simplify_path: that names its weights file with std::random_device, which cannot be read
+    # once TensorFlow is loaded first (the converter child).
+    simplified = path.with_name(f"{path.stem}.simplified{path.suffix}")
     try:
         with output_to_log(log_path):
-            # no skipped optimizers, constant folding and shape inference on, onnxsim's tensor size limit
-            ok = simplifier.simplify_path(str(path), str(out_path), [], True, True, _ONNXSIM_TENSOR_LIMIT)
-            onnx.checker.check_model(str(out_path))  # what onnxsim.simplify's own check does
+            # no optimizer skipped, constant folding and shape inference on, onnxsim's tensor size limit
+            result = simplifier.simplify(path.read_bytes(), [], True, True, _ONNXSIM_TENSOR_LIMIT)
+            if not result:  # how onnxsim says the graph would pass protobuf's 2 GB
+                return "skipped: the simplified graph would be larger than 2 GB"
+            simplified.write_bytes(result)
+            del result
+            onnx.checker.check_model(str(simplified))  # what onnxsim.simplify's own check does
     except Exception as exc:  # onnxsim fails on some valid graphs; conversion can still work
+        simplified.unlink(missing_ok=True)
         return f"skipped: {type(exc).__name__}: {first_line(exc)}"
-    return None if ok else "skipped: its own check of the simplified graph failed"
+    simplified.replace(path)
+    return None
 
 
 # onnxsim's default (onnx_simplifier.DEFAULT_TENSOR_SIZE_THRESHOLDHOLD, "1.5GB"): larger constants stay unfolded

@@ -21,8 +21,8 @@ from edgepipe.models.shared.progress import LOG
 
 INTERVAL_S = 0.2
 HOW = (
-    "VmRSS of edgepipe and the processes it started, sampled every 0.2 s (a phase's edgepipe peak is its "
-    "VmHWM when that rose in the phase); edgepipe_hwm_mib is this process's VmHWM since it started"
+    "VmRSS of edgepipe and the processes it started, sampled every {interval:g} s (a phase's edgepipe peak "
+    "is its VmHWM when that rose in the phase); edgepipe_hwm_mib is this process's VmHWM since it started"
 )
 
 
@@ -36,7 +36,6 @@ class _Phase:
     total: float = 0.0
     hwm_end: float = 0.0
     seconds: float | None = None  # set when the phase ends
-    samples: int = 0
 
     def to_dict(self) -> dict:
         own = self.hwm_end if self.hwm_end > self.hwm_start else self.edgepipe
@@ -87,7 +86,7 @@ class MemoryWatch(logging.Handler):
         phases = [p.to_dict() for p in self.phases]
         return {
             "status": "measured",
-            "how": HOW,
+            "how": HOW.format(interval=self.interval),
             "peak_sum_mib": max(p["sum_mib"] for p in phases),
             "peak_edgepipe_mib": max(p["edgepipe_mib"] for p in phases),
             "peak_children_mib": max(p["children_mib"] for p in phases),
@@ -109,7 +108,7 @@ class MemoryWatch(logging.Handler):
             phase.edgepipe = max(phase.edgepipe, own[0])
             phase.children = max(phase.children, children)
             phase.total = max(phase.total, own[0] + children)
-            phase.hwm_end, phase.samples = own[1], phase.samples + 1
+            phase.hwm_end = own[1]
 
     def _new_phase(self, name: str) -> None:
         hwm = (process_memory() or (0.0, 0.0))[1]

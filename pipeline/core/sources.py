@@ -149,9 +149,9 @@ def _factory(settings: SourceSettings) -> ModelSource:
     from edgepipe.pipeline.core.user_models import load_user_model
 
     made = load_user_model(settings.model, settings.inputs, settings.weights, settings.seed)
-    # its inputs and examples only: the source is cached, and holding `made` would hold a copy of the weights
+    # The source is cached: its closures keep the inputs and examples, not `made`, whose module is a copy
+    # of the weights.
     inputs, examples = made.inputs, made.examples
-    del made
 
     def build():
         return load_user_model(settings.model, settings.inputs, settings.weights, settings.seed).module

@@ -53,6 +53,8 @@ def test_the_converter_setting_picks_the_process_and_the_manifest_records_the_me
     else:
         assert memory["peak_children_mib"] == 0 and RUN_AHEAD not in phases
     assert stages["validate"]["memory"]["status"] == "measured"
+    onnxsim = next(p["detail"] for p in stages["export"]["result"]["onnx_passes"] if p["name"] == "onnxsim")
+    assert not onnxsim.startswith("skipped"), onnxsim  # it runs in the child too, where TensorFlow loaded first
     ledger = json.loads((project / converter / "ledger.json").read_text())
     assert all(h["ok"] for h in ledger["hops"]) and {h["hop"] for h in ledger["hops"]} >= {"torch -> tflite:fp32"}
 

@@ -1,4 +1,5 @@
-"""The ONNX step without copies of the weights: onnxsim file to file, shape inference on a graph without them."""
+"""The ONNX step without copies of the weights: onnxsim on the file's bytes, shape inference on a graph
+without them."""
 
 from __future__ import annotations
 
@@ -70,7 +71,7 @@ def test_when_onnxsim_fails_the_file_is_kept_as_it_was(tmp_path, monkeypatch):
     def fails(*args):
         raise RuntimeError("no simplification today")
 
-    monkeypatch.setattr(onnxsim_cpp2py_export, "simplify_path", fails)
+    monkeypatch.setattr(onnxsim_cpp2py_export, "simplify", fails)
     onnx.save(_model(), str(tmp_path / "model.onnx"))
     applied = {a.name: a.detail for a in prepare(tmp_path / "model.onnx", tmp_path / "convert.log")}
     assert applied["onnxsim"] == "skipped: RuntimeError: no simplification today"
