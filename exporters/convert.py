@@ -29,6 +29,7 @@ from edgepipe.exporters.tflite.translate import Source, Translation, translate
 from edgepipe.exporters.tflite.write import check_scales, variant_bytes
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec, channels_last, convert_layout
 
@@ -91,24 +92,29 @@ def _convert(
         work_dir = Path(work)
         private = work_dir / "model.onnx"  # every step rewrites the copy, never the user's file
         shutil.copyfile(onnx_path, private)
+        step("export: simplifying the ONNX graph (onnxsim) and applying the named passes")
         passes = prepare(private, log_path)
+        release_freed_heap()  # each step's copies of the weights go back before the next one makes its own
+        step("export: ONNX Runtime's outputs on seeded inputs, the evidence for the translation")
         evidence = reference_outputs(onnx_path, specs, log_path)
+        release_freed_heap()
         # Only channels-first tensors may be made channels-last; a (batch, time, features)
         # sequence transposed to (batch, features, time) would silently read the wrong axis.
         # An input whose shape reads the same either way (1x8x8 as NCW) is kept too: then
         # the record is certain rather than a guess between two equal shapes.
         kept = frozenset(s.name for s in specs if len(s.shape) >= 3 and channels_last(s).shape == s.shape)
         source = Source(private, onnx_path, specs, kept, _in_tf_layout(specs, calibration, kept))
-        step("export: onnx2tf translating the graph to TensorFlow, writing model_fp32.tflite")
+        step("export: onnx2tf translating the graph to TensorFlow")
         translation = translate(source, evidence, work_dir / "out", log_path)
         files, mixed_record = _write_variants(translation, source, list(targets), mixed, log_path)
+        release_freed_heap()  # TFLite's converter keeps none of its copies, but the heap does
         layouts = (translation.inputs, translation.outputs)
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
             results = {
                 v: replace(
                     describe(files[v], v, layouts, onnx_path, allow_flex),
                     path=targets[v],
-                    boundary=translation.model.fixes,
+                    boundary=translation.boundary,
                     onnx_passes=passes,
                     **(mixed_record if v == "int8_mixed" else {}),
                 )

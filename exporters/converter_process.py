@@ -7,7 +7,7 @@ aborts (TFLite's kernels check their quantization parameters with abort()) ends 
 the export then fails with one line instead of taking the whole process down.
 
 The protocol is pickles over two pipes: one request (export_tflite_variants' arguments), then
-progress messages and one result or exception.
+progress messages, and one exception or the child's peak memory and the result.
 """
 
 from __future__ import annotations
@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 
 from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.memory import process_memory
 from edgepipe.models.shared.progress import LOG, step, tick
+
+
+def in_a_child(choice: str) -> bool:
+    """Whether to convert in a child process: [export] converter's "child" or "in_process", or for "auto"
+    whether a child saves time (worth_a_child)."""
+    return worth_a_child() if choice == "auto" else choice == "child"
 
 
 def worth_a_child() -> bool:
@@ -46,6 +53,7 @@ class ConverterProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         request_read, self._request = os.pipe()
         self._reply, reply_write = os.pipe()
+        self.peak_rss_mib: float | None = None  # the child's own VmHWM, which it reports with its result
         self._child = subprocess.Popen(
             [
                 sys.executable,
@@ -101,6 +109,9 @@ class ConverterProcess:
                     return
                 if kind in ("step", "tick"):
                     (step if kind == "step" else tick)(value)
+                    continue
+                if kind == "peak":
+                    self.peak_rss_mib = value
                     continue
                 self._child.wait()
                 self._outcome = (kind, value)
@@ -176,12 +187,16 @@ def _child(request_fd: int, reply_fd: int, log_path: Path) -> None:
     pid = os.getpid()
     print(f"edgepipe: converter {pid} loaded TensorFlow in {ready - started:.1f} s, waited {waited:.1f} s", flush=True)
     try:
-        send("result", export_tflite_variants(**arguments))
+        result = export_tflite_variants(**arguments)
     except BaseException as exc:  # every failure goes back to the parent, which raises it
         try:
             send("error", exc)
         except Exception:  # an exception that does not pickle still reaches the user as one line
             send("error", ExportError(f"{type(exc).__name__}: {exc}"))
+        return
+    # Its high-water mark, which the parent cannot read once this process has ended.
+    send("peak", (process_memory() or (None, None))[1])
+    send("result", result)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgepipe.exporters.onnx.files import inferred_graph
 from edgepipe.exporters.onnx.fixes import drop_unused_initializers, links
 
 TO_LAST, TO_FIRST = [0, 2, 3, 1], [0, 3, 1, 2]
@@ -39,7 +40,6 @@ _UNARY = {
 
 def channels_first_blocks(model) -> int:
     """Rewrite every such block in place; returns how many were rewritten."""
-    import onnx
     from onnx import numpy_helper
 
     graph = model.graph
@@ -73,7 +73,7 @@ def channels_first_blocks(model) -> int:
         drop_unused_initializers(graph)
         # The blocks' tensors keep their names but are channels-first now: recorded shapes are stale.
         del graph.value_info[:]
-        graph.value_info.extend(onnx.shape_inference.infer_shapes(model).graph.value_info)
+        graph.value_info.extend(inferred_graph(model).value_info)
     return count
 
 

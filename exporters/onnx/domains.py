@@ -40,12 +40,13 @@ def input_domains(path: Path) -> dict[str, Domain]:
     """
     import onnx
 
+    from edgepipe.exporters.onnx.files import inferred_graph
+
     model = onnx.load(str(path))
     try:
-        model = onnx.shape_inference.infer_shapes(model)
+        graph = inferred_graph(model)
     except Exception:  # without inferred shapes, only constant bounds and rules by op apply
-        pass
-    graph = model.graph
+        graph = model.graph
     inputs = {v.name for v in graph.input} - {i.name for i in graph.initializer}
     dims = _static_dims(graph)
     domains: dict[str, Domain] = {}

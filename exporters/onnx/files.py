@@ -4,6 +4,7 @@ too new file to what ONNX Runtime runs (upgraded from below opset 7, or lowered 
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path
 
@@ -62,6 +63,31 @@ def upgraded(model: onnx.ModelProto, where: Path) -> tuple[onnx.ModelProto, str 
     return model, f"opset {opset} upgraded to {_UPGRADE_TO} (ONNX Runtime runs no opset below {_MIN_OPSET})"
 
 
+# Constants with at most this many values keep their data for shape inference: shapes, axes, indices and
+# scales that ops read as data are small; weights, which inference reads only the dims of, are not.
+_DATA_KEPT_UP_TO = 1024
+
+
+def inferred_graph(model: onnx.ModelProto) -> onnx.GraphProto:
+    """onnx's shape inference of the model, run on a copy without its weights' data: the graph's nodes,
+    inputs, outputs and value infos, and its initializers (large ones with their dims and type only).
+
+    Inference on the model itself serialises it whole twice over (four copies of the weights at once).
+    """
+    light = onnx.ModelProto(ir_version=model.ir_version, opset_import=model.opset_import, functions=model.functions)
+    graph = model.graph
+    light.graph.name = graph.name
+    for field in ("node", "input", "output", "value_info"):
+        getattr(light.graph, field).extend(getattr(graph, field))
+    light.graph.initializer.extend(
+        tensor
+        if math.prod(tensor.dims) <= _DATA_KEPT_UP_TO
+        else onnx.TensorProto(name=tensor.name, dims=tensor.dims, data_type=tensor.data_type)
+        for tensor in graph.initializer
+    )
+    return onnx.shape_inference.infer_shapes(light).graph
+
+
 def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:
     """Outputs of an ONNX graph with shapes after shape inference; an unknown dimension is -1."""
     stat = Path(path).stat()  # a conversion asks several times; loading a real model takes a while
@@ -70,7 +96,7 @@ def onnx_output_specs(path: Path) -> tuple[InputSpec, ...]:
 
 @functools.lru_cache(maxsize=4)
 def _output_specs(path: str, _mtime_ns: int, _size: int) -> tuple[InputSpec, ...]:
-    graph = onnx.shape_inference.infer_shapes(load_onnx(Path(path))).graph
+    graph = inferred_graph(load_onnx(Path(path)))
     specs = []
     for value in graph.output:
         tensor = value.type.tensor_type

@@ -236,9 +236,9 @@ def _elem_types(model) -> dict[str, int]:
 
 def _inferred_tensors(model) -> list:
     """The value infos of every tensor after ONNX shape inference: intermediates, inputs and outputs."""
-    import onnx
+    from edgepipe.exporters.onnx.files import inferred_graph
 
-    graph = onnx.shape_inference.infer_shapes(model).graph
+    graph = inferred_graph(model)
     return [*graph.value_info, *graph.input, *graph.output]
 
 

@@ -74,19 +74,41 @@ class AppliedPass:
 
 
 def prepare(path: Path, log_path: Path) -> tuple[AppliedPass, ...]:
-    """Rewrite the ONNX file at path in place for onnx2tf (loaded and saved once); what changed, also logged
-    one line each."""
+    """Rewrite the ONNX file at path in place for onnx2tf; what changed, also logged one line each.
+
+    onnxsim works on the file's bytes, so that no Python copy of the graph is held while it runs (its
+    Python API holds four copies of the weights at once: the model, its bytes, the result's bytes and
+    the result).
+    """
     import onnx
 
-    model, note = upgraded(onnx.load(str(path)), path)
-    applied = [AppliedPass("upgrade_opset", note)] if note else []
-    model, simplified = _simplified(model, log_path)
-    applied.append(simplified)
+    applied, before = _upgraded_file(path)
+    skipped = _simplified(path, log_path)
+    model = onnx.load(str(path))
+    applied.append(AppliedPass("onnxsim", skipped or f"{before} nodes -> {len(model.graph.node)}"))
     applied += apply_passes(model)
     onnx.save(model, str(path))
     with open(log_path, "a") as log:
         log.writelines(f"{LOG_PREFIX}{a.name}: {a.detail}\n" for a in applied)
     return tuple(applied)
+
+
+def _upgraded_file(path: Path) -> tuple[list[AppliedPass], int]:
+    """The file at path upgraded from an opset below 7, and its initializers no longer listed as graph
+    inputs (as onnxsim's own API does first: a graph input could be fed, so it is never folded); what
+    changed, and the graph's node count."""
+    import onnx
+
+    model = onnx.load(str(path))
+    model, note = upgraded(model, path)
+    constants = {i.name for i in model.graph.initializer}
+    listed = [i for i in model.graph.input if i.name in constants]
+    if model.ir_version >= 4 and listed:
+        for value in listed:
+            model.graph.input.remove(value)
+    if note or listed:
+        onnx.save(model, str(path))
+    return ([AppliedPass("upgrade_opset", note)] if note else []), len(model.graph.node)
 
 
 def apply_passes(model) -> list[AppliedPass]:
@@ -99,16 +121,30 @@ def apply_passes(model) -> list[AppliedPass]:
     return applied
 
 
-def _simplified(model, log_path: Path) -> tuple[object, AppliedPass]:
-    """onnxsim's graph when it succeeds and its own check passes, else the graph as it was; and what happened."""
-    import onnxsim
+def _simplified(path: Path, log_path: Path) -> str | None:
+    """The file at path replaced by onnxsim's graph, and None; or left as it was, and why."""
+    import onnx
+    import onnxsim  # noqa: F401  registers the ONNX Runtime executor its constant folding calls
+    from onnxsim import onnxsim_cpp2py_export as simplifier  # what onnxsim.simplify calls, on bytes
 
-    before = len(model.graph.node)
+    # Not its simplify_path: that names its weights file with std::random_device, which cannot be read
+    # once TensorFlow is loaded first (the converter child).
+    simplified = path.with_name(f"{path.stem}.simplified{path.suffix}")
     try:
         with output_to_log(log_path):
-            simplified, ok = onnxsim.simplify(model)
+            # no optimizer skipped, constant folding and shape inference on, onnxsim's tensor size limit
+            result = simplifier.simplify(path.read_bytes(), [], True, True, _ONNXSIM_TENSOR_LIMIT)
+            if not result:  # how onnxsim says the graph would pass protobuf's 2 GB
+                return "skipped: the simplified graph would be larger than 2 GB"
+            simplified.write_bytes(result)
+            del result
+            onnx.checker.check_model(str(simplified))  # what onnxsim.simplify's own check does
     except Exception as exc:  # onnxsim fails on some valid graphs; conversion can still work
-        return model, AppliedPass("onnxsim", f"skipped: {type(exc).__name__}: {first_line(exc)}")
-    if not ok:
-        return model, AppliedPass("onnxsim", "skipped: its own check of the simplified graph failed")
-    return simplified, AppliedPass("onnxsim", f"{before} nodes -> {len(simplified.graph.node)}")
+        simplified.unlink(missing_ok=True)
+        return f"skipped: {type(exc).__name__}: {first_line(exc)}"
+    simplified.replace(path)
+    return None
+
+
+# onnxsim's default (onnx_simplifier.DEFAULT_TENSOR_SIZE_THRESHOLDHOLD, "1.5GB"): larger constants stay unfolded
+_ONNXSIM_TENSOR_LIMIT = int(1.5 * 2**30)

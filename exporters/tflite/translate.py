@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 
 from edgepipe.exporters.onnx.files import onnx_output_specs
-from edgepipe.exporters.tflite.boundary import Bounded, fit_boundary
+from edgepipe.exporters.tflite.boundary import BoundaryFix, fit_boundary
 from edgepipe.exporters.tflite.evidence import Evidence, agrees
 from edgepipe.exporters.tflite.signature import run_signature, settle_ambiguous_outputs, signature
 from edgepipe.exporters.tflite.write import variant_bytes, write_saved_model
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import ExportError, first_line
+from edgepipe.models.shared.memory import release_freed_heap
+from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import FROM_CHANNELS_LAST, InputSpec, convert_layout
 
 # onnx2tf reads this file from its working directory, and downloads it when absent, for
@@ -28,10 +30,11 @@ LOG_PREFIX = "edgepipe: onnx2tf: "
 
 @dataclass(frozen=True)
 class Translation:
-    """onnx2tf's model with its boundary fitted, saved with its float32 file, and that file's
-    (inputs, outputs) layouts, which hold for every variant of the same graph."""
+    """onnx2tf's model saved with its boundary fitted, its float32 file, and that file's (inputs,
+    outputs) layouts, which hold for every variant of the same graph. The Keras model itself is not
+    kept: every file is written from the SavedModel."""
 
-    model: Bounded
+    boundary: tuple[BoundaryFix, ...]
     saved_model: Path
     float_file: Path
     inputs: tuple[InputSpec, ...]
@@ -76,16 +79,28 @@ def translate(source: Source, evidence: Evidence, out_dir: Path, log_path: Path)
 
 
 def _translation(source: Source, cind: list, evidence: Evidence, out_dir: Path, log_path: Path, strict: bool):
-    keras = _run_onnx2tf(source.private, source.original, cind, sorted(source.kept), log_path, strict)
     outputs = onnx_output_specs(source.original)
-    model = fit_boundary(keras, source.specs, outputs, set(source.kept), evidence, log_path)
+    boundary = _saved_model(source, cind, evidence, outputs, out_dir, log_path, strict)
+    release_freed_heap()  # the Keras model's, before TFLite's converter makes its own copies of the weights
     float_file = out_dir / "model_fp32.tflite"
+    step(f"export: writing {float_file.name}")
     with output_to_log(log_path):
-        write_saved_model(model, [o.name for o in outputs], out_dir)
         float_file.write_bytes(variant_bytes(out_dir, "fp32", (), source.original.name, log_path))
         inputs, outputs = signature(float_file, source.specs, outputs, set(source.kept))
         outputs = settle_ambiguous_outputs(float_file, source.specs, inputs, outputs, evidence)
-    return Translation(model, out_dir, float_file, inputs, outputs, "strict" if strict else "fast")
+    return Translation(boundary, out_dir, float_file, inputs, outputs, "strict" if strict else "fast")
+
+
+def _saved_model(
+    source: Source, cind: list, evidence: Evidence, outputs: tuple, out_dir: Path, log_path: Path, strict: bool
+) -> tuple[BoundaryFix, ...]:
+    """onnx2tf's Keras model, its boundary fitted, saved to out_dir; the fixes. The model is dropped on return."""
+    keras = _run_onnx2tf(source.private, source.original, cind, sorted(source.kept), log_path, strict)
+    model = fit_boundary(keras, source.specs, outputs, set(source.kept), evidence, log_path)
+    step("export: writing the SavedModel")
+    with output_to_log(log_path):
+        write_saved_model(model, [o.name for o in outputs], out_dir)
+    return model.fixes
 
 
 def _not_reproduced(

@@ -22,8 +22,11 @@ Rewrite = Callable[[nn.Module, str], tuple[nn.Module, list[str]]]
 
 def export_friendly(module: nn.Module) -> tuple[nn.Module, list[str]]:
     """A deep copy of module with every layer onnx2tf cannot convert to TFLite builtins
-    replaced by a numerically equivalent one, and a description of each rewrite applied."""
+    replaced by a numerically equivalent one, and a description of each rewrite applied;
+    the module itself when none needs it (a copy would hold a second set of its weights)."""
     notes: list[str] = []
+    if not any(_rewrite_for(m) for m in module.modules()):
+        return module, notes
     return _rewrite(copy.deepcopy(module), "", notes), notes
 
 

@@ -81,6 +81,11 @@ def export(
     pixel_scale: Optional[float] = typer.Option(
         None, "--pixel-scale", help="Image folders: pixels are divided by this first (255)."
     ),
+    converter: str = typer.Option(
+        "auto",
+        "--converter",
+        help="Where ONNX -> TFLite runs: child (a second process, faster), in_process (less memory), or auto.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
@@ -96,6 +101,7 @@ def export(
         weights=weights,
         onnx_variants=_names(onnx_variant),
         user_data=UserData(calibration, eval_data, image_mean, image_std, pixel_scale),
+        converter=converter,
     )
     with progress_shown() as progress:
         result = run_job(

@@ -147,6 +147,10 @@ class ExportSection(BaseModel):
     allow_flex: bool = False
     # seconds the converter process may take before it is stopped and the export fails (a hung onnx2tf)
     converter_timeout_s: float = Field(3600.0, gt=0)
+    # where ONNX -> TFLite runs: "child" (a second process that loads TensorFlow while PyTorch exports:
+    # faster, but two processes hold memory at once), "in_process" (one process: a lower peak, slower),
+    # or "auto" (a child when this process has not loaded TensorFlow and has a second core)
+    converter: Literal["auto", "child", "in_process"] = "auto"
 
 
 class ValidateSection(BaseModel):

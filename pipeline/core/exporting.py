@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.errors import ConfigError
-from edgepipe.pipeline.core.config import JobConfig, default_job_text, validate_job
+from edgepipe.pipeline.core.config import ExportSection, JobConfig, default_job_text, validate_job
 from edgepipe.pipeline.core.run_view import RunView
 from edgepipe.pipeline.core.runner import RunResult
 from edgepipe.pipeline.core.toml_config import parse_toml
@@ -66,6 +67,7 @@ def export_job(
     weights: Path | None = None,
     onnx_variants: tuple[str, ...] = (),
     user_data: UserData = UserData(),
+    converter: str = "auto",
 ) -> JobConfig:
     """The default job with this model, variants and options (checked before anything is written)."""
     unknown = [v for v in variants if v not in VARIANTS]
@@ -87,7 +89,12 @@ def export_job(
     )
     if weights is not None:
         data["job"]["weights"] = str(Path(weights).resolve())
-    data["export"].update(variants=list(variants), onnx_variants=list(onnx_variants), allow_flex=allow_flex)
+    choices = get_args(ExportSection.model_fields["converter"].annotation)
+    if converter not in choices:
+        raise ConfigError(f"--converter {converter!r} is unknown; choose {', '.join(choices)}")
+    data["export"].update(
+        variants=list(variants), onnx_variants=list(onnx_variants), allow_flex=allow_flex, converter=converter
+    )
     if inputs is not None:
         data["validate"]["inputs"] = str(Path(inputs).resolve())
     user_data.apply(data)

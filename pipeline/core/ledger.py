@@ -85,44 +85,80 @@ def output_figures(
 ) -> OutputFigures:
     """Error figures of one output, judged by max abs error (rel_tolerance x the reference's max
     magnitude), SQNR, or both."""
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    got = np.asarray(candidate, dtype=np.float64).ravel()
-    if ref.shape != got.shape:
+    ref, got = np.asarray(reference), np.asarray(candidate)
+    if ref.size != got.size:
         raise ParityError(f"output {name!r}: candidate has {got.size} values, reference {ref.size}")
-    # NaN where the reference has NaN (sqrt of a negative) is agreement, and so is the same infinity
-    # (a cast of float16's inf); any other NaN or infinity is not.
-    agree = (np.isnan(ref) & np.isnan(got)) | (np.isinf(ref) & (ref == got))
-    ref, got = np.where(agree, 0.0, ref), np.where(agree, 0.0, got)
-    diff = got - ref
-    finite = np.abs(ref[np.isfinite(ref)])
-    scale = float(finite.max()) if finite.size else 0.0  # an infinity would make any error allowed
+    # Maxima propagate NaN: an output with a NaN or infinity the reference lacks fails every bound.
+    peaks = np.array([_peaks(r, g) for r, g in _chunks(ref, got)]).reshape(-1, 4)
+    scale, got_peak, max_abs = (float(np.max(peaks[:, i])) if ref.size else 0.0 for i in range(3))
+    mean_abs = float(peaks[:, 3].sum() / ref.size) if ref.size else 0.0
     tolerance = None if rel_tolerance is None else (rel_tolerance * scale if scale > 0 else _ZERO_TOLERANCE)
-    max_abs = float(np.abs(diff).max()) if ref.size else 0.0
-    cosine, sqnr = _cosine_and_sqnr(ref, got)
-    rounding = tolerance is not None and max_abs > tolerance and _float_rounding(diff, ref, rel_tolerance, scale, sqnr)
+    cosine, sqnr = _cosine_and_sqnr(ref, got, max(scale, got_peak) if ref.size else 0.0)
+    rounding = tolerance is not None and max_abs > tolerance and _float_rounding(ref, got, rel_tolerance, scale, sqnr)
     ok = (tolerance is None or max_abs <= tolerance or rounding) and (min_sqnr_db is None or sqnr >= min_sqnr_db)
-    mean_abs = float(np.abs(diff).mean()) if ref.size else 0.0
     return OutputFigures(name, max_abs, mean_abs, cosine, sqnr, scale, tolerance, min_sqnr_db, ok, rounding)
 
 
-def _float_rounding(diff: np.ndarray, ref: np.ndarray, rel_tolerance: float, scale: float, sqnr: float) -> bool:
+# Values compared at a time: float64 temporaries of a few MiB each. Whole, a segmentation model's 32
+# validation outputs (34 M values) took 2 GiB of temporaries per hop.
+_CHUNK = 1 << 20
+
+
+def _chunks(reference: np.ndarray, candidate: np.ndarray):
+    """(reference, candidate) as flat float64 arrays, a chunk at a time, in C order. NaN where the reference
+    has NaN (sqrt of a negative) is agreement, and so is the same infinity (a cast of float16's inf): both
+    read as 0. Any other NaN or infinity is not."""
+    for ref, got in _slices(reference, candidate):
+        ref, got = ref.astype(np.float64).reshape(-1), got.astype(np.float64).reshape(-1)
+        agree = (np.isnan(ref) & np.isnan(got)) | (np.isinf(ref) & (ref == got))
+        ref[agree], got[agree] = 0.0, 0.0
+        yield ref, got
+
+
+def _slices(reference: np.ndarray, candidate: np.ndarray):
+    """Matching slices of about _CHUNK values: whole rows of the first axis when both have the same shape,
+    so that an output transposed into its layout is not copied whole to be read flat."""
+    if reference.shape == candidate.shape and reference.ndim > 1:
+        rows = max(1, _CHUNK // max(1, reference[0].size))
+        for start in range(0, len(reference), rows):
+            yield reference[start : start + rows], candidate[start : start + rows]
+        return
+    reference, candidate = reference.reshape(-1), candidate.reshape(-1)
+    for start in range(0, reference.size, _CHUNK):
+        yield reference[start : start + _CHUNK], candidate[start : start + _CHUNK]
+
+
+def _peaks(ref: np.ndarray, got: np.ndarray) -> tuple[float, float, float, float]:
+    """Of one chunk: max finite |reference| (an infinity would make any error allowed), max |candidate|,
+    max |error|, sum |error|."""
+    error, finite = np.abs(got - ref), np.abs(ref[np.isfinite(ref)])
+    return finite.max(initial=0.0), np.abs(got).max(), error.max(), error.sum()
+
+
+def _float_rounding(ref: np.ndarray, got: np.ndarray, rel_tolerance: float, scale: float, sqnr: float) -> bool:
     """Whether an error over the tolerance is float rounding: small against each value, and the whole output
     at the SQNR rel_tolerance stands for."""
     if scale == 0 or sqnr < -20 * np.log10(rel_tolerance):
         return False
-    return bool(np.all(np.abs(diff) <= rel_tolerance * (scale + ROUNDING_FACTOR * np.abs(ref))))
+
+    def within(r: np.ndarray, g: np.ndarray) -> bool:
+        return bool(np.all(np.abs(g - r) <= rel_tolerance * (scale + ROUNDING_FACTOR * np.abs(r))))
+
+    return all(within(r, g) for r, g in _chunks(ref, got))
 
 
-def _cosine_and_sqnr(ref: np.ndarray, got: np.ndarray) -> tuple[float, float]:
+def _cosine_and_sqnr(reference: np.ndarray, candidate: np.ndarray, peak: float) -> tuple[float, float]:
     """Cosine similarity and SQNR (dB) in float64, exact at any magnitude: no epsilon, scaled to the larger peak."""
-    peak = max(float(np.abs(ref).max()), float(np.abs(got).max())) if ref.size else 0.0
     if peak == 0:
         return 1.0, float("inf")  # both all zero: identical
-    # Scaling first keeps the squared sums of 1e-200 or 1e200 outputs from under- or overflowing.
-    ref, got = ref / peak, got / peak
-    signal, power, noise = float(ref @ ref), float(got @ got), float((got - ref) @ (got - ref))
+    signal = power = cross = noise = 0.0
+    for ref, got in _chunks(reference, candidate):
+        # Scaling first keeps the squared sums of 1e-200 or 1e200 outputs from under- or overflowing.
+        ref, got = ref / peak, got / peak
+        signal, power, cross = signal + float(ref @ ref), power + float(got @ got), cross + float(ref @ got)
+        noise += float((got - ref) @ (got - ref))
     # sqrt(x * x) == x in IEEE arithmetic, so identical outputs give exactly 1.0.
-    cosine = float(np.clip(ref @ got / np.sqrt(signal * power), -1.0, 1.0)) if signal > 0 and power > 0 else 0.0
+    cosine = float(np.clip(cross / np.sqrt(signal * power), -1.0, 1.0)) if signal > 0 and power > 0 else 0.0
     if noise == 0:
         return cosine, float("inf")
     return cosine, float(10 * np.log10(signal / noise)) if signal > 0 else float("-inf")

@@ -18,6 +18,7 @@ from edgepipe.models.shared.errors import ConfigError, EdgepipeError, InputFileE
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.config import JobConfig
 from edgepipe.pipeline.core.context import DeclaredResults, DeclaredSettings, StageContext, onnx_source, source_kind
+from edgepipe.pipeline.core.memory import MemoryWatch
 from edgepipe.pipeline.core.settings_key import declared_share, job_settings
 from edgepipe.pipeline.core.sources import SOURCE_SETTINGS, SourceSettings, model_source, user_splits
 from edgepipe.pipeline.core.store import Store
@@ -57,9 +58,9 @@ EXPORT = Stage(
     # int8_mixed keeps layers float until the ledger's SQNR floor is met
     (*SOURCE_SETTINGS, "export", "validate.quantized_min_sqnr_db"),
     ("train", "compress"),
-    # how long a conversion may take changes no file; the inputs file only picks the samples of the outputs
-    # run ahead for the validate stage, which recalls them by the samples' content
-    key_free=("export.converter_timeout_s", "validate.inputs"),
+    # how long a conversion may take and which process converts change no file; the inputs file only picks
+    # the samples of the outputs run ahead for the validate stage, which recalls them by the samples' content
+    key_free=("export.converter_timeout_s", "export.converter", "validate.inputs"),
 )
 VALIDATE = Stage(
     "validate",
@@ -183,9 +184,11 @@ def _run_stages(
         staging = store.staging_dir(stage.name)
         try:
             start = time.perf_counter()
-            step(f"{stage.name}: started")
-            result = stage.run(_context(stage, job, store, staging, results))
-            record = {"key": key, "seconds": time.perf_counter() - start, "result": result}
+            with MemoryWatch() as memory:
+                step(f"{stage.name}: started")
+                result = stage.run(_context(stage, job, store, staging, results))
+            seconds = time.perf_counter() - start
+            record = {"key": key, "seconds": seconds, "result": result, "memory": memory.record()}
             store.commit_stage(stage.name, staging, record)
         except EdgepipeError as exc:
             store.forget(stage.name)

@@ -149,6 +149,9 @@ def _factory(settings: SourceSettings) -> ModelSource:
     from edgepipe.pipeline.core.user_models import load_user_model
 
     made = load_user_model(settings.model, settings.inputs, settings.weights, settings.seed)
+    # The source is cached: its closures keep the inputs and examples, not `made`, whose module is a copy
+    # of the weights.
+    inputs, examples = made.inputs, made.examples
 
     def build():
         return load_user_model(settings.model, settings.inputs, settings.weights, settings.seed).module
@@ -157,13 +160,13 @@ def _factory(settings: SourceSettings) -> ModelSource:
     return ModelSource(
         "factory",
         settings.model,
-        made.inputs,
+        inputs,
         _user_task(settings, "classification" if labelled or settings.eval_data else None),
         build=build,
         weights_given=settings.weights is not None,
-        examples=lambda: made.examples,
-        splits=functools.cache(lambda: user_splits(settings, made.inputs) if labelled else None),
-        image_inputs=tuple(s.name for s in made.inputs if len(s.shape) == 4 and s.dtype.startswith("float")),
+        examples=lambda: examples,
+        splits=functools.cache(lambda: user_splits(settings, inputs) if labelled else None),
+        image_inputs=tuple(s.name for s in inputs if len(s.shape) == 4 and s.dtype.startswith("float")),
     )
 
 

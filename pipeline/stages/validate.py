@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from edgepipe.exporters.onnx import onnxruntime_copy
 from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import InputFileError, ParityError
+from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
@@ -26,29 +27,12 @@ def run_validate(ctx: StageContext) -> dict:
     artifacts = ctx.results["export"]["artifacts"]
     samples, metric = held_out(ctx)
     runners: dict[str, str] = {}  # an artifact run by other than its format's runtime, and why
-    with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
-        outputs = {}
-        for a in artifacts:
-            step(f"validate: {a['path']} on {sample_count(samples)} held-out samples")
-            outputs[artifact_key(a)] = _outputs(ctx, a, samples, runners)
-    if onnx_source(ctx.job) is None:
-        reference_name = "torch"
-        reference = torch_reference(ctx, samples)
-    else:
-        reference_name = "onnx:fp32"
-        reference = outputs.pop(reference_name)
-    limits = {key: limits_for(ctx.job.validate_, key) for key in outputs}
-    hops = [
-        compare(f"{reference_name} -> {key}", reference_name, key, reference, out, *limits[key].numerics)
-        for key, out in outputs.items()
-    ]
-    if "onnx:fp32" in outputs:
-        hops += [
-            compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, outputs["onnx:fp32"], out, *limits[key].numerics)
-            for key, out in outputs.items()
-            if key.startswith("tflite:")
-        ]
-    metrics = {key: metric(out) if metric else {} for key, out in {reference_name: reference, **outputs}.items()}
+    reference_name = "torch" if onnx_source(ctx.job) is None else "onnx:fp32"
+    figures = _compared(ctx, artifacts, samples, metric, runners, reference_name)
+    order = [artifact_key(a) for a in artifacts if artifact_key(a) != reference_name]  # the ledger's order
+    limits = {key: figures.limits[key] for key in order}
+    hops = [figures.hops[key] for key in order] + [figures.onnx_hops[k] for k in order if k in figures.onnx_hops]
+    metrics = {key: figures.metrics[key] for key in [reference_name, *order]}
     ledger = {
         "rel_tolerance": ctx.job.validate_.rel_tolerance,
         "samples": sample_count(samples),
@@ -75,6 +59,50 @@ def run_validate(ctx: StageContext) -> dict:
         "lower_is_better": list(lower),
         "ledger": {h.candidate: h.summary() for h in hops if h.reference == reference_name},
     }
+
+
+@dataclass
+class _Figures:
+    """Per artifact key: its limits, its hop from the reference, a TFLite file's hop from the ONNX file, its metrics."""
+
+    limits: dict = field(default_factory=dict)
+    hops: dict = field(default_factory=dict)
+    onnx_hops: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
+
+    def compare(self, validate, key: str, reference: tuple[str, dict], outputs: dict, onnx_outputs: dict | None):
+        """The artifact's hops, within its limits."""
+        limit = self.limits[key] = limits_for(validate, key)
+        name, values = reference
+        self.hops[key] = compare(f"{name} -> {key}", name, key, values, outputs, *limit.numerics)
+        if key.startswith("tflite:") and onnx_outputs is not None:
+            hop = f"onnx:fp32 -> {key}"
+            self.onnx_hops[key] = compare(hop, "onnx:fp32", key, onnx_outputs, outputs, *limit.numerics)
+
+
+def _compared(
+    ctx: StageContext, artifacts: list, samples: dict, metric, runners: dict, reference_name: str
+) -> _Figures:
+    """Every artifact run, compared and its metric taken one at a time: only the reference's and the ONNX
+    file's outputs are held beside the one compared (a segmentation model's 32 outputs: 135 MiB each)."""
+    figures = _Figures()
+    reference = torch_reference(ctx, samples) if reference_name == "torch" else None
+    if reference is not None:
+        figures.metrics["torch"] = metric(reference) if metric else {}
+    onnx_outputs = None  # beside a torch reference, every TFLite file is compared with the ONNX file too
+    with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
+        for a in sorted(artifacts, key=lambda a: artifact_key(a) != "onnx:fp32"):  # the ONNX file first
+            key = artifact_key(a)
+            step(f"validate: {a['path']} on {sample_count(samples)} held-out samples")
+            outputs = _outputs(ctx, a, samples, runners)
+            release_freed_heap()  # the runtime's session and buffers, before the next one opens
+            figures.metrics[key] = metric(outputs) if metric else {}
+            if key == reference_name:  # an ONNX file's own outputs are the reference
+                reference = outputs
+                continue
+            figures.compare(ctx.job.validate_, key, (reference_name, reference), outputs, onnx_outputs)
+            onnx_outputs = outputs if key == "onnx:fp32" else onnx_outputs
+    return figures
 
 
 def _outputs(ctx: StageContext, art: dict, samples: dict, runners: dict[str, str]) -> dict:

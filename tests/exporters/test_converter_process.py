@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepipe.exporters.convert import export_tflite_variants
-from edgepipe.exporters.converter_process import ConverterProcess, worth_a_child
+from edgepipe.exporters.converter_process import ConverterProcess, in_a_child, worth_a_child
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.progress import LOG
 from edgepipe.profilers.runtimes import open_tflite
@@ -68,6 +68,7 @@ def test_the_child_writes_what_this_process_writes_and_its_progress_shows_here(t
         got, expected = (open_tflite(r[variant].path).run({"x": x})["out"] for r in (theirs, ours))
         np.testing.assert_array_equal(got, expected)
     assert "loaded TensorFlow" in (tmp_path / "child.log").read_text()
+    assert converter.peak_rss_mib > 0  # the child's own high-water mark, sent with its result
 
 
 def test_an_error_in_the_child_is_raised_here_as_it_is(tmp_path):
@@ -105,3 +106,12 @@ def test_a_child_only_where_it_can_run_beside_this_process(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setitem(sys.modules, "tensorflow", object())  # a warm process converts in-process
     assert not worth_a_child()
+
+
+def test_the_converter_setting_overrides_the_automatic_choice(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow", object())  # where "auto" converts in-process
+    assert in_a_child("child") and not in_a_child("auto")
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert not in_a_child("in_process") and in_a_child("auto")  # where "auto" starts a child

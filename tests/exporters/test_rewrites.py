@@ -208,6 +208,15 @@ def test_gelu_is_left_to_the_onnx_fix():  # exporters.onnx_fixes.canonical_gelu 
     assert isinstance(rewritten[1], nn.GELU) and isinstance(rewritten[2], nn.GELU) and notes == []
 
 
+def test_a_module_that_needs_no_rewrite_is_not_copied():
+    """A copy would hold a second set of the weights through the whole export."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU())
+    assert export_friendly(model) == (model, [])
+    with_gru = nn.Sequential(nn.Linear(4, 4), nn.GRU(4, 4))
+    rewritten, notes = export_friendly(with_gru)
+    assert rewritten is not with_gru and isinstance(with_gru[1], nn.GRU) and len(notes) == 1
+
+
 def test_descriptions_name_each_rewrite_and_where():
     class Tagger(nn.Module):
         def __init__(self):

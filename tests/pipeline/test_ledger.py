@@ -118,3 +118,29 @@ def test_the_same_infinity_agrees_and_a_nan_error_is_said():
     assert not wrong.ok
     with pytest.raises(ParityError, match="max_abs"):
         require_parity([compare("h", "r", "c", {"y": np.array([1.0, 2.0])}, {"y": np.array([np.nan, 2.0])}, 1e-4)])
+
+
+def test_an_output_compared_in_chunks_gets_the_figures_of_one_piece(monkeypatch):
+    """Large outputs are compared a chunk at a time; the figures are those of the whole output."""
+    import edgepipe.pipeline.core.ledger as ledger
+
+    rng = np.random.default_rng(2)
+    ref = rng.standard_normal((3, 5, 7)).astype(np.float32)
+    got = ref + rng.normal(0, 1e-5, ref.shape).astype(np.float32)
+    ref[0, 0, :2], got[0, 0, :2] = np.nan, np.nan  # agreement, in the first chunk only
+    ref[2, 4, 6], got[2, 4, 6] = 4.0, 4.0 * (1 + 1.5e-4)  # the peak, over the tolerance as float rounding, last
+    whole = output_figures("y", ref, got, 1e-4)
+    assert whole.float_rounding and whole.ok and whole.scale == 4.0
+    monkeypatch.setattr(ledger, "_CHUNK", 8)
+    chunked = output_figures("y", ref, got, 1e-4)
+    for field in ("max_abs", "mean_abs", "cosine", "sqnr_db", "scale", "tolerance"):
+        assert getattr(chunked, field) == pytest.approx(getattr(whole, field), rel=1e-12), field
+    assert chunked.float_rounding and chunked.ok
+    as_read = output_figures("y", ref, np.ascontiguousarray(got.transpose(0, 2, 1)).transpose(0, 2, 1), 1e-4)
+    flat = output_figures("y", ref.reshape(-1), got.reshape(15, 7), 1e-4)  # same values, other shapes
+    for other in (as_read, flat):  # a transposed view read by rows, and differing shapes read flat
+        assert (other.max_abs, other.cosine, other.sqnr_db) == pytest.approx(
+            (chunked.max_abs, chunked.cosine, chunked.sqnr_db), rel=1e-12
+        )
+    got[1, 2, 3] = np.nan  # a NaN the reference lacks fails, in a middle chunk too
+    assert not output_figures("y", ref, got, 1e-4).ok

@@ -82,7 +82,9 @@ def test_a_derived_setting_reads_its_settings_through_the_view():
 def test_a_key_free_setting_is_read_but_not_keyed(tmp_path):
     view = DeclaredSettings("export", EXPORT.settings + EXPORT.key_free, _job())
     assert view.export.converter_timeout_s == 3600.0 and view.validate_.inputs is None
+    assert view.export.converter == "auto"
     assert _changed_keys(_job(), _job(export={"converter_timeout_s": 60.0}), tmp_path) == set()
+    assert _changed_keys(_job(), _job(export={"converter": "in_process"}), tmp_path) == set()
 
 
 def test_the_model_source_reads_exactly_its_declared_settings():
