@@ -1,6 +1,8 @@
-"""Google's two int8 routes for the benchmarks' user model (user_mobilenet), run in litert-torch's own venv.
+"""Google's two int8 routes for a benchmark model, run in litert-torch's own venv.
 
-Usage: python google_int8.py WEIGHTS DATA.npz OUT_DIR
+Usage: python google_int8.py MODEL DATA.npz OUT_DIR [WEIGHTS]
+MODEL is the user model's weights (user_mobilenet, a .pt state dict), or a real_model_zoo name whose
+weights are WEIGHTS (a state dict, so that every route converts the same random weights).
 Prints {"files": {route: path}, "errors": {route: message}} as JSON on its last line:
 - "ai-edge-quantizer static int8": litert-torch's fp32 file, then ai-edge-quantizer's static_wi8_ai8 recipe
   calibrated on the first 200 samples of DATA.npz;
@@ -63,12 +65,18 @@ def pt2e_int8(module, example, samples: np.ndarray, out: Path) -> Path:
 
 
 def main() -> None:
-    weights, data, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+    model, data, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    module = build()[0]
-    module.load_state_dict(torch.load(weights, weights_only=True))
+    if model.endswith(".pt"):
+        module = build()[0]
+        module.load_state_dict(torch.load(model, weights_only=True))
+    else:
+        import real_model_zoo
+
+        module = real_model_zoo.factory(model)()[0]
+        module.load_state_dict(torch.load(sys.argv[4], weights_only=True))
     module.eval()
     samples = np.load(data)["x"][:CALIBRATION_SAMPLES].astype(np.float32)
     example = (torch.from_numpy(samples[:1]),)

@@ -155,11 +155,12 @@ def plain_torch_pruning(trained: torch.nn.Module, amount: float, epochs: int, se
     }
 
 
-def google_int8(work: Path, python: Path) -> dict:
-    """Google's two int8 routes on the user's weights, in litert-torch's venv; each file's path or error."""
+def google_int8(work: Path, python: Path, model: str = "user.pt", data: str = "train.npz", *weights: str) -> dict:
+    """Google's two int8 routes on the user's weights (or a zoo model's, given weights), in litert-torch's venv,
+    calibrated on data; each file's path or error."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
     run = subprocess.run(
-        [str(python), str(ROOT / "benchmarks/google_int8.py"), "user.pt", "train.npz", "google"],
+        [str(python), str(ROOT / "benchmarks/google_int8.py"), model, data, f"google-{Path(model).stem}", *weights],
         cwd=work,
         env=env,
         capture_output=True,

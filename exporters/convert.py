@@ -20,6 +20,7 @@ import numpy as np
 from edgepipe.exporters.onnx.files import onnx_input_specs
 from edgepipe.exporters.onnx.passes import prepare
 from edgepipe.exporters.quantize.calibration import CalibratedInput, Requirements, calibration_batches
+from edgepipe.exporters.quantize.fast import FastTarget
 from edgepipe.exporters.quantize.mixed import MixedTarget
 from edgepipe.exporters.quantize.variants import VARIANTS
 from edgepipe.exporters.tflite.evidence import reference_outputs
@@ -63,14 +64,16 @@ def export_tflite_variants(
     calibration: dict[str, np.ndarray] | None = None,
     allow_flex: bool = False,
     mixed: MixedTarget = MixedTarget(),
+    fast: FastTarget = FastTarget(),
 ) -> dict[str, TfliteExport]:
     """Convert one ONNX file to several variants in one onnx2tf run: out_dir/<stem>_<variant>.tflite each.
 
     int8_mixed keeps in float32 the fewest layers that reach mixed.min_sqnr_db, taken by the
-    output noise they remove per byte (quantize/mixed.write_mixed).
+    output noise they remove per byte (quantize/mixed.write_mixed). int8_fast keeps in float32 the
+    op types whose int8 kernels are slower on fast.timer's target (quantize/fast.write_fast).
     """
     targets = {v: Path(out_dir) / f"{Path(onnx_path).stem}_{v}.tflite" for v in variants}
-    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex, mixed)
+    return _convert(onnx_path, targets, log_path, onnx_inputs, calibration, allow_flex, mixed, fast)
 
 
 def _convert(
@@ -81,6 +84,7 @@ def _convert(
     calibration: dict[str, np.ndarray] | None,
     allow_flex: bool,
     mixed: MixedTarget = MixedTarget(),
+    fast: FastTarget = FastTarget(),
 ) -> dict[str, TfliteExport]:
     """One translation writes every target; none is moved into place unless all of them pass."""
     # onnx2tf runs in a private working directory, so relative paths would point elsewhere.
@@ -106,7 +110,7 @@ def _convert(
         source = Source(private, onnx_path, specs, kept, _in_tf_layout(specs, calibration, kept))
         step("export: onnx2tf translating the graph to TensorFlow")
         translation = translate(source, evidence, work_dir / "out", log_path)
-        files, mixed_record = _write_variants(translation, source, list(targets), mixed, log_path)
+        files, records = _write_variants(translation, source, list(targets), (mixed, fast), log_path)
         release_freed_heap()  # TFLite's converter keeps none of its copies, but the heap does
         layouts = (translation.inputs, translation.outputs)
         with output_to_log(log_path):  # the interpreter announces its delegates on fd 2
@@ -116,7 +120,7 @@ def _convert(
                     path=targets[v],
                     boundary=translation.boundary,
                     onnx_passes=passes,
-                    **(mixed_record if v == "int8_mixed" else {}),
+                    **records.get(v, {}),
                 )
                 for v in targets
             }
@@ -151,12 +155,18 @@ def _check_request(onnx_path: Path, variants: list[str], specs: tuple[InputSpec,
 
 
 def _write_variants(
-    translation: Translation, source: Source, variants: list[str], mixed: MixedTarget, log_path: Path
-) -> tuple[dict[str, Path], dict]:
-    """({variant: file in the working directory}, int8_mixed's record) from the translation's SavedModel."""
+    translation: Translation,
+    source: Source,
+    variants: list[str],
+    targets: tuple[MixedTarget, FastTarget],
+    log_path: Path,
+) -> tuple[dict[str, Path], dict[str, dict]]:
+    """({variant: file in the working directory}, {variant: how it was chosen}) from the translation's SavedModel;
+    int8_mixed and int8_fast record their choice."""
+    from edgepipe.exporters.quantize.fast import write_fast
     from edgepipe.exporters.quantize.mixed import write_mixed
 
-    written, mixed_record = {"fp32": translation.float_file}, {}
+    (mixed, fast), written, records = targets, {"fp32": translation.float_file}, {}
     calibrated = [v for v in variants if VARIANTS[v].calibrated]
     feeds = _calibration_feeds(translation, source) if calibrated else ()
     where = source.original.name
@@ -170,12 +180,17 @@ def _write_variants(
                 losses, choice = write_mixed(
                     translation.saved_model, float_model, feeds, path, mixed, log_path, source.original
                 )
-                mixed_record = {"sensitivity": tuple(losses), "kept_float": choice.kept_float, "mixed_choice": choice}
+                records[variant] = {"sensitivity": tuple(losses), "kept_float": choice.kept_float}
+                records[variant]["mixed_choice"] = choice
+            elif variant == "int8_fast":
+                float_model = translation.float_file.read_bytes()
+                choice = write_fast(translation.saved_model, float_model, feeds, path, fast, log_path)
+                records[variant] = {"fast_choice": choice}
             else:
                 path.write_bytes(variant_bytes(translation.saved_model, variant, feeds, where, log_path))
             check_scales(path, variant, where)
             written[variant] = path
-    return written, mixed_record
+    return written, records
 
 
 def _calibration_feeds(translation: Translation, source: Source) -> tuple[dict[str, np.ndarray], ...]:

@@ -55,3 +55,24 @@ def onnx_graph(path: Path, x_shape: list, dtype: str = "float32") -> Path:
     model.ir_version = 9
     onnx.save(model, str(path))
     return path
+
+
+def token_mixer():
+    """A factory (module, example): 1x1 conv to 1024 tokens of 64 features, LayerNorm, a softmax gate, a
+    classifier. Its LayerNorm and softmax have no int8 kernel in XNNPACK, so their int8 ops run in TFLite's
+    reference kernels, slower than the float ones."""
+    import torch
+    from torch import nn
+
+    class TokenMixer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed, self.norm = nn.Conv2d(8, 64, 1), nn.LayerNorm(64)
+            self.gate, self.head = nn.Linear(64, 64), nn.Linear(64, 10)
+
+        def forward(self, x):
+            tokens = self.norm(self.embed(x).flatten(2).transpose(1, 2))
+            return self.head((torch.softmax(self.gate(tokens), dim=-1) * tokens).mean(1))
+
+    torch.manual_seed(0)
+    return TokenMixer().eval(), torch.zeros(1, 8, 32, 32)

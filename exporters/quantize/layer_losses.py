@@ -188,12 +188,14 @@ def _layer_names(debug_model: bytes, calibrated_model: bytes) -> dict[int, str]:
     return layers
 
 
-def quantized(debugger: Any, keep_float: list[str]) -> bytes:
-    """The int8 model (float I/O) with the given layers left in float."""
+def quantized(debugger: Any, keep_float: list[str], keep_float_ops: tuple[str, ...] = ()) -> bytes:
+    """The int8 model (float I/O) with the given layers, and every op of the given TFLite op types, left in float."""
     import tensorflow as tf
 
     # Setting options re-quantizes the calibrated model; calibration is not repeated.
-    debugger.options = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=keep_float or None)
+    debugger.options = tf.lite.experimental.QuantizationDebugOptions(
+        denylisted_nodes=keep_float or None, denylisted_ops=list(keep_float_ops) or None
+    )
     return debugger.get_nondebug_quantized_model()
 
 

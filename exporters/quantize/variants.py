@@ -36,6 +36,9 @@ VARIANTS: MappingProxyType[str, Variant] = MappingProxyType(
         "int16x8": Variant("quantized", "int16", calibrated=True, optimize=True, kernels="int16x8"),
         # int8 kernels and float32 I/O, with the layers int8 hurts most kept in float32 (quantize/mixed.py)
         "int8_mixed": Variant("quantized", calibrated=True, optimize=True),
+        # int8 kernels and float32 I/O, with the op types whose int8 kernels are slower on the target kept
+        # in float32 (quantize/fast.py)
+        "int8_fast": Variant("quantized", calibrated=True, optimize=True),
     }
 )
 

@@ -51,6 +51,7 @@ class TfliteExport:
     sensitivity: tuple = ()  # int8_mixed: every layer's int8 loss (quantize.layer_losses.LayerLoss), worst first
     kept_float: tuple[str, ...] = ()  # int8_mixed: the layers left in float32
     mixed_choice: object = None  # int8_mixed: quantize.mixed.MixedChoice, how kept_float was chosen
+    fast_choice: object = None  # int8_fast: quantize.fast.FastChoice, which op types stay float32 and why
     op_histogram: dict[str, int] = field(default_factory=dict)  # operators by kind, most frequent first
     size_split: FileComposition | None = None  # where the file's bytes go
     boundary: tuple = ()  # tflite.boundary.BoundaryFix: inputs/outputs reshaped or transposed to the ONNX shape

@@ -86,6 +86,11 @@ def export(
         "--converter",
         help="Where ONNX -> TFLite runs: child (a second process, faster), in_process (less memory), or auto.",
     ),
+    int8_target: str = typer.Option(
+        "host",
+        "--int8-target",
+        help="int8_fast: where int8 kernels are timed against float ones: host, or a phone's serial.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Export a model to ONNX and TFLite and validate every artifact."""
@@ -102,6 +107,7 @@ def export(
         onnx_variants=_names(onnx_variant),
         user_data=UserData(calibration, eval_data, image_mean, image_std, pixel_scale),
         converter=converter,
+        int8_target=int8_target,
     )
     with progress_shown() as progress:
         result = run_job(

@@ -136,6 +136,9 @@ class ExportSection(BaseModel):
     variants: tuple[TfliteVariant, ...] = ("fp32",)
     # int8_mixed: at most this many layers stay float32 to reach [validate] quantized_min_sqnr_db
     mixed_float_layers: int = Field(4, ge=1)
+    # int8_fast: where the op types slower in int8 are measured, "host" or a phone's serial (timed with
+    # XNNPACK at [profile] threads; a phone with [profile] benchmark_binary)
+    int8_target: str = Field("host", min_length=1)
     onnx_variants: tuple[OrtVariant, ...] = ()  # ONNX Runtime quantized models, for ONNX deployments
     opset: int = Field(18, ge=13, le=23)
     calibration_samples: int = Field(200, ge=1)

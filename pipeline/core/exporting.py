@@ -21,6 +21,7 @@ _DETAILS = (
     "quantized_nodes",
     "kept_float",
     "mixed_choice",
+    "fast_choice",
     "sensitivity",
     "op_count",
     "op_histogram",
@@ -68,6 +69,7 @@ def export_job(
     onnx_variants: tuple[str, ...] = (),
     user_data: UserData = UserData(),
     converter: str = "auto",
+    int8_target: str = "host",
 ) -> JobConfig:
     """The default job with this model, variants and options (checked before anything is written)."""
     unknown = [v for v in variants if v not in VARIANTS]
@@ -93,7 +95,11 @@ def export_job(
     if converter not in choices:
         raise ConfigError(f"--converter {converter!r} is unknown; choose {', '.join(choices)}")
     data["export"].update(
-        variants=list(variants), onnx_variants=list(onnx_variants), allow_flex=allow_flex, converter=converter
+        variants=list(variants),
+        onnx_variants=list(onnx_variants),
+        allow_flex=allow_flex,
+        converter=converter,
+        int8_target=int8_target,
     )
     if inputs is not None:
         data["validate"]["inputs"] = str(Path(inputs).resolve())

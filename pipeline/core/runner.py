@@ -55,8 +55,9 @@ COMPRESS = Stage(
 EXPORT = Stage(
     "export",
     Ref("edgepipe.pipeline.stages.export:run_export"),
-    # int8_mixed keeps layers float until the ledger's SQNR floor is met
-    (*SOURCE_SETTINGS, "export", "validate.quantized_min_sqnr_db"),
+    # int8_mixed keeps layers float until the ledger's SQNR floor is met; int8_fast times its files on
+    # [export] int8_target with the profile stage's threads and, on a phone, its benchmark_model
+    (*SOURCE_SETTINGS, "export", "validate.quantized_min_sqnr_db", "profile.threads", "profile.benchmark_binary"),
     ("train", "compress"),
     # how long a conversion may take and which process converts change no file; the inputs file only picks
     # the samples of the outputs run ahead for the validate stage, which recalls them by the samples' content

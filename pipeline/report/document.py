@@ -9,6 +9,7 @@ from edgepipe.pipeline.core.run_view import RunView
 from edgepipe.pipeline.core.sources import model_source
 from edgepipe.pipeline.report.compress import compress_lines
 from edgepipe.pipeline.report.figures import figure
+from edgepipe.pipeline.report.int8_speed import int8_speed_lines
 from edgepipe.pipeline.report.phones import phone_lines
 from edgepipe.pipeline.report.profile import profile_lines
 from edgepipe.pipeline.report.variants import sensitivity_lines, variant_rows, variants_table, write_plots
@@ -29,6 +30,7 @@ def run_report(ctx: StageContext) -> dict:
         "",
         *[f"![{Path(p).stem}]({p})" for p in plots],
         "",
+        *int8_speed_lines(ctx.results),
         *sensitivity_lines(ctx.results),
     ]
     text = render(run, variants)

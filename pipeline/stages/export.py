@@ -12,12 +12,13 @@ import torch
 from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.converter_process import ConverterProcess, in_a_child
 from edgepipe.exporters.onnx import load_onnx, onnx_input_specs, onnx_output_specs, upgrade_old_opset
-from edgepipe.exporters.quantize import MixedTarget, quantize_onnx
+from edgepipe.exporters.quantize import FastTarget, MixedTarget, quantize_onnx
 from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, remember, run_ahead, specs_of, validation_threads
+from edgepipe.pipeline.core.int8_target import int8_timer
 from edgepipe.pipeline.core.modules import (
     exported_module_file,
     reference_batch,
@@ -72,6 +73,7 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
         "calibration": calibration,
         "allow_flex": ctx.job.export.allow_flex,
         "mixed": MixedTarget(ctx.job.validate_.quantized_min_sqnr_db, ctx.job.export.mixed_float_layers),
+        "fast": FastTarget(_int8_timer(ctx), ctx.job.validate_.quantized_min_sqnr_db),
     }
     if converter:
         converter.submit(**conversion)
@@ -119,7 +121,7 @@ def _onnx_variant(ctx: StageContext, variant: str, specs, calibration, log_path)
 
 
 def _tflite_record(result) -> dict:
-    """A TFLite file's manifest record: its inputs and outputs, what it holds, and how int8_mixed chose."""
+    """A TFLite file's manifest record: its inputs and outputs, what it holds, and how int8_mixed or int8_fast chose."""
     return {
         **_record("tflite", result.variant, result.path.name, result.inputs),
         "outputs": [o.to_dict() for o in result.outputs],
@@ -138,7 +140,16 @@ def _tflite_record(result) -> dict:
             if result.sensitivity
             else {}
         ),
+        **({"fast_choice": result.fast_choice.to_dict()} if result.fast_choice else {}),
     }
+
+
+def _int8_timer(ctx: StageContext):
+    """int8_fast's timer on [export] int8_target; None when no int8_fast file is asked for."""
+    if "int8_fast" not in ctx.job.export.variants:
+        return None
+    profile = ctx.job.profile
+    return int8_timer(ctx.job.export.int8_target, profile.threads, profile.benchmark_binary)
 
 
 # Outputs run ahead stay in this process until the validate stage recalls them, beside the converter's

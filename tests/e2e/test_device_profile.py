@@ -9,6 +9,7 @@ import sys
 from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.fakes.adb_device import FakeAdbDevice
@@ -209,3 +210,30 @@ def test_a_job_with_device_profiles_its_tflite_artifacts_on_the_phone(adb_host, 
     assert on_phone["energy"]["mj_per_inference"] == pytest.approx(truth_mj(phone), rel=0.05)
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## On the phone" in report and f"Google Pixel 7 ({serial})" in report
+
+
+def test_int8_fast_times_its_files_on_the_phone_and_the_report_says_where_int8_is_slower(adb_host, phones, tmp_path):
+    """[export] int8_target = a serial: the op types int8_fast keeps float come from the phone's op profiles."""
+    serial, _ = phones()
+    calibration = tmp_path / "cal.npz"
+    np.savez(calibration, x=np.random.default_rng(0).standard_normal((16, 8, 32, 32)).astype(np.float32))
+    job = tmp_path / "job.toml"
+    job.write_text(
+        f'[job]\nname = "fast"\nmodel = "tests.profile_models:token_mixer"\n'
+        f'[export]\nvariants = ["fp32", "int8_float_io", "int8_fast"]\nint8_target = "{serial}"\n'
+        f'calibration = "{calibration}"\n'
+        f'[profile]\nruntimes = ["tflite"]\ndevice = "{serial}"\nbenchmark_binary = "{standin_binary(tmp_path)}"\n'
+        "warmup_seconds = 0.1\nmin_runs = 20\nmin_seconds = 0.2\nop_profile_runs = 20\nthroughput_batches = []\n"
+    )
+    done = edgepipe_adb(adb_host, "run", str(job), "-o", str(tmp_path / "out"), "--json")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    (fast,) = [a["fast_choice"] for a in manifest["stages"]["export"]["result"]["artifacts"] if "fast_choice" in a]
+    assert fast["target"] == serial and "benchmark_model" in fast["method"]
+    # the phone's op tables (XNNPACK operators and TFLite kernels) name LayerNorm's int8 ops as the slow ones
+    assert fast["all_int8_vs_fp32"] > 1 and "SQUARED_DIFFERENCE" in fast["float_ops"]
+    assert fast["vs_fp32"] < fast["all_int8_vs_fp32"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    section = report[report.index("## int8 against float32") :]
+    assert "tflite:int8_float_io runs" in section and f"on phone {serial} (median)" in section
+    assert "SQUARED_DIFFERENCE +" in section and f"int8_fast, timed on {serial}" in section
