@@ -76,3 +76,24 @@ def token_mixer():
 
     torch.manual_seed(0)
     return TokenMixer().eval(), torch.zeros(1, 8, 32, 32)
+
+
+def square_attention():
+    """A factory (module, example): 16 tokens of 16 features attending to each other. Every MatMul's operands
+    read the same under a transpose, so onnx2tf picks their layout by test inference against ONNX Runtime."""
+    import torch
+    from torch import nn
+
+    class SquareAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Conv2d(16, 16, 1)
+            self.q, self.k, self.v = nn.Linear(16, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+
+        def forward(self, x):
+            tokens = self.embed(x).flatten(2).transpose(1, 2)
+            weights = torch.softmax(self.q(tokens) @ self.k(tokens).transpose(1, 2), dim=-1)
+            return (weights @ self.v(tokens)).transpose(1, 2).reshape(1, 16, 4, 4)
+
+    torch.manual_seed(0)
+    return SquareAttention().eval(), torch.randn(1, 16, 4, 4)

@@ -130,9 +130,10 @@ def _run_onnx2tf(private: Path, original: Path, cind: list, keep_shape: list[str
         with output_to_log(log_path), contextlib.chdir(private.parent):
             import onnx2tf  # heavy: loads TensorFlow, which logs to fd 2 on import
 
+            from edgepipe.exporters.tflite.onnx2tf_inference import incremental_test_inference
             from edgepipe.exporters.tflite.onnx2tf_patch import translator_fixes
 
-            with translator_fixes():
+            with translator_fixes(), incremental_test_inference():
                 return onnx2tf.convert(
                     input_onnx_file_path=str(private),
                     output_folder_path=str(private.parent / "onnx2tf"),
