@@ -24,6 +24,11 @@ from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import EdgepipeError, ExportError, first_line
 from edgepipe.models.shared.progress import tick
 
+# An op type is a candidate when int8 makes it slower by more than this share of the all-int8 file's op
+# time: below it, two profiles of the same file differ (mobilevit_xxs: MUL 0.29 ms against 0.24 one run,
+# level the next).
+MIN_EXCESS_SHARE = 0.01
+
 
 class Timer(Protocol):
     """Times TFLite files on int8_fast's target; the pipeline gives one for the host or a phone."""
@@ -129,7 +134,8 @@ def write_fast(
     """Write the fastest int8 file (on target.timer's target) that keeps the SQNR floor, and how it was chosen.
 
     One calibration. The target's op profiles of the float32 file (float_model) and of the all-int8
-    file give each TFLite op type's time in both; the op types slower in int8 are the candidates.
+    file give each TFLite op type's time in both; the op types int8 slows by more than MIN_EXCESS_SHARE
+    of the all-int8 file's op time are the candidates.
     The file with every candidate in float32 is timed against the float32 file, then each candidate,
     least slowed first, goes back to int8 when the file is no slower without it (a float op between
     int8 ones adds a QUANTIZE and a DEQUANTIZE, which only a whole file's time shows). A file that
@@ -147,7 +153,8 @@ def write_fast(
             tick(f"export: int8_fast: op times of the float32 and the int8 file on {timer.target}")
             op_times, unattributed = _op_times(timer, all_int8, float_model, feed)
             present = _op_types(calibrated.calibrated_model)
-            candidates = [t.op for t in op_times if t.excess_ms > 0 and t.op in present]
+            int8_ms = sum(t.int8_ms for t in op_times) + sum(unattributed["int8"].values())
+            candidates = [t.op for t in op_times if t.excess_ms > MIN_EXCESS_SHARE * int8_ms and t.op in present]
             goal = target.min_sqnr_db + HELD_OUT_MARGIN_DB
 
             def measure(ops: tuple[str, ...]) -> tuple[FastStep, bytes]:
@@ -169,25 +176,36 @@ def write_fast(
 
 
 def _search(measure, candidates: list[str], goal: float) -> tuple[list[FastStep], int, bytes]:
-    """(every measured step, the chosen one's index, its bytes): all-int8, all candidates float, then each
-    candidate dropped, least slowed first, when the file is no slower (and no further below goal) without it."""
+    """(every measured step, the chosen one's index, its bytes).
+
+    All-int8, then all candidates float, then each candidate, least slowed first, put back in int8 when
+    the file ranks no worse without it: a file at the goal ranks before one below it, then the faster
+    first. A file below the goal is pruned too, as putting an op type back may be what reaches the goal.
+    The written file is the best ranked of all measured, all-int8 included (the first on ties)."""
 
     def rank(step: FastStep) -> tuple[bool, float]:
         return step.sqnr_db < goal, step.vs_fp32
 
-    first, flatbuffer = measure(())
-    steps, chosen = [first], 0
+    steps: list[FastStep] = []
+    chosen, written = 0, b""
+
+    def measured(ops: tuple[str, ...]) -> FastStep:
+        nonlocal chosen, written
+        step, flatbuffer = measure(ops)
+        steps.append(step)
+        if len(steps) == 1 or rank(step) < rank(steps[chosen]):
+            chosen, written = len(steps) - 1, flatbuffer
+        return step
+
+    measured(())
     if candidates:
-        every, every_bytes = measure(tuple(candidates))
-        steps.append(every)
-        if rank(every) < rank(first):
-            chosen, flatbuffer = 1, every_bytes
-            for op in reversed(candidates):
-                trial, trial_bytes = measure(tuple(o for o in steps[chosen].float_ops if o != op))
-                steps.append(trial)
-                if rank(trial) <= rank(steps[chosen]):
-                    chosen, flatbuffer = len(steps) - 1, trial_bytes
-    return steps, chosen, flatbuffer
+        current = measured(tuple(candidates))
+        for op in reversed(candidates):
+            kept = tuple(o for o in current.float_ops if o != op)
+            if kept:  # none left is the all-int8 file, measured first
+                trial = measured(kept)
+                current = trial if rank(trial) <= rank(current) else current
+    return steps, chosen, written
 
 
 def _op_times(

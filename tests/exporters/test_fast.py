@@ -94,6 +94,17 @@ def test_a_file_below_the_floor_loses_to_a_slower_one_that_keeps_it():
     assert steps[chosen].float_ops == ("A",)
 
 
+def test_a_file_below_the_floor_is_pruned_until_one_reaches_it():
+    table = {
+        frozenset(): (2.0, 21.5),
+        frozenset("AB"): (0.6, 20.5),  # the fastest, but below the goal
+        frozenset("A"): (0.7, 21.2),  # B back in int8 reaches it
+    }
+    steps, chosen, flatbuffer = _search(lambda ops: _step(ops, table), ["A", "B"], goal=21.0)
+    assert [s.float_ops for s in steps] == [(), ("A", "B"), ("A",)]
+    assert steps[chosen].float_ops == ("A",) and flatbuffer == b"A"
+
+
 def test_no_candidate_means_one_file_timed():
     steps, chosen, _ = _search(lambda ops: _step(ops, {frozenset(): (0.4, 30.0)}), [], goal=21.0)
     assert len(steps) == 1 and chosen == 0
