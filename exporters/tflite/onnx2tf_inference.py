@@ -102,6 +102,8 @@ class _Incremental:
         key = _feeds_key(feeds)
         computed: dict[str, object] = {}  # this run's values: the ones kept may be dropped while it runs
         for reference, feed in zip(model.inputs, feeds):
+            # as a Keras call converts its inputs: an output that is an input is a tensor too
+            feed = tf.convert_to_tensor(feed) if isinstance(feed, np.ndarray) else feed
             computed[str(id(reference))] = model._conform_to_reference_input(feed, ref_input=reference)
         for depth in sorted(model._nodes_by_depth, reverse=True):
             for node in model._nodes_by_depth[depth]:

@@ -21,8 +21,9 @@ from edgepipe.models.shared.progress import LOG
 
 INTERVAL_S = 0.2
 HOW = (
-    "VmRSS of edgepipe and the processes it started, sampled every {interval:g} s (a phase's edgepipe peak "
-    "is its VmHWM when that rose in the phase); edgepipe_hwm_mib is this process's VmHWM since it started"
+    "VmRSS of edgepipe and the processes it started in the stage, sampled every {interval:g} s (a phase's "
+    "edgepipe peak is its VmHWM when that rose in the phase); edgepipe_hwm_mib is this process's VmHWM since it "
+    "started"
 )
 
 
@@ -55,11 +56,13 @@ class MemoryWatch(logging.Handler):
         super().__init__(logging.INFO)
         self.interval, self.phases = interval, []
         self._lock, self._stop = threading.Lock(), threading.Event()
+        self._earlier: set[int] = set()  # processes alive before the stage: not started by it
         self._thread = threading.Thread(target=self._sample_until_stopped, daemon=True, name="edgepipe-memory")
 
     def __enter__(self) -> MemoryWatch:
         if process_memory() is None:
             return self
+        self._earlier = set(descendants())
         self._new_phase("start")
         LOG.addHandler(self)
         self._thread.start()
@@ -100,7 +103,8 @@ class MemoryWatch(logging.Handler):
 
     def _sample(self) -> None:
         own = process_memory()
-        children = sum(m[0] for pid in descendants() if (m := process_memory(pid)))
+        started = (pid for pid in descendants() if pid not in self._earlier)
+        children = sum(m[0] for pid in started if (m := process_memory(pid)))
         if own is None:
             return
         with self._lock:

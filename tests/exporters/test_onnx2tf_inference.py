@@ -49,6 +49,8 @@ def test_growing_prefixes_give_whole_run_values_and_compute_each_layer_once():
         got = [np.asarray(v) for v in inference._Incremental(model, values)(inputs=feed, training=False)]
         assert all(np.array_equal(a, b) for a, b in zip(got, whole))
         assert calls["n"] == end - {3: 0, 7: 3, 12: 7}[end]  # only the layers no earlier run computed
+    passed_through = inference._Incremental(tf_keras.Model(inputs=[x], outputs=x), values)(inputs=feed)
+    assert np.array_equal(passed_through.numpy(), feed["x"])  # a tensor, as a Keras call returns it
     joined = tf_keras.Model(inputs=[x], outputs=tensors[-1])
     got = inference._Incremental(joined, values)(inputs=feed, training=False)
     assert np.array_equal(np.asarray(got), np.asarray(joined(inputs=feed, training=False)))

@@ -12,19 +12,21 @@ import torch
 from torch import nn
 
 from edgepipe.exporters.convert import export_tflite, export_tflite_variants
+from edgepipe.exporters.quantize import FastTarget
 from edgepipe.exporters.quantize.variants import VARIANTS
 from edgepipe.exporters.tflite.record import TfliteExport
 from edgepipe.exporters.torch.to_onnx import export_onnx
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec, convert_layout
 from edgepipe.pipeline.core.config import ExportSection, ValidateSection
+from edgepipe.pipeline.core.int8_target import HostTimer
 from edgepipe.pipeline.core.ledger import output_figures
 from edgepipe.pipeline.stages.validate import Limits, limits_for
 from edgepipe.profilers.runtimes import dequantize, open_tflite, quantize
 
 SHAPE = (1, 1, 8, 8)
 SPECS = (InputSpec("x", SHAPE, "float32", "NCHW"),)
-ALL = ("fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed")
+ALL = ("fp32", "fp16", "dynamic", "int8", "int8_float_io", "int16x8", "int8_mixed", "int8_fast")
 INTEGER_IO = {"int8": "int8", "int16x8": "int16"}
 # Floors well under what these variants reach on this model, above what a broken one would.
 SQNR_FLOOR_DB = {
@@ -35,6 +37,7 @@ SQNR_FLOOR_DB = {
     "int8_float_io": 20.0,
     "int16x8": 20.0,
     "int8_mixed": 20.0,
+    "int8_fast": 20.0,
 }
 
 
@@ -85,7 +88,9 @@ def converted(tmp_path_factory) -> Converted:
     onnx_file = export_onnx(
         torch.export.export(module, example), example, ["x"], work / "model.onnx", work / "convert.log"
     )
-    exports = export_tflite_variants(onnx_file.path, work, ALL, work / "convert.log", SPECS, _calibration())
+    exports = export_tflite_variants(
+        onnx_file.path, work, ALL, work / "convert.log", SPECS, _calibration(), fast=FastTarget(HostTimer())
+    )
     inputs = _uniform(2, 48)
     with torch.no_grad():
         reference = module(torch.from_numpy(inputs)).numpy()
