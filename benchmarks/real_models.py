@@ -193,8 +193,9 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     """Sizes, op counts, outputs on one seeded image, and median latencies measured interleaved."""
     from ai_edge_litert.interpreter import Interpreter
 
-    image = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     spec = ours["inputs"][0]
+    shape = convert_layout(np.empty(spec["shape"], np.float32), spec["layout"], "NCHW").shape  # the model's own size
+    image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     feeds_ours = {spec["name"]: np.ascontiguousarray(convert_layout(image, "NCHW", spec["layout"]))}
     row = {
         "size": Path(ours["path"]).stat().st_size,
