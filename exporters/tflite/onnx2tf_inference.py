@@ -5,8 +5,8 @@ model built so far on its test input and compare with ONNX Runtime's value of th
 (`dummy_tf_inference`). Each run starts from the inputs again, so a graph of n such ops costs n
 runs of an ever longer prefix: on deit_tiny, 144 runs took 7.5 s of the 13.3 s translation.
 
-The prefix only grows: a tensor onnx2tf has built never changes, and the test input is the same for
-every run with the same test input. `incremental_test_inference` keeps the values computed so far, by
+The prefix only grows: a tensor onnx2tf has built never changes, and a conversion feeds every run the
+same few test inputs. `incremental_test_inference` keeps the values computed so far, by
 test input, and computes each run's missing tensors only, in Keras's own order and through Keras's
 own call of each layer, so every value is the one a whole run would give. Values are kept up to a
 byte budget, the least recently used dropped first; a dropped one is computed again when needed.

@@ -6,6 +6,7 @@ plain picklable dataclasses, so the converter child can time with them as the pa
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,19 +37,14 @@ class HostTimer:
     def op_times(self, model: bytes, feed: dict[str, np.ndarray]) -> list[tuple[str, float]]:
         from edgepipe.profilers.op_profile import profile_ops
 
-        with tempfile.TemporaryDirectory(prefix="edgepipe-int8-target-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            path.write_bytes(model)
+        with _as_files(model) as (path,):
             profile = profile_ops("tflite", path, feed, self.threads, OP_RUNS)
         return [(op.op_type, op.total_ms) for op in profile.ops]
 
     def ratio(self, candidate: bytes, reference: bytes, feed: dict[str, np.ndarray]) -> float:
         from edgepipe.profilers.paired import paired_ratio
 
-        with tempfile.TemporaryDirectory(prefix="edgepipe-int8-target-") as tmp:
-            a, b = Path(tmp) / "candidate.tflite", Path(tmp) / "reference.tflite"
-            a.write_bytes(candidate)
-            b.write_bytes(reference)
+        with _as_files(candidate, reference) as (a, b):
             return paired_ratio(("tflite", a, feed), ("tflite", b, feed), self.threads, blocks=BLOCKS).p50_ratio
 
 
@@ -97,11 +93,19 @@ class PhoneTimer:
             energy=False,
             cooldown_max_s=0.0,
         )
-        with tempfile.TemporaryDirectory(prefix="edgepipe-int8-target-") as tmp:
-            path = Path(tmp) / "model.tflite"
-            path.write_bytes(model)
-            binary = benchmark_binary(Path(self.binary) if self.binary else None)
+        binary = benchmark_binary(Path(self.binary) if self.binary else None)
+        with _as_files(model) as (path,):
             return profile_on_device(find_adb(), self.target, path, binary, settings)
+
+
+@contextlib.contextmanager
+def _as_files(*models: bytes):
+    """The models as .tflite files in a private folder, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="edgepipe-int8-target-") as tmp:
+        paths = [Path(tmp) / f"model_{i}.tflite" for i in range(len(models))]
+        for path, model in zip(paths, models):
+            path.write_bytes(model)
+        yield paths
 
 
 def int8_timer(target: str, threads: int, binary: str | None):
