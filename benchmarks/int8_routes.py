@@ -34,7 +34,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from prune_recovery import google_int8, interleaved, user_side  # noqa: E402
+from prune_recovery import google_int8, interleaved, tflite_outputs, user_side  # noqa: E402
 from real_models import ensure_litert_venv  # noqa: E402
 
 EDGEPIPE_VARIANTS = ("fp32", "dynamic", "int8", "int8_float_io", "int8_fast")
@@ -98,29 +98,6 @@ def _fast_choice(manifest: dict) -> dict | None:
         if artifact.get("fast_choice"):
             return artifact["fast_choice"]
     return None
-
-
-def tflite_outputs(path: str, x: np.ndarray) -> np.ndarray:
-    """The file's first output on each NCHW sample, fed in its input's layout and dtype, read back as float."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_path=path, num_threads=1)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    outputs = []
-    for sample in x:
-        feed = sample[None] if inp["shape"][1] == sample.shape[0] else sample.transpose(1, 2, 0)[None]
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], np.ascontiguousarray(feed))
-        interpreter.invoke()
-        value = interpreter.get_tensor(out["index"]).astype(np.float64)
-        if out["dtype"] != np.float32:
-            scale, zero = out["quantization"]
-            value = (value - zero) * scale
-        outputs.append(value.reshape(-1))
-    return np.stack(outputs)
 
 
 def sqnr_db(reference: np.ndarray, got: np.ndarray) -> float:

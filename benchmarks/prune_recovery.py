@@ -171,23 +171,37 @@ def google_int8(work: Path, python: Path, model: str = "user.pt", data: str = "t
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def tflite_top1(path: str, x: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 of a TFLite file on NCHW float samples, fed in the layout and dtype its input declares."""
+def tflite_feed(batch: np.ndarray, detail: dict) -> np.ndarray:
+    """NCHW float samples in the layout and dtype a TFLite input declares (int8 by its scale and zero point)."""
+    feed = batch if detail["shape"][1] == batch.shape[1] else batch.transpose(0, 2, 3, 1)
+    if detail["dtype"] != np.float32:
+        scale, zero = detail["quantization"]
+        feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(detail["dtype"])
+    return np.ascontiguousarray(feed)
+
+
+def tflite_outputs(path: str, x: np.ndarray) -> np.ndarray:
+    """The file's first output on each NCHW sample, read back as float (dequantized when it is int8)."""
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path, num_threads=1)
     interpreter.allocate_tensors()
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    correct = 0
-    for sample, label in zip(x, y):
-        feed = sample[None] if inp["shape"][1] == 3 else sample.transpose(1, 2, 0)[None]
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], feed)
+    outputs = []
+    for sample in x:
+        interpreter.set_tensor(inp["index"], tflite_feed(sample[None], inp))
         interpreter.invoke()
-        correct += int(interpreter.get_tensor(out["index"]).reshape(-1).argmax() == label)
-    return correct / len(y)
+        value = interpreter.get_tensor(out["index"]).astype(np.float64)
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            value = (value - zero) * scale
+        outputs.append(value.reshape(-1))
+    return np.stack(outputs)
+
+
+def tflite_top1(path: str, x: np.ndarray, y: np.ndarray) -> float:
+    """Top-1 of a TFLite file on NCHW float samples."""
+    return float((tflite_outputs(path, x).argmax(1) == y).mean())
 
 
 def interleaved(target: str, reference: str, x: np.ndarray) -> dict:
@@ -198,11 +212,7 @@ def interleaved(target: str, reference: str, x: np.ndarray) -> dict:
 
         # fed by the signature's input name, as the timing harness binds inputs
         name, inp = next(iter(Interpreter(model_path=path).get_signature_runner().get_input_details().items()))
-        feed = x[:1] if inp["shape"][1] == 3 else x[:1].transpose(0, 2, 3, 1)
-        if inp["dtype"] != np.float32:
-            scale, zero = inp["quantization"]
-            feed = np.clip(np.round(feed / scale + zero), -128, 127).astype(inp["dtype"])
-        sides.append(("tflite", Path(path), {name: np.ascontiguousarray(feed)}))
+        sides.append(("tflite", Path(path), {name: tflite_feed(x[:1], inp)}))
     ratio = paired_ratio(sides[0], sides[1], threads=1)
     return {"p50_ratio": ratio.p50_ratio, "p50_ratio_ci95": ratio.p50_ratio_ci95}
 
