@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from edgepipe.models.shared.errors import ExportError
-from edgepipe.models.shared.memory import process_memory
+from edgepipe.models.shared.memory import older_objects_frozen, process_memory
 from edgepipe.models.shared.progress import LOG, step, tick
 
 
@@ -177,6 +177,14 @@ def _child(request_fd: int, reply_fd: int, log_path: Path) -> None:
 
     from edgepipe.exporters.convert import export_tflite_variants
 
+    # The converter stack's modules are most of what a garbage collection would walk: left out of
+    # them, and collected once while the parent still exports.
+    with older_objects_frozen():
+        _convert_on_request(export_tflite_variants, request_fd, send, started)
+
+
+def _convert_on_request(export_tflite_variants, request_fd: int, send, started: float) -> None:
+    """Wait for the parent's one request, convert, and send back the peak and the result, or the error."""
     ready = time.perf_counter()
     with os.fdopen(request_fd, "rb") as request:
         try:

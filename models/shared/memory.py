@@ -6,6 +6,7 @@ per process: two processes' marks need not fall at the same moment, so their sum
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 from pathlib import Path
@@ -42,6 +43,24 @@ def descendants(pid: int | str = "self") -> list[int]:
             found += children
             todo += children
     return found
+
+
+@contextlib.contextmanager
+def older_objects_frozen():
+    """Within: the objects alive on entry (imported modules above all) are left out of every garbage
+    collection, release_freed_heap's included; on exit they are collected as before.
+
+    A full collection walks every tracked object, and PyTorch's, TensorFlow's and onnx2tf's modules
+    are most of them: 0.3-0.4 s a collection in an export, where several run in a row. What is garbage
+    on entry is collected first, so that none is kept; an object alive on entry that becomes cyclic
+    garbage within waits for the exit (a module built before the job is freed by its reference count).
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def release_freed_heap() -> None:

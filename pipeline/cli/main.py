@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 import traceback
@@ -55,3 +56,14 @@ def entry() -> None:
             file=sys.stderr,
         )
         sys.exit(INTERNAL_ERROR_EXIT)
+
+
+def console() -> None:
+    """The installed `edgepipe` command: entry(), then an exit without the interpreter's last garbage
+    collection over every object the command made. That pass finds nothing to free in a process that is
+    ending, and took 1.4 s of a convnext_tiny export's 28 s (PyTorch's heap traversed object by object);
+    frozen objects are skipped by it, while atexit handlers and finalizers still run."""
+    try:
+        entry()
+    finally:
+        gc.freeze()

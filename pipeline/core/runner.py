@@ -15,6 +15,7 @@ from typing import Callable
 
 from edgepipe.models.registry import Ref
 from edgepipe.models.shared.errors import ConfigError, EdgepipeError, InputFileError
+from edgepipe.models.shared.memory import older_objects_frozen
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.config import JobConfig
 from edgepipe.pipeline.core.context import DeclaredResults, DeclaredSettings, StageContext, onnx_source, source_kind
@@ -151,13 +152,15 @@ def run_job(
 
 @contextlib.contextmanager
 def _process_state_kept():
-    """Put back what a job changes in the process (torch's thread count, sys.path), so that a warm
-    batch worker starts every job from the same state."""
+    """Put back what a job changes in the process (torch's thread count, sys.path, the garbage collector's
+    frozen objects), so that a warm batch worker starts every job from the same state. Within, what the
+    imports and the source check made is left out of the job's garbage collections."""
     import torch
 
     threads, path = torch.get_num_threads(), list(sys.path)
     try:
-        yield
+        with older_objects_frozen():
+            yield
     finally:
         torch.set_num_threads(threads)
         sys.path[:] = path
