@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import sys
 import tempfile
@@ -400,13 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help=f"seconds per model (default {TIMEOUT_S:.0f})")
     parser.add_argument("--work-dir", type=Path, help="keep run directories here (default: a temporary directory)")
+    parser.add_argument("--sample", type=int, help="only this many of the selected models, drawn at random by --seed")
+    parser.add_argument("--seed", type=int, default=0, help="the draw of --sample (default 0)")
     args = parser.parse_args(argv)
     suites, modes = tuple(args.suite or SUITES), tuple(args.mode or MODES)
-    if args.write and (args.pattern or suites != SUITES or modes != MODES):
-        parser.error("--write needs every suite in both modes; drop -k, --suite and --mode")
+    if args.write and (args.pattern or suites != SUITES or modes != MODES or args.sample):
+        parser.error("--write needs every suite in both modes; drop -k, --suite, --mode and --sample")
     if args.write and source_revision().endswith("-dirty"):
         parser.error("--write records the commit it measured: commit or stash the changes to tracked files first")
     models = [m for m in discover(suites) if args.pattern in m.name]
+    if args.sample:
+        models = sorted(random.Random(args.seed).sample(models, min(args.sample, len(models))), key=lambda m: m.name)
 
     def progress(r: ModelResult) -> None:
         print(f"{'pass' if r.passed else 'FAIL'} {r.suite}/{r.name} {r.seconds:.1f}s {r.reason}", flush=True)
@@ -418,11 +423,24 @@ def main(argv: list[str] | None = None) -> int:
             runs[mode] = run_all(args.work_dir or Path(tmp), models, progress, args.workers, mode, args.timeout)
             seconds[mode] = time.perf_counter() - start
             print(f"{mode}: {pass_counts(runs[mode])} of {len(models)} models in {seconds[mode]:.0f} s", flush=True)
+    if len(runs) == 2:
+        print_differences(*runs.values())
     if args.write:
         DOC.parent.mkdir(parents=True, exist_ok=True)
         DOC.write_text(render_markdown(runs, seconds, args.workers, args.timeout))
         EXPECTED.write_text(json.dumps(expected_counts(runs), indent=2) + "\n")
     return 0
+
+
+def print_differences(ours: list[ModelResult], raw: list[ModelResult]) -> None:
+    """The models one converter passes and the other fails, with edgepipe's reason: a failure of edgepipe
+    where raw onnx2tf's file matches the reference is a right file refused, or a translation to fix."""
+    raw_passed = {(r.suite, r.name) for r in raw if r.passed}
+    ours_passed = {(r.suite, r.name) for r in ours if r.passed}
+    for r in ours:
+        if (r.suite, r.name) in raw_passed and not r.passed:
+            print(f"raw onnx2tf only: {r.suite}/{r.name}: [{r.group}] {r.reason}")
+    print(f"edgepipe only: {len(ours_passed - raw_passed)}; raw onnx2tf only: {len(raw_passed - ours_passed)}")
 
 
 if __name__ == "__main__":
