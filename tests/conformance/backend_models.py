@@ -433,8 +433,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_differences(ours: list[ModelResult], raw: list[ModelResult]) -> None:
-    """The models one converter passes and the other fails, with edgepipe's reason: a failure of edgepipe
-    where raw onnx2tf's file matches the reference is a right file refused, or a translation to fix."""
+    """Each model raw onnx2tf passes and edgepipe fails, with edgepipe's reason (a right file refused, or a
+    translation to fix), and how many models each converter alone passes."""
     raw_passed = {(r.suite, r.name) for r in raw if r.passed}
     ours_passed = {(r.suite, r.name) for r in ours if r.passed}
     for r in ours:
