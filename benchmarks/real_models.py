@@ -194,7 +194,7 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     from ai_edge_litert.interpreter import Interpreter
 
     spec = ours["inputs"][0]
-    shape = convert_layout(np.empty(spec["shape"], np.float32), spec["layout"], "NCHW").shape  # the model's own size
+    shape = tuple(spec["shape"][spec["layout"].index(axis)] for axis in "NCHW")  # the model's own size
     image = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     feeds_ours = {spec["name"]: np.ascontiguousarray(convert_layout(image, "NCHW", spec["layout"]))}
     row = {

@@ -109,7 +109,6 @@ class _Incremental:
             for node in model._nodes_by_depth[depth]:
                 if node.is_input:
                     continue
-                outputs = tf.nest.flatten(node.outputs)
                 kept = [values.get(key, i) for i in node.flat_output_ids]
                 if all(k is not None for k in kept):
                     computed.update((i, k[1]) for i, k in zip(node.flat_output_ids, kept))
@@ -118,6 +117,7 @@ class _Incremental:
                     continue  # not computable from these inputs, as Keras skips it
                 args, kwargs = node.map_arguments(_Reusable(computed))
                 results = tf.nest.flatten(node.layer(*args, **kwargs))
+                outputs = tf.nest.flatten(node.outputs)
                 for tensor_id, tensor, value in zip(node.flat_output_ids, outputs, results):
                     computed[tensor_id] = value
                     values.put(key, tensor_id, tensor, value)
