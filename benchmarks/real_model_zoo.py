@@ -7,6 +7,8 @@ schemas first lets the pure-Python model code import (no classifier or segmenter
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 SHAPE = (1, 3, 224, 224)
@@ -68,6 +70,13 @@ SHAPES = {
 }
 
 
+# The sweep (benchmarks/model_sweep.py) takes every torchvision and timm model whose name marks it
+# mobile- or edge-sized. A timm model that shares its name with a torchvision one is "timm_NAME".
+SWEEP_PATTERN = re.compile(
+    r"mobile|efficient|net\w*_0|tiny|small|atto|femto|pico|nano|micro|xxs|lcnet|ghost|mnas|shuffle|squeeze"
+)
+TIMM_PREFIX = "timm_"
+
 _DECLARED: list = []  # the Library object must stay alive for the schemas to stay declared
 
 
@@ -79,9 +88,61 @@ def _declare_torchvision_ops() -> None:
         _DECLARED.append(lib)
 
 
-def build(name: str) -> torch.nn.Module:
-    """The model in eval mode, seeded by the caller; dead residual branches revived (see below)."""
-    library, builder = MODELS[name]
+def _torchvision_names() -> dict[str, str]:
+    """torchvision's classifier and segmenter names -> their library."""
+    _declare_torchvision_ops()
+    import torchvision.models
+    import torchvision.models.segmentation
+
+    segmentation = torchvision.models.list_models(module=torchvision.models.segmentation)
+    found = {n: "torchvision" for n in torchvision.models.list_models(module=torchvision.models)}
+    found.update({n: "torchvision.segmentation" for n in segmentation})
+    return found
+
+
+def sweep_names() -> list[str]:
+    """Every torchvision and timm model the sweep's name pattern matches, in the zoo's own naming."""
+    torchvision_names = _torchvision_names()
+    import timm
+
+    names = [n for n in sorted(torchvision_names) if SWEEP_PATTERN.search(n)]
+    for n in timm.list_models():
+        if SWEEP_PATTERN.search(n):
+            names.append(TIMM_PREFIX + n if n in torchvision_names else n)
+    return names
+
+
+def source(name: str) -> tuple[str, str]:
+    """(library, builder name) of a zoo name: MODELS first, then torchvision, then timm."""
+    if name in MODELS:
+        return MODELS[name]
+    torchvision_names = _torchvision_names()
+    if name in torchvision_names:
+        return torchvision_names[name], name
+    import timm
+
+    builder = name[len(TIMM_PREFIX) :] if name.startswith(TIMM_PREFIX) else name
+    if builder in timm.list_models():
+        return "timm", builder
+    raise KeyError(f"{name}: neither in the zoo's MODELS nor a torchvision or timm model name")
+
+
+def input_shape(name: str) -> tuple[int, ...]:
+    """The model's input: SHAPES, else SHAPE for the named zoo, else timm's default input size."""
+    if name in SHAPES:
+        return SHAPES[name]
+    library, builder = source(name)  # imports torchvision first
+    if name in MODELS or library != "timm":
+        return SHAPE
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg(builder)
+    return (1, *cfg.input_size) if cfg is not None else SHAPE
+
+
+def construct(name: str) -> torch.nn.Module:
+    """The library's model as it builds it, with random weights."""
+    library, builder = source(name)
     _declare_torchvision_ops()
     if library == "timm":
         import timm
@@ -94,6 +155,12 @@ def build(name: str) -> torch.nn.Module:
         namespace = torchvision.models.segmentation if library.endswith("segmentation") else torchvision.models
         kwargs = {"weights_backbone": None} if library.endswith("segmentation") else {}
         module = getattr(namespace, builder)(weights=None, **kwargs)
+    return module
+
+
+def build(name: str) -> torch.nn.Module:
+    """The model in eval mode, seeded by the caller; dead residual branches revived (see below)."""
+    module = construct(name)
     # timm zero-initialises the last BatchNorm of residual branches; a converter that folds
     # the dead branches away would then be timed on a smaller graph than the trained model's.
     with torch.no_grad():
@@ -129,13 +196,17 @@ def factory(name: str):
 
     def make():
         module = build(name)
-        module = _Outputs(module).eval() if MODELS[name][0].endswith("segmentation") else module
-        return module, example(shape=SHAPES.get(name, SHAPE))
+        module = _Outputs(module).eval() if source(name)[0].endswith("segmentation") else module
+        return module, example(shape=input_shape(name))
 
     return make
 
 
 def __getattr__(name: str):
-    if name in MODELS:
-        return factory(name)
-    raise AttributeError(name)
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        source(name)
+    except KeyError as e:
+        raise AttributeError(name) from e
+    return factory(name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,20 +38,28 @@ from edgepipe.profilers.paired import paired_ratio  # noqa: E402
 LITERT_TORCH = "litert-torch==0.10.0"
 
 
-def timed(cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
+def timed(
+    cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None, timeout: float | None = None
+) -> dict:
     """Run a child to completion: wall seconds, peak RSS (MiB), exit code; stdout in out_path.
 
     The peak is the sum of each process's VmHWM, polled from /proc, over the child and every process
     it starts (edgepipe converts in a second process): an upper bound of their joint peak. wait4's
     ru_maxrss would include this (large) process's RSS at fork, which Linux carries across exec.
+    A child still running after `timeout` seconds is killed with its whole process group.
     """
     with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
         peaks: dict[int, int] = {}
         while proc.poll() is None:
             for pid in _tree(proc.pid):
                 peaks[pid] = max(peaks.get(pid, 0), _hwm_kb(pid))
+            if timeout is not None and time.perf_counter() - start > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                err.write(f"\nkilled after {timeout:.0f} s\n".encode())
+                break
             time.sleep(0.05)
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "peak_rss_mb": sum(peaks.values()) / 1024, "rc": proc.returncode}
@@ -81,7 +90,7 @@ def _hwm_kb(pid: int) -> int:
     return 0
 
 
-def edgepipe_export(name: str, work: Path) -> dict:
+def edgepipe_export(name: str, work: Path, timeout: float | None = None) -> dict:
     """`edgepipe export real_model_zoo:NAME --variant fp32 --json` as a user runs it."""
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
     run = timed(
@@ -98,6 +107,7 @@ def edgepipe_export(name: str, work: Path) -> dict:
         work / "edgepipe.json",
         env=env,
         cwd=work,
+        timeout=timeout,
     )
     if run["rc"] != 0:
         return {**run, "error": _last_line(work / "edgepipe.err")}
@@ -117,7 +127,7 @@ def int8_exports(name: str, work: Path, onnx_file: Path) -> dict:
     """`edgepipe export ... --variant int8 --calibration calib.npz` from the factory and from the .onnx file."""
     import real_model_zoo
 
-    samples = np.random.default_rng(1).standard_normal((64, *real_model_zoo.SHAPE[1:])).astype(np.float32)
+    samples = np.random.default_rng(1).standard_normal((64, *real_model_zoo.input_shape(name)[1:])).astype(np.float32)
     np.savez(work / "calib.npz", x=samples)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "benchmarks")}
     found = {}
@@ -153,12 +163,11 @@ def int8_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def litert_export(name: str, work: Path, python: Path) -> dict:
+def litert_export(name: str, work: Path, python: Path, timeout: float | None = None) -> dict:
     """litert-torch's conversion of the same model, seeded the same way, in its own venv."""
     out = work / f"{name}_litert.tflite"
-    run = timed(
-        [str(python), str(ROOT / "benchmarks/litert_torch_child.py"), name, str(out)], work / "litert.json", cwd=work
-    )
+    cmd = [str(python), str(ROOT / "benchmarks/litert_torch_child.py"), name, str(out)]
+    run = timed(cmd, work / "litert.json", cwd=work, timeout=timeout)
     if run["rc"] != 0:
         return {**run, "error": _last_line(work / "litert.err")}
     return {**run, "path": str(out)}
@@ -189,8 +198,8 @@ def ensure_litert_venv(venv: Path) -> Path:
     return python
 
 
-def compare_files(ours: dict, theirs: dict | None) -> dict:
-    """Sizes, op counts, outputs on one seeded image, and median latencies measured interleaved."""
+def compare_files(ours: dict, theirs: dict | None, latency: bool = True) -> dict:
+    """Sizes, op counts, outputs on one seeded image, and (with latency) median latencies measured interleaved."""
     from ai_edge_litert.interpreter import Interpreter
 
     spec = ours["inputs"][0]
@@ -213,6 +222,14 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     if got_ours.ndim == 4 and got_ours.size == got_theirs.size and spec["layout"] == "NHWC":
         got_ours = np.transpose(got_ours, (0, 3, 1, 2))  # a segmentation map written channels-last
     got_ours = got_ours.ravel()
+    row = {
+        **row,
+        "litert_size": Path(theirs["path"]).stat().st_size,
+        "litert_ops": sum(op_histogram(Path(theirs["path"])).values()),
+        "outputs_cosine": float(got_ours @ got_theirs / np.sqrt((got_ours @ got_ours) * (got_theirs @ got_theirs))),
+    }
+    if not latency:
+        return row
     pair = paired_ratio(
         ("tflite", Path(ours["path"]), feeds_ours),
         ("tflite", Path(theirs["path"]), feeds_theirs),
@@ -223,9 +240,6 @@ def compare_files(ours: dict, theirs: dict | None) -> dict:
     )
     return {
         **row,
-        "litert_size": Path(theirs["path"]).stat().st_size,
-        "litert_ops": sum(op_histogram(Path(theirs["path"])).values()),
-        "outputs_cosine": float(got_ours @ got_theirs / np.sqrt((got_ours @ got_ours) * (got_theirs @ got_theirs))),
         "p50_ms": pair.target_p50_ms,
         "litert_p50_ms": pair.reference_p50_ms,
         "latency_ratio": pair.p50_ratio,
