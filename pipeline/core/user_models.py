@@ -48,14 +48,20 @@ def parse_input(text: str) -> tuple[tuple[int, ...], str]:
 def load_user_model(ref: str, input_texts: tuple[str, ...], weights: str | None, seed: int) -> UserModel:
     """Import and call the factory (seeded), load weights, and settle the example inputs.
 
-    The checks, the export and the validation each ask for the model: it is built once per process
-    (a real network's random initialisation takes seconds) and every caller gets its own copy,
-    since callers train or rewrite it.
+    The checks, the export and the validation each ask for the model: it is kept from one caller to the
+    next (a real network's random initialisation takes seconds) and every caller gets its own copy,
+    since callers train or rewrite it. The export stage drops the kept one (forget_built_models) once it
+    has its copy, so that it is not held beside the conversion.
     """
     stamp = Path(weights).stat().st_mtime_ns if weights and Path(weights).is_file() else None
     # The module object is part of the key: a module imported anew is a new one.
     module = import_user_module(ref.split(":")[0], ref)
     return copy.deepcopy(_built(module, ref, tuple(input_texts), weights, stamp, seed))
+
+
+def forget_built_models() -> None:
+    """Drop the factory's module kept for the next caller; a later one builds it again."""
+    _built.cache_clear()
 
 
 @functools.lru_cache(maxsize=1)

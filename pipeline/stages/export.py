@@ -27,6 +27,7 @@ from edgepipe.pipeline.core.modules import (
     user_calibration,
 )
 from edgepipe.pipeline.core.sources import model_source
+from edgepipe.pipeline.core.user_models import forget_built_models
 
 CONVERT_LOG = "logs/convert.log"
 UNCOMPRESSED = "uncompressed"  # the trained model's own files, beside the compressed ones
@@ -55,6 +56,9 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
     module = program = None
     if source is None:
         module, examples, specs, calibration = source_module(ctx)
+        # The factory's module kept for the next caller goes too: this copy is the last the export needs, and
+        # a later caller (validation without outputs run ahead, the uncompressed export) builds it again.
+        forget_built_models()
         step("export: PyTorch -> torch.export -> ONNX")
         program, rewrites = _export_torch(ctx, module, examples, specs, log_path, ctx.staging / "model.onnx")
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]
