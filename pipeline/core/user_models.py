@@ -50,8 +50,8 @@ def load_user_model(ref: str, input_texts: tuple[str, ...], weights: str | None,
 
     The checks, the export and the validation each ask for the model: it is kept from one caller to the
     next (a real network's random initialisation takes seconds) and every caller gets its own copy,
-    since callers train or rewrite it. The export stage drops the kept one (forget_built_models) once it
-    has its copy, so that it is not held beside the conversion.
+    since callers train or rewrite it. Beside a converter child the export stage drops the kept one
+    (forget_built_models) once it has its copy, so that it is not held beside the conversion.
     """
     stamp = Path(weights).stat().st_mtime_ns if weights and Path(weights).is_file() else None
     # The module object is part of the key: a module imported anew is a new one.

@@ -56,9 +56,10 @@ def _export(ctx: StageContext, log_path, converter: ConverterProcess | None) -> 
     module = program = None
     if source is None:
         module, examples, specs, calibration = source_module(ctx)
-        # The factory's module kept for the next caller goes too: this copy is the last the export needs, and
-        # a later caller (validation without outputs run ahead, the uncompressed export) builds it again.
-        forget_built_models()
+        if converter:
+            # Beside a converter child, the factory's module kept for the next caller goes too: validation's
+            # reference runs ahead from this copy. In one process validation asks for the module again.
+            forget_built_models()
         step("export: PyTorch -> torch.export -> ONNX")
         program, rewrites = _export_torch(ctx, module, examples, specs, log_path, ctx.staging / "model.onnx")
         artifacts = [_record("torch", "fp32", "model.pt2", specs)]

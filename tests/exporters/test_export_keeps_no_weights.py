@@ -52,24 +52,24 @@ def test_no_program_of_the_onnx_export_outlives_it(tmp_path, monkeypatch):
     assert [m for m in made if m() is not None] == []
 
 
-def test_nothing_of_the_module_is_alive_while_it_converts(tmp_path, monkeypatch):
+def test_nothing_of_the_module_is_alive_while_the_child_converts(tmp_path, monkeypatch):
     (tmp_path / "kept_factory.py").write_text(FACTORY)
     monkeypatch.syspath_prepend(str(tmp_path))
     import kept_factory
 
-    from edgepipe.pipeline.stages import export
+    from edgepipe.exporters.converter_process import ConverterProcess
 
     made, alive = _graph_modules_made(monkeypatch), []
 
-    def converting(**arguments):
+    def converting(self):
         gc.collect()
         alive.extend(m for m in kept_factory.BUILT + made if m() is not None)
-        return convert(**arguments)
+        return result(self)
 
-    convert = export.export_tflite_variants
-    monkeypatch.setattr(export, "export_tflite_variants", converting)
+    result = ConverterProcess.result  # called while the child converts
+    monkeypatch.setattr(ConverterProcess, "result", converting)
     out = str(tmp_path / "out")
-    done = edgepipe_here("export", "kept_factory:make", "--variant", "fp32", "--converter", "in_process", "-o", out)
+    done = edgepipe_here("export", "kept_factory:make", "--variant", "fp32", "--converter", "child", "-o", out)
     assert done.returncode == 0, done.stderr
     assert kept_factory.BUILT and made, "the export built nothing: the test no longer sees what it checks"
     assert alive == []
