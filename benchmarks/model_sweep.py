@@ -1,7 +1,7 @@
 """Sweep every mobile- or edge-sized torchvision and timm model through edgepipe and litert-torch.
 
 Usage: python benchmarks/model_sweep.py [--results FILE.jsonl] [--markdown FILE] [--minutes M]
-                                        [--timeout S] [--only a,b] [--litert-venv DIR]
+                                        [--timeout S] [--only a,b] [--litert-venv DIR] [--report]
 
 The names are real_model_zoo.sweep_names() (its SWEEP_PATTERN over torchvision's and timm's model
 lists), run smallest first by parameter count, at each one's default input. Per model it runs the
@@ -9,7 +9,8 @@ whole `edgepipe export NAME --variant fp32` process and litert-torch's conversio
 benchmarks/real_models.py does (wall time, summed VmHWM of the process tree), and compares the two
 files' outputs on one seeded input; it does not time latency. Each result is appended to --results
 as one JSON line as soon as it is measured, and a later run skips the names already there, so the
-sweep can be run in parts. --markdown writes the table of every name, run or not yet run.
+sweep can be run in parts. --markdown writes the table of every name, run or not yet run (--report:
+only that, from the results so far).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -46,11 +48,10 @@ def plan(names: list[str]) -> list[dict]:
     """Each name with its library, parameters and input, smallest first (unbuildable ones last)."""
     rows = []
     for name in names:
-        library, builder = real_model_zoo.source(name)
         rows.append(
             {
                 "model": name,
-                "library": library,
+                "library": real_model_zoo.source(name)[0],
                 "params_m": parameters_millions(name),
                 "input": list(real_model_zoo.input_shape(name)),
             }
@@ -67,8 +68,10 @@ def run_one(row: dict, work: Path, python: Path, timeout: float) -> dict:
         theirs = real_models.litert_export(row["model"], where, python, timeout=timeout)
         found = {**row, "edgepipe": ours, "litert": theirs}
         if "error" not in ours:
-            files = real_models.compare_files(ours, theirs, latency=False)
-            found["files"] = files
+            try:
+                found["files"] = real_models.compare_files(ours, theirs, latency=False)
+            except Exception as exc:  # noqa: BLE001 - files that cannot be compared are recorded, not fatal
+                found["files"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
             ours["path"] = Path(ours["path"]).name
         if "path" in theirs:
             theirs["path"] = Path(theirs["path"]).name
@@ -82,7 +85,8 @@ def outcome(side: dict | None) -> str:
     if not side:
         return "not run"
     if "error" in side:
-        return f"failed: {side['error'][:100]}".replace("|", "/")
+        said = re.sub(r"/\S*/", ".../", side["error"])  # a path's folders say nothing about the failure
+        return f"failed: {said[:100]}".replace("|", "/")
     return "ok"
 
 
@@ -128,12 +132,18 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per conversion before it is killed")
     parser.add_argument("--only", default="", help="comma-separated names instead of the whole sweep")
     parser.add_argument("--litert-venv", type=Path, default=ROOT / ".venv-litert-torch")
+    parser.add_argument("--report", action="store_true", help="only write --markdown from --results; convert nothing")
     args = parser.parse_args()
     names = args.only.split(",") if args.only else real_model_zoo.sweep_names()
     planned = plan(names)
     done = {}
     if args.results.exists():
         done = {r["model"]: r for r in map(json.loads, args.results.read_text().splitlines()) if r}
+    if args.report:
+        if args.markdown:
+            args.markdown.write_text(markdown(planned, done) + "\n")
+        print(summary(planned, done))
+        return
     python = real_models.ensure_litert_venv(args.litert_venv)
     real_models.warm_up(python)
     args.results.parent.mkdir(parents=True, exist_ok=True)
