@@ -80,8 +80,8 @@ def run_one(row: dict, work: Path, python: Path, timeout: float) -> dict:
         shutil.rmtree(where, ignore_errors=True)
 
 
-def outcome(side: dict | None) -> str:
-    """One cell: ok, refused by the ledger, failed with its last line, or not run."""
+def outcome(side: dict) -> str:
+    """One cell: ok, failed with its last line, or not run."""
     if not side:
         return "not run"
     if "error" in side:
@@ -97,19 +97,22 @@ def markdown(planned: list[dict], done: dict[str, dict]) -> str:
         "| outputs cosine |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
-    for p in planned:
-        r = done.get(p["model"], {})
-        e, lt = r.get("edgepipe") or {}, r.get("litert") or {}
-        seconds = " / ".join(f"{s['seconds']:.0f}" if s else "-" for s in (e, lt))
-        peaks = " / ".join(f"{s['peak_rss_mb']:.0f}" if s else "-" for s in (e, lt))
-        cosine = r.get("files", {}).get("outputs_cosine")
-        params = f"{p['params_m']:.2f}" if p["params_m"] is not None else "?"
-        lines.append(
-            f"| {p['model']} | {p['library']} | {params} | {'x'.join(map(str, p['input'][2:]))} | "
-            f"{outcome(e) if r else 'not run'} | {outcome(lt) if r else 'not run'} | "
-            f"{seconds if r else ''} | {peaks if r else ''} | {f'{cosine:.6f}' if cosine is not None else ''} |"
-        )
+    lines += [_row(p, done.get(p["model"], {})) for p in planned]
     return "\n".join(lines) + "\n\n" + summary(planned, done)
+
+
+def _row(planned: dict, found: dict) -> str:
+    """One model's table row; its figures are empty until it has run."""
+    sides = [found.get("edgepipe") or {}, found.get("litert") or {}]
+    seconds = " / ".join(f"{s['seconds']:.0f}" for s in sides) if found else ""
+    peaks = " / ".join(f"{s['peak_rss_mb']:.0f}" for s in sides) if found else ""
+    cosine = found.get("files", {}).get("outputs_cosine")
+    params = f"{planned['params_m']:.2f}" if planned["params_m"] is not None else "?"
+    return (
+        f"| {planned['model']} | {planned['library']} | {params} | {'x'.join(map(str, planned['input'][2:]))} | "
+        f"{outcome(sides[0])} | {outcome(sides[1])} | {seconds} | {peaks} | "
+        f"{f'{cosine:.6f}' if cosine is not None else ''} |"
+    )
 
 
 def summary(planned: list[dict], done: dict[str, dict]) -> str:
@@ -159,7 +162,7 @@ def main() -> None:
         done[row["model"]] = found
         with args.results.open("a") as out:
             out.write(json.dumps(found) + "\n")
-        print(markdown([row], done).splitlines()[2], file=sys.stderr, flush=True)
+        print(_row(row, found), file=sys.stderr, flush=True)
         if args.markdown:
             args.markdown.write_text(markdown(planned, done) + "\n")
     print(summary(planned, done))

@@ -7,6 +7,7 @@ schemas first lets the pure-Python model code import (no classifier or segmenter
 
 from __future__ import annotations
 
+import functools
 import re
 
 import torch
@@ -88,8 +89,9 @@ def _declare_torchvision_ops() -> None:
         _DECLARED.append(lib)
 
 
+@functools.cache
 def _torchvision_names() -> dict[str, str]:
-    """torchvision's classifier and segmenter names -> their library."""
+    """torchvision's classifier and segmenter names -> their library (listed once per process)."""
     _declare_torchvision_ops()
     import torchvision.models
     import torchvision.models.segmentation
@@ -100,13 +102,20 @@ def _torchvision_names() -> dict[str, str]:
     return found
 
 
+@functools.cache
+def _timm_names() -> tuple[str, ...]:
+    """timm's model names, in its own order (listed once per process; torchvision's ops declared first)."""
+    _declare_torchvision_ops()
+    import timm
+
+    return tuple(timm.list_models())
+
+
 def sweep_names() -> list[str]:
     """Every torchvision and timm model the sweep's name pattern matches, in the zoo's own naming."""
     torchvision_names = _torchvision_names()
-    import timm
-
     names = [n for n in sorted(torchvision_names) if SWEEP_PATTERN.search(n)]
-    for n in timm.list_models():
+    for n in _timm_names():
         if SWEEP_PATTERN.search(n):
             names.append(TIMM_PREFIX + n if n in torchvision_names else n)
     return names
@@ -119,10 +128,8 @@ def source(name: str) -> tuple[str, str]:
     torchvision_names = _torchvision_names()
     if name in torchvision_names:
         return torchvision_names[name], name
-    import timm
-
     builder = name[len(TIMM_PREFIX) :] if name.startswith(TIMM_PREFIX) else name
-    if builder in timm.list_models():
+    if builder in _timm_names():
         return "timm", builder
     raise KeyError(f"{name}: neither in the zoo's MODELS nor a torchvision or timm model name")
 
