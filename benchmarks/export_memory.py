@@ -7,7 +7,7 @@ Per model, one after another in this one run, each conversion alone: `edgepipe e
 real_model_zoo:NAME --variant fp32` with the default converter (a child process), the same with
 `--converter in_process`, and litert-torch 0.10 in its own venv (benchmarks/litert_torch_child.py).
 Peak memory is the largest sum of VmRSS over the process and every process it started, sampled
-every 0.2 s (issue 32's measure); beside it, the sum of each process's own VmHWM, an upper bound
+every 0.05 s (issue 32's measure); beside it, the sum of each process's own VmHWM, an upper bound
 (their peaks need not coincide). For edgepipe it then prints the export and validate stages' phases
 as the manifest records them (pipeline/core/memory.py). Memory figures hold on a busy machine;
 the seconds do not (measure those on a quiet one).
@@ -21,45 +21,22 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from real_models import _hwm_kb, _last_line, _tree, ensure_litert_venv  # noqa: E402
+from real_models import _last_line, ensure_litert_venv, timed  # noqa: E402
 
 DEFAULT_MODELS = "resnet18,lraspp_mobilenet_v3_large,convnext_tiny"
-INTERVAL_S = 0.2
 
 
 def measured(cmd: list[str], out_path: Path, env: dict | None = None, cwd: Path | None = None) -> dict:
-    """Run a child to completion: seconds, exit code, the largest sampled sum of VmRSS over its process tree
-    and the sum of each process's VmHWM (MiB); stdout in out_path, stderr beside it."""
-    with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
-        peak_sum, hwm = 0, {}
-        while proc.poll() is None:
-            pids = _tree(proc.pid)
-            peak_sum = max(peak_sum, sum(_rss_kb(pid) for pid in pids))
-            for pid in pids:
-                hwm[pid] = max(hwm.get(pid, 0), _hwm_kb(pid))
-            time.sleep(INTERVAL_S)
-        seconds = time.perf_counter() - start
-    hwm_sum = sum(hwm.values())
-    return {"seconds": seconds, "rc": proc.returncode, "peak_mib": peak_sum / 1024, "hwm_sum_mib": hwm_sum / 1024}
-
-
-def _rss_kb(pid: int) -> int:
-    """The process's resident set in kB (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
+    """Run a child to completion (real_models.timed): seconds, exit code, the largest sampled sum of VmRSS
+    over its process tree and the sum of each process's VmHWM (MiB); stdout in out_path, stderr beside it."""
+    run = timed(cmd, out_path, env, cwd)
+    peaks = {"peak_mib": run["peak_sum_mb"], "hwm_sum_mib": run["peak_rss_mb"]}
+    return {"seconds": run["seconds"], "rc": run["rc"], **peaks}
 
 
 def edgepipe_export(name: str, work: Path, converter: str) -> dict:

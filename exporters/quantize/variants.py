@@ -9,6 +9,7 @@ from types import MappingProxyType, SimpleNamespace
 import numpy as np
 
 from edgepipe.models.shared.errors import ExportError
+from edgepipe.models.shared.memory import heap_handed_back
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,8 @@ def _saved_model_converter(saved_model_dir):
         def convert(self):
             load, lite._load = lite._load, _no_debug_info
             try:
-                return super().convert()
+                with heap_handed_back():
+                    return super().convert()
             finally:
                 lite._load = load
 
