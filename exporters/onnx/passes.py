@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Callable
 
 from edgepipe.exporters.onnx.channels_first import channels_first_blocks
+from edgepipe.exporters.onnx.cubic_resize import cubic_resizes_as_matmuls
 from edgepipe.exporters.onnx.files import upgraded
 from edgepipe.exporters.onnx.fixes import (
     batchnorm_between_reshapes,
@@ -42,6 +43,9 @@ class GraphPass:
 PASSES: MappingProxyType[str, GraphPass] = MappingProxyType(
     {
         "decompose_reduce_l2": GraphPass("ReduceL2 node(s) rewritten as Sqrt(ReduceSumSquare)", decompose_reduce_l2),
+        "cubic_resizes_as_matmuls": GraphPass(
+            "bicubic Resize(s) of a fixed size rewritten as two constant MatMuls", cubic_resizes_as_matmuls
+        ),
         "channels_first_blocks": GraphPass(
             "channels-last block(s) between transposes rewritten channels-first", channels_first_blocks
         ),
