@@ -13,6 +13,7 @@ from edgepipe.exporters.convert import export_tflite_variants
 from edgepipe.exporters.converter_process import ConverterProcess, in_a_child
 from edgepipe.exporters.onnx import load_onnx, onnx_input_specs, onnx_output_specs, upgrade_old_opset
 from edgepipe.exporters.quantize import FastTarget, MixedTarget, quantize_onnx
+from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.models.shared.specs import InputSpec
@@ -222,12 +223,31 @@ def _ahead_mib(onnx_path, samples: dict) -> float:
 
 
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
-    """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file."""
+    """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file.
+
+    When torch.onnx cannot decompose the program because a fused attention's layout let torch.export
+    record a view (timm's MaxViT), the module is exported again with attention traced as plain ops, and
+    that is one more rewrite."""
     from edgepipe.exporters.torch import export_friendly, export_onnx
+    from edgepipe.exporters.torch.plain_sdpa import attention_traced_plain, fails_on_attention_layout
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)
-    export_onnx(program, examples, [s.name for s in specs], onnx_path, log_path, ctx.job.export.opset)
+    names = [s.name for s in specs]
+    try:
+        export_onnx(program, examples, names, onnx_path, log_path, ctx.job.export.opset)
+    except ExportError as exc:
+        if not fails_on_attention_layout(exc):
+            raise
+        del program
+        with attention_traced_plain():
+            program = torch.export.export(friendly, examples)
+        export_onnx(program, examples, names, onnx_path, log_path, ctx.job.export.opset)
+        rewrites = [
+            *rewrites,
+            "scaled_dot_product_attention traced as matmul, softmax and matmul (the fused op's "
+            "layout made torch.export record a view that torch.onnx's decomposition cannot keep)",
+        ]
     return program, rewrites
 
 
