@@ -228,8 +228,12 @@ def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, .
     When torch.onnx cannot decompose the program because a fused attention's layout let torch.export
     record a view (timm's MaxViT), the module is exported again with attention traced as plain ops, and
     that is one more rewrite."""
-    from edgepipe.exporters.torch import export_friendly, export_onnx
-    from edgepipe.exporters.torch.plain_sdpa import attention_traced_plain, fails_on_attention_layout
+    from edgepipe.exporters.torch import (
+        attention_traced_plain,
+        export_friendly,
+        export_onnx,
+        fails_on_attention_layout,
+    )
 
     friendly, rewrites = export_friendly(module)
     program = torch.export.export(friendly, examples)
