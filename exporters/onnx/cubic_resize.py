@@ -16,8 +16,8 @@ import numpy as np
 # How each mode maps an output coordinate to the input's (ONNX Resize), given the lengths and the scale.
 _COORDINATES = {
     "half_pixel": lambda i, n_in, n_out, scale: (i + 0.5) / scale - 0.5,
-    "pytorch_half_pixel": lambda i, n_in, n_out, scale: (i + 0.5) / scale - 0.5 if n_out > 1 else 0.0 * i,
-    "align_corners": lambda i, n_in, n_out, scale: i * (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0 * i,
+    "pytorch_half_pixel": lambda i, n_in, n_out, scale: (i + 0.5) / scale - 0.5 if n_out > 1 else np.zeros_like(i),
+    "align_corners": lambda i, n_in, n_out, scale: i * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros_like(i),
     "asymmetric": lambda i, n_in, n_out, scale: i / scale,
 }
 
@@ -52,16 +52,15 @@ def cubic_resizes_as_matmuls(model) -> int:
     import onnx.helper
     from onnx import numpy_helper
 
-    from edgepipe.exporters.onnx.fixes import _elem_types, drop_unused_initializers, static_shapes
+    from edgepipe.exporters.onnx.fixes import drop_unused_initializers, elem_types, static_shapes
 
     graph = model.graph
-    resizes = [n for n in graph.node if n.op_type == "Resize" and _attribute(n, "mode", b"nearest") == b"cubic"]
-    if not resizes:
+    if not any(_is_cubic(n) for n in graph.node):
         return 0
-    shapes, types, constants = static_shapes(model), _elem_types(model), _constants(graph)
+    shapes, types, constants = static_shapes(model), elem_types(model), _constants(graph)
     nodes, count = [], 0
     for node in graph.node:
-        sizes = _resized(node, shapes, types, constants) if node in resizes else None
+        sizes = _resized(node, shapes, types, constants) if _is_cubic(node) else None
         if sizes is None:
             nodes.append(node)
             continue
@@ -86,6 +85,10 @@ def cubic_resizes_as_matmuls(model) -> int:
         graph.node.extend(nodes)
         drop_unused_initializers(graph)
     return count
+
+
+def _is_cubic(node) -> bool:
+    return node.op_type == "Resize" and _attribute(node, "mode", b"nearest") == b"cubic"
 
 
 def _resized(node, shapes: dict, types: dict, constants: dict):

@@ -229,7 +229,7 @@ def static_shapes(model) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _elem_types(model) -> dict[str, int]:
+def elem_types(model) -> dict[str, int]:
     """Every tensor's ONNX element type where shape inference knows it."""
     return {i.name: i.type.tensor_type.elem_type for i in _inferred_tensors(model) if i.type.tensor_type.elem_type}
 
@@ -267,7 +267,7 @@ def spelt_hard_swish(model) -> int:
     swishes = [n for n in graph.node if n.op_type == "HardSwish"]
     if not swishes:
         return 0
-    types = _elem_types(model)
+    types = elem_types(model)
     stem, replaced, made = "edgepipe__hard_swish", {}, set()
     for i, node in enumerate(swishes):
         dtype = onnx.helper.tensor_dtype_to_np_dtype(types.get(node.input[0], onnx.TensorProto.FLOAT))
