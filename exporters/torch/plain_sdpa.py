@@ -1,11 +1,12 @@
 """scaled_dot_product_attention traced as its plain ops, for the programs torch.onnx cannot decompose.
 
-torch.export records F.scaled_dot_product_attention as one fused op whose output is laid out as
-(batch, tokens, heads, dim), so a model's `out.transpose(1, 2).reshape(...)` is traced as a view.
-torch.onnx then decomposes the fused op into matmul, softmax and matmul, whose output is laid out
-(batch, heads, tokens, dim), and the view no longer applies: "Cannot view a tensor with shape ...".
-timm's MaxViT and MaxxViT fail so (maxvit_pico_rw_256, maxvit_rmlp_pico_rw_256); litert-torch converts
-them. Traced as matmul, softmax and matmul from the start, the reshape is a copy, as it is eagerly.
+torch.export keeps F.scaled_dot_product_attention as one op. When torch.onnx decomposes the program,
+the attention's decomposition and the reshape that joins its heads (`out.transpose(1, 2).reshape(...)`)
+disagree on the output's memory layout: the reshape becomes a view that the decomposed attention's
+output does not allow, and the export fails ("Cannot view a tensor with shape ..."). It happened with
+a relative-position bias gathered from a table as the mask: timm's MaxViT (maxvit_pico_rw_256,
+maxvit_rmlp_pico_rw_256), which litert-torch converts. Traced as matmul, softmax and matmul from the
+start, the reshape is recorded as the copy it is eagerly.
 """
 
 from __future__ import annotations

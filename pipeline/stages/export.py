@@ -225,9 +225,9 @@ def _ahead_mib(onnx_path, samples: dict) -> float:
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
     """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file.
 
-    When torch.onnx cannot decompose the program because a fused attention's layout let torch.export
-    record a view (timm's MaxViT), the module is exported again with attention traced as plain ops, and
-    that is one more rewrite."""
+    When torch.onnx cannot decompose the program because the attention's decomposition leaves a view its
+    output does not allow (timm's MaxViT), the module is exported again with attention traced as plain
+    ops, and that is one more rewrite."""
     from edgepipe.exporters.torch import (
         attention_traced_plain,
         export_friendly,
@@ -249,8 +249,8 @@ def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, .
         export_onnx(program, examples, names, onnx_path, log_path, ctx.job.export.opset)
         rewrites = [
             *rewrites,
-            "scaled_dot_product_attention traced as matmul, softmax and matmul (the fused op's "
-            "layout made torch.export record a view that torch.onnx's decomposition cannot keep)",
+            "scaled_dot_product_attention traced as matmul, softmax and matmul (torch.onnx's decomposition "
+            "of the fused op left a view its output does not allow)",
         ]
     return program, rewrites
 
