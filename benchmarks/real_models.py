@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from edgepipe.exporters.tflite.inspect import file_composition, op_histogram  # noqa: E402
+from edgepipe.models.shared.memory import descendants, process_memory  # noqa: E402
 from edgepipe.models.shared.specs import convert_layout  # noqa: E402
 from edgepipe.profilers.paired import paired_ratio  # noqa: E402
 
@@ -56,13 +57,13 @@ def timed(
     with open(out_path, "wb") as out, open(out_path.with_suffix(".err"), "wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True)
-        peaks: dict[int, int] = {}
-        peak_sum = 0
+        peaks: dict[int, float] = {}
+        peak_sum = 0.0
         while proc.poll() is None:
-            pids = _tree(proc.pid)
-            peak_sum = max(peak_sum, sum(_status_kb(pid, "VmRSS") for pid in pids))
-            for pid in pids:
-                peaks[pid] = max(peaks.get(pid, 0), _status_kb(pid, "VmHWM"))
+            memory = {pid: m for pid in [proc.pid, *descendants(proc.pid)] if (m := process_memory(pid))}
+            peak_sum = max(peak_sum, sum(rss for rss, _ in memory.values()))
+            for pid, (_, hwm) in memory.items():
+                peaks[pid] = max(peaks.get(pid, 0.0), hwm)
             if timeout is not None and time.perf_counter() - start > timeout:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
@@ -72,35 +73,10 @@ def timed(
         seconds = time.perf_counter() - start
     return {
         "seconds": seconds,
-        "peak_sum_mb": peak_sum / 1024,
-        "peak_rss_mb": sum(peaks.values()) / 1024,
+        "peak_sum_mb": peak_sum,
+        "peak_rss_mb": sum(peaks.values()),
         "rc": proc.returncode,
     }
-
-
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants alive now."""
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        try:
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    return found
-
-
-def _status_kb(pid: int, field: str) -> int:
-    """A memory field of the process's /proc status in kB, VmRSS or VmHWM (0 once it is gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except (FileNotFoundError, ProcessLookupError):
-        pass
-    return 0
 
 
 def edgepipe_export(name: str, work: Path, timeout: float | None = None) -> dict:
