@@ -1,9 +1,12 @@
 """Energy per inference from battery current and voltage sampled on the phone.
 
 The sampler is a shell loop on the phone printing `uptime current voltage` lines. Units and signs
-differ between vendors, so they are normalised by stated heuristics (see `normalise`). Power is
-integrated with the trapezoid rule over the benchmark's measured window, located on the same
-uptime clock, and the idle baseline measured just before is subtracted.
+differ between vendors, so they are normalised by stated heuristics (see `normalise`). The load's power
+is the trapezoid mean over the interior of the benchmark's measured window, located on the same
+uptime clock; the idle baseline's mean power, measured just before, is subtracted, and the rest is
+multiplied by the window's length. Taking the mean inside the window rather than the integral up to
+its edges keeps the figure when the edges are stamped late (a busy shell reading the tool's output)
+or the gauge shows the load a period late: a shift of the window then changes neither factor.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ CURRENT_NOW = "/sys/class/power_supply/battery/current_now"
 VOLTAGE_NOW = "/sys/class/power_supply/battery/voltage_now"
 # No phone draws 20 A, and none idles below 20 mA: above this a current figure is in µA, below in mA.
 MICROAMP_THRESHOLD = 20_000
-MIN_WINDOW_UPDATES = 4  # fewer counter updates than this inside the window cannot carry a figure
+MIN_WINDOW_UPDATES = 4  # fewer counter updates than this inside the window's interior cannot carry a figure
+EDGE_TRIM = 0.1  # share of the window left out at each edge when taking the load's mean power ...
+EDGE_TRIM_UPDATES = 2  # ... and at least this many counter updates
 
 
 @dataclass(frozen=True)
@@ -121,21 +126,24 @@ def battery_energy(
             "must fall inside; the sampler stopped early"
         )
     seconds = window[1] - window[0]
-    updates = power.update_rate_hz * seconds
+    period = 1 / power.update_rate_hz if power.update_rate_hz > 0 else math.inf
+    trim = max(EDGE_TRIM * seconds, EDGE_TRIM_UPDATES * period)
+    interior = (window[0] + trim, window[1] - trim)
+    updates = power.update_rate_hz * max(0.0, interior[1] - interior[0])
     if updates < MIN_WINDOW_UPDATES:
-        need = MIN_WINDOW_UPDATES / power.update_rate_hz if power.update_rate_hz > 0 else math.inf
+        need = (MIN_WINDOW_UPDATES + 2 * EDGE_TRIM_UPDATES) * period
         return unavailable(
-            f"the battery counter changed {updates:.1f} times in the {seconds:.2f} s measured window "
+            f"the battery counter changed {updates:.1f} times inside the {seconds:.2f} s measured window "
             f"(about {power.update_rate_hz:.2f} Hz); measure for at least {need:.0f} s "
             "(--min-secs) to get a figure"
         )
     idle_w = integrate(power.t, power.watts, *idle) / (idle[1] - idle[0])
-    window_j = integrate(power.t, power.watts, *window)
-    active_j = window_j - idle_w * seconds
-    sigma_j = _uncertainty_j(power, idle, window, idle_w, window_j / seconds)
+    load_w = integrate(power.t, power.watts, *interior) / (interior[1] - interior[0])
+    active_j = (load_w - idle_w) * seconds
+    sigma_j = _uncertainty_j(power, idle, interior, idle_w, load_w, seconds)
     if active_j <= 2 * sigma_j:  # indistinguishable from idle: a figure here would be noise
         return unavailable(
-            f"power during the run ({window_j / seconds:.3f} W) was not above the idle baseline "
+            f"power during the run ({load_w:.3f} W) was not above the idle baseline "
             f"({idle_w:.3f} W) by more than twice its uncertainty ({sigma_j / seconds:.3f} W); "
             "lengthen the run (--min-secs) or quiet the phone (screen off, airplane mode)"
         )
@@ -145,7 +153,7 @@ def battery_energy(
         "source": "battery:current_now*voltage_now",
         "mj_per_inference": per_inference * 1e3,
         "inferences_per_joule": 1 / per_inference,
-        "avg_power_w": window_j / seconds,
+        "avg_power_w": load_w,
         "idle_power_w": idle_w,
         "active_power_w": active_j / seconds,
         "window_s": seconds,
@@ -160,17 +168,17 @@ def battery_energy(
 
 
 def _uncertainty_j(
-    power: Power, idle: tuple[float, float], window: tuple[float, float], idle_w: float, load_w: float
+    power: Power, idle: tuple[float, float], interior: tuple[float, float], idle_w: float, load_w: float, seconds: float
 ) -> float:
     """One standard uncertainty of the active energy, from three sources added in quadrature.
 
-    Baseline and load noise: the standard error of the mean power times the window length. Edges:
-    the counter shows a change up to one update (or sample) period late, so each edge of the window
-    may be off by half a period of the load-minus-idle power.
+    Baseline and load noise: the standard error of the mean power (the load's over the window's
+    interior) times the window length. Edges: the window's stamps and the counter may each be up to
+    one update (or sample) period apart, so each edge may be off by half a period of the
+    load-minus-idle power.
     """
-    seconds = window[1] - window[0]
     idle_w_s = [w for t, w in zip(power.t, power.watts) if idle[0] <= t <= idle[1]]
-    load_w_s = [w for t, w in zip(power.t, power.watts) if window[0] <= t <= window[1]]
+    load_w_s = [w for t, w in zip(power.t, power.watts) if interior[0] <= t <= interior[1]]
     terms = [statistics.stdev(ws) / math.sqrt(len(ws)) * seconds for ws in (idle_w_s, load_w_s) if len(ws) > 1]
     period = 1 / min(power.update_rate_hz, power.sample_rate_hz)
     edge = abs(load_w - idle_w) * period / 2
