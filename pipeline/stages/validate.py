@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from edgepipe.exporters.onnx import onnxruntime_copy
 from edgepipe.exporters.quantize import ORT_VARIANTS, VARIANTS
 from edgepipe.models.shared.capture import output_to_log
-from edgepipe.models.shared.errors import InputFileError, ParityError
+from edgepipe.models.shared.errors import InputFileError, ParityError, first_line
 from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
-from edgepipe.pipeline.core.ledger import compare, require_parity, sample_count
+from edgepipe.pipeline.core.ledger import HopLedger, compare, rejudged_by_float64, require_parity, sample_count
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json
@@ -40,6 +43,7 @@ def run_validate(ctx: StageContext) -> dict:
         "runners": runners,
         "hops": [h.to_dict() for h in hops],
         "metrics": metrics,
+        **({"float64_reference": figures.float64.status} if figures.float64 and figures.float64.status else {}),
     }
     source = model_source(ctx.job)
     lower = source.task.lower_is_better if source.task else ()
@@ -69,15 +73,53 @@ class _Figures:
     hops: dict = field(default_factory=dict)
     onnx_hops: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    float64: _Float64Truth | None = None  # beside a PyTorch reference
 
     def compare(self, validate, key: str, reference: tuple[str, dict], outputs: dict, onnx_outputs: dict | None):
-        """The artifact's hops, within its limits."""
+        """The artifact's hops, within its limits; a float output over its tolerance judged once more
+        against PyTorch's float64 outputs, where there is a PyTorch reference."""
         limit = self.limits[key] = limits_for(validate, key)
         name, values = reference
-        self.hops[key] = compare(f"{name} -> {key}", name, key, values, outputs, *limit.numerics)
+        self.hops[key] = self._judged(compare(f"{name} -> {key}", name, key, values, outputs, *limit.numerics), outputs)
         if key.startswith("tflite:") and onnx_outputs is not None:
             hop = f"onnx:fp32 -> {key}"
-            self.onnx_hops[key] = compare(hop, "onnx:fp32", key, onnx_outputs, outputs, *limit.numerics)
+            self.onnx_hops[key] = self._judged(
+                compare(hop, "onnx:fp32", key, onnx_outputs, outputs, *limit.numerics), outputs
+            )
+
+    def _judged(self, hop: HopLedger, outputs: dict) -> HopLedger:
+        if hop.ok or self.float64 is None or (truth := self.float64.outputs()) is None:
+            return hop
+        return rejudged_by_float64(hop, outputs, truth, self.float64.float32)
+
+
+class _Float64Truth:
+    """PyTorch's outputs in float64 on the validation samples, run once, when a float hop first needs them."""
+
+    def __init__(self, ctx: StageContext, samples: dict, float32: dict):
+        self.ctx, self.samples, self.float32 = ctx, samples, float32
+        self.status = ""  # "measured", or why there is no float64 reference; empty until asked
+        self._outputs: dict | None = None
+
+    def outputs(self) -> dict | None:
+        if self.status:
+            return self._outputs
+        from edgepipe.models.training import predict_outputs
+        from edgepipe.pipeline.core.modules import compressed_module, reference_batch
+
+        step("validate: PyTorch in float64 on the same samples, to tell float rounding from an error")
+        specs = model_source(self.ctx.job).inputs
+        wide = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in self.samples.items()}
+        try:
+            module = copy.deepcopy(compressed_module(self.ctx)).double()
+            outputs = predict_outputs(module, wide, [s.name for s in specs], reference_batch(self.ctx, specs))
+        except Exception as exc:  # a module that builds float32 tensors of its own cannot run in float64
+            self.status = (
+                f"unavailable: PyTorch cannot run the model in float64 ({type(exc).__name__}: {first_line(exc)[:160]})"
+            )
+            return None
+        self._outputs, self.status = {f"output_{i}": out for i, out in enumerate(outputs)}, "measured"
+        return self._outputs
 
 
 def _compared(
@@ -89,6 +131,7 @@ def _compared(
     reference = torch_reference(ctx, samples) if reference_name == "torch" else None
     if reference is not None:
         figures.metrics["torch"] = metric(reference) if metric else {}
+        figures.float64 = _Float64Truth(ctx, samples, reference)
     onnx_outputs = None  # beside a torch reference, every TFLite file is compared with the ONNX file too
     with output_to_log(ctx.staging / VALIDATE_LOG):  # runtimes print native banners on fd 2
         for a in sorted(artifacts, key=lambda a: artifact_key(a) != "onnx:fp32"):  # the ONNX file first

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from edgepipe.models.shared.errors import ParityError
-from edgepipe.pipeline.core.ledger import compare, output_figures, require_parity
+from edgepipe.pipeline.core.ledger import compare, output_figures, rejudged_by_float64, require_parity
 
 
 def test_figures_of_a_known_error():
@@ -95,6 +95,30 @@ def test_float_rounding_over_the_tolerance_is_agreement_and_said():
     f = output_figures("y", ref, got, 1e-4)
     assert f.max_abs > f.tolerance and f.sqnr_db >= 80
     assert f.ok and f.float_rounding
+
+
+def test_a_file_as_close_to_float64_as_pytorch_float32_is_float_rounding_and_a_real_error_is_not():
+    # outputs in the hundreds, as visformer_tiny's: float32 on both sides is off by more than 1e-4 of the peak
+    rng = np.random.default_rng(0)
+    truth = {"y": rng.normal(0, 100, (32, 10))}
+    float32 = {"y": truth["y"] + rng.normal(0, 0.05, (32, 10))}
+    right = {"y": truth["y"] + rng.normal(0, 0.05, (32, 10))}
+    hop = compare("torch -> onnx:fp32", "torch", "onnx:fp32", float32, right, 1e-4)
+    assert not hop.ok  # judged against PyTorch float32 alone, float rounding is refused
+    judged = rejudged_by_float64(hop, right, truth, float32)
+    (o,) = judged.outputs
+    assert judged.ok and o.float_rounding and 0 < o.float64_max_abs <= 2 * o.torch_float32_max_abs
+    # a wrong weight in one row: five times PyTorch float32's own error, against the same truth
+    wrong = {"y": right["y"].copy()}
+    wrong["y"][3] += 5 * np.abs(float32["y"] - truth["y"]).max()
+    bad = rejudged_by_float64(compare("h", "torch", "onnx:fp32", float32, wrong, 1e-4), wrong, truth, float32)
+    assert not bad.ok and not bad.outputs[0].float_rounding and bad.outputs[0].float64_max_abs is not None
+    nan = {"y": right["y"].copy()}
+    nan["y"][0, 0] = np.nan
+    assert not rejudged_by_float64(compare("h", "torch", "x", float32, nan, 1e-4), nan, truth, float32).ok
+    # a hop already within its tolerance, or judged by SQNR, is left as it was
+    sqnr = compare("h", "torch", "tflite:int8", float32, wrong, None, 200.0)
+    assert not sqnr.ok and rejudged_by_float64(sqnr, wrong, truth, float32) == sqnr
 
 
 def test_real_errors_are_not_float_rounding():
