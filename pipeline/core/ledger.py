@@ -233,7 +233,13 @@ def require_parity(ledgers: list[HopLedger]) -> None:
 def _shortfall(o: OutputFigures) -> str:
     """'max_abs 0.2 > tolerance 0.1 (cosine ..., SQNR ... dB)' or 'SQNR 12.0 dB < 20.0 dB (...)'."""
     if o.tolerance is not None and not o.max_abs <= o.tolerance:  # NaN included
-        return f"max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} (cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
+        said = f"max_abs {o.max_abs:.3g} > tolerance {o.tolerance:.3g} (cosine {o.cosine:.6f}, SQNR {o.sqnr_db:.1f} dB)"
+        if o.float64_max_abs is None:
+            return said
+        return (
+            f"{said}; against PyTorch in float64 it is off by {o.float64_max_abs:.3g}, "
+            f"PyTorch float32 by {o.torch_float32_max_abs:.3g} (float rounding allows {FLOAT64_FACTOR:g}x that)"
+        )
     return f"SQNR {o.sqnr_db:.1f} dB < {o.min_sqnr_db:g} dB (max_abs {o.max_abs:.3g}, cosine {o.cosine:.6f})"
 
 

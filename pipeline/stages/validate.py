@@ -88,7 +88,8 @@ class _Figures:
             )
 
     def _judged(self, hop: HopLedger, outputs: dict) -> HopLedger:
-        if hop.ok or self.float64 is None or (truth := self.float64.outputs()) is None:
+        judged_by_tolerance = any(not o.ok and o.min_sqnr_db is None and o.tolerance is not None for o in hop.outputs)
+        if not judged_by_tolerance or self.float64 is None or (truth := self.float64.outputs()) is None:
             return hop
         return rejudged_by_float64(hop, outputs, truth, self.float64.float32)
 

@@ -113,6 +113,8 @@ def test_a_file_as_close_to_float64_as_pytorch_float32_is_float_rounding_and_a_r
     wrong["y"][3] += 5 * np.abs(float32["y"] - truth["y"]).max()
     bad = rejudged_by_float64(compare("h", "torch", "onnx:fp32", float32, wrong, 1e-4), wrong, truth, float32)
     assert not bad.ok and not bad.outputs[0].float_rounding and bad.outputs[0].float64_max_abs is not None
+    with pytest.raises(ParityError, match="against PyTorch in float64 it is off by"):
+        require_parity([bad])
     nan = {"y": right["y"].copy()}
     nan["y"][0, 0] = np.nan
     assert not rejudged_by_float64(compare("h", "torch", "x", float32, nan, 1e-4), nan, truth, float32).ok
