@@ -68,10 +68,16 @@ def test_another_input_and_a_spent_budget_still_give_whole_run_values(monkeypatc
         assert np.array_equal(np.asarray(got), np.asarray(model(inputs=feed, training=False)))
     monkeypatch.setattr(inference, "BUDGET_BYTES", 20)  # room for one 16-byte value: the rest is computed again
     values.trim()
-    assert len(values.kept) == 1
+    assert len(values.kept) == 1  # the last one: tensors[5]
+    earlier = tf_keras.Model(inputs=[x], outputs=[tensors[3]])
+    whole, whole_earlier = (np.asarray(m(inputs=feed, training=False)) for m in (model, earlier))
     calls["n"] = 0
     got = inference._Incremental(model, values)(inputs=feed, training=False)
-    assert np.array_equal(np.asarray(got), np.asarray(model(inputs=feed, training=False))) and calls["n"] >= 1
+    assert np.array_equal(np.asarray(got), whole)
+    assert calls["n"] == 0  # what the output needs is kept: none of the dropped layers is computed again
+    got = inference._Incremental(earlier, values)(inputs=feed, training=False)
+    assert np.array_equal(np.asarray(got), whole_earlier)
+    assert calls["n"] == 4  # tensors[0] to [3], dropped and needed: computed again, and nothing past them
 
 
 def test_onnx2tf_translates_to_the_same_model_with_incremental_test_inferences(tmp_path, monkeypatch):
