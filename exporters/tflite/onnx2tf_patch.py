@@ -16,11 +16,17 @@ import importlib
 @contextlib.contextmanager
 def translator_fixes():
     """Install every fix for the duration of a conversion."""
-    fixes = {"Conv": _depthwise_after_onnx_layout, "Resize": _resize_sampling_grid_kept}
+    fixes = {
+        "Conv": (_depthwise_after_onnx_layout, _computed_filter_in_tf_layout),
+        "Resize": (_resize_sampling_grid_kept,),
+    }
     modules = {op: importlib.import_module(f"onnx2tf.ops.{op}") for op in fixes}
     originals = {op: module.make_node for op, module in modules.items()}
-    for op, fix in fixes.items():
-        modules[op].make_node = fix(originals[op])
+    for op, wrappers in fixes.items():
+        make_node = originals[op]
+        for wrap in wrappers:
+            make_node = wrap(make_node)
+        modules[op].make_node = make_node
     try:
         yield
     finally:
@@ -63,6 +69,44 @@ def _held_as_onnx_depthwise_input(node, held) -> bool:
     if not all(isinstance(d, int) for d in shape) or len(set(shape[1:])) == 1:
         return False
     return list(getattr(held, "shape", ())) == list(shape) and node.attrs["group"] == shape[1]
+
+
+def _computed_filter_in_tf_layout(make_node):
+    """A 2-D Conv whose filter is computed in the graph (timm's CondConv: each sample's filter is its
+    routing weights times the experts') gets that filter in TensorFlow's layout.
+
+    onnx2tf moves a constant filter from ONNX's [out, in, kh, kw] to TensorFlow's [kh, kw, in, out],
+    but hands a computed one to tf.nn.convolution as it holds it: in ONNX's order, which fails
+    ("Depth of input (16) is not a multiple of input depth of filter (3)") or, where the sizes
+    allow, reads the wrong axes. Held in ONNX's order (and no other order of the same sizes), it is
+    transposed first; the ledger judges the result either way.
+    """
+
+    @functools.wraps(make_node)
+    def translate(*, graph_node, tf_layers_dict, **kwargs):
+        weight = graph_node.inputs[1] if len(graph_node.inputs) > 1 else None
+        entry = tf_layers_dict.get(getattr(weight, "name", None))
+        if entry is None or hasattr(weight, "values") or not _held_in_onnx_order(weight.shape, entry["tf_node"]):
+            return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+        import tensorflow as tf
+
+        held = entry["tf_node"]
+        entry["tf_node"] = tf.transpose(held, [2, 3, 1, 0])
+        try:
+            return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+        finally:
+            entry["tf_node"] = held
+
+    return translate
+
+
+def _held_in_onnx_order(shape, held) -> bool:
+    """A static 4-D filter shape [out, in, kh, kw] that the TF tensor has, and that no channels-last
+    reading ([out, kh, kw, in]) would share."""
+    if shape is None or len(shape) != 4 or not all(isinstance(d, int) for d in shape):
+        return False
+    out, inp, kh, kw = shape
+    return list(getattr(held, "shape", ())) == list(shape) and [out, kh, kw, inp] != list(shape)
 
 
 # Resize attributes that opset 18 added; a node that sets any of them away from its default is not
