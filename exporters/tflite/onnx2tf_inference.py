@@ -28,7 +28,10 @@ from collections import Counter, OrderedDict
 import numpy as np
 
 # What the kept values may hold: the tensors just built are the ones the next test reads.
-BUDGET_BYTES = 256 << 20  # swin_t: 7.5 s to translate at 256 MiB, 14 s at 64 MiB (computed again)
+# Since a run computes only what its outputs need, a small budget costs little time: at 64 MiB rather
+# than 256, fastvit_mci0's translation peaks 140 MiB lower (1301-1304 against 1443-1448 MiB) in
+# 5.8-7.9 s against 6.3-6.8 s, and xcit_tiny_24_p8_384's takes 31 s against 30 s.
+BUDGET_BYTES = 64 << 20
 
 
 @contextlib.contextmanager

@@ -1,9 +1,9 @@
 """Fixes to onnx2tf 1.29's op translators, in place only while edgepipe runs a conversion.
 
 Each fix wraps one translator (`onnx2tf.ops.<Op>.make_node`, which onnx2tf looks up per node)
-and changes what it is given, never what it computes; tests/e2e/test_own_models.py (Conv) and
-tests/exporters/test_mobilevitv2_patterns.py (Resize) pin the resulting op histograms, so a later
-onnx2tf that changes its translators shows there.
+and changes what it is given, never what it computes; tests/e2e/test_own_models.py and
+tests/exporters/test_computed_filter.py (Conv) and tests/exporters/test_mobilevitv2_patterns.py
+(Resize) pin the resulting op histograms, so a later onnx2tf that changes its translators shows there.
 """
 
 from __future__ import annotations
