@@ -27,6 +27,10 @@ ROUNDING_FACTOR = 10.0
 # (visformer_tiny: PyTorch float32 off the float64 outputs by 0.19, the ONNX file by 0.14) exceed
 # 1e-4 of the peak on both sides; a wrong op or constant is off by far more than float32 itself.
 FLOAT64_FACTOR = 2.0
+# Below this rel_tolerance a job asks for more than float32 arithmetic promises on a whole network (its
+# rounding alone reads about 110-140 dB), so rounding is refused there whatever float64 says, as the
+# rounding rule above refuses it at -20 log10 rel_tolerance dB.
+FLOAT64_MIN_REL_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)
@@ -192,12 +196,17 @@ def compare(
     return HopLedger(hop, reference_name, candidate_name, samples, figures)
 
 
+def judged_by_float64(rel_tolerance: float | None) -> bool:
+    """Whether float outputs judged at rel_tolerance may be judged once more against float64."""
+    return rel_tolerance is not None and rel_tolerance >= FLOAT64_MIN_REL_TOLERANCE
+
+
 def rejudged_by_float64(
     ledger: HopLedger, candidate: dict[str, np.ndarray], truth: dict[str, np.ndarray], float32: dict[str, np.ndarray]
 ) -> HopLedger:
     """The hop with each float output over its tolerance judged once more against PyTorch's float64 outputs
     (truth): float rounding when the candidate is within FLOAT64_FACTOR x PyTorch float32's own max abs
-    error of them. Both errors are recorded either way."""
+    error of them. Both errors are recorded either way. Only for hops judged_by_float64 allows."""
     figures = []
     for o in ledger.outputs:
         if o.ok or o.tolerance is None or o.min_sqnr_db is not None or o.output not in truth:

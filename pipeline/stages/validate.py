@@ -15,7 +15,14 @@ from edgepipe.models.shared.memory import release_freed_heap
 from edgepipe.models.shared.progress import step
 from edgepipe.pipeline.core.context import StageContext, onnx_source
 from edgepipe.pipeline.core.feeding import TORCH_REFERENCE, held_out, recall, run_artifact
-from edgepipe.pipeline.core.ledger import HopLedger, compare, rejudged_by_float64, require_parity, sample_count
+from edgepipe.pipeline.core.ledger import (
+    HopLedger,
+    compare,
+    judged_by_float64,
+    rejudged_by_float64,
+    require_parity,
+    sample_count,
+)
 from edgepipe.pipeline.core.run_view import artifact_key
 from edgepipe.pipeline.core.sources import metric_drop, model_source
 from edgepipe.pipeline.core.store import write_json
@@ -80,16 +87,17 @@ class _Figures:
         against PyTorch's float64 outputs, where there is a PyTorch reference."""
         limit = self.limits[key] = limits_for(validate, key)
         name, values = reference
-        self.hops[key] = self._judged(compare(f"{name} -> {key}", name, key, values, outputs, *limit.numerics), outputs)
+        hop = compare(f"{name} -> {key}", name, key, values, outputs, *limit.numerics)
+        self.hops[key] = self._judged(hop, outputs, limit.rel_tolerance)
         if key.startswith("tflite:") and onnx_outputs is not None:
-            hop = f"onnx:fp32 -> {key}"
-            self.onnx_hops[key] = self._judged(
-                compare(hop, "onnx:fp32", key, onnx_outputs, outputs, *limit.numerics), outputs
-            )
+            hop = compare(f"onnx:fp32 -> {key}", "onnx:fp32", key, onnx_outputs, outputs, *limit.numerics)
+            self.onnx_hops[key] = self._judged(hop, outputs, limit.rel_tolerance)
 
-    def _judged(self, hop: HopLedger, outputs: dict) -> HopLedger:
-        judged_by_tolerance = any(not o.ok and o.min_sqnr_db is None and o.tolerance is not None for o in hop.outputs)
-        if not judged_by_tolerance or self.float64 is None or (truth := self.float64.outputs()) is None:
+    def _judged(self, hop: HopLedger, outputs: dict, rel_tolerance: float | None) -> HopLedger:
+        over = any(not o.ok and o.min_sqnr_db is None and o.tolerance is not None for o in hop.outputs)
+        if not over or not judged_by_float64(rel_tolerance) or self.float64 is None:
+            return hop
+        if (truth := self.float64.outputs()) is None:
             return hop
         return rejudged_by_float64(hop, outputs, truth, self.float64.float32)
 

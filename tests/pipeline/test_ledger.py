@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 
 from edgepipe.models.shared.errors import ParityError
-from edgepipe.pipeline.core.ledger import compare, output_figures, rejudged_by_float64, require_parity
+from edgepipe.pipeline.core.ledger import (
+    compare,
+    judged_by_float64,
+    output_figures,
+    rejudged_by_float64,
+    require_parity,
+)
 
 
 def test_figures_of_a_known_error():
@@ -121,6 +127,9 @@ def test_a_file_as_close_to_float64_as_pytorch_float32_is_float_rounding_and_a_r
     # a hop already within its tolerance, or judged by SQNR, is left as it was
     sqnr = compare("h", "torch", "tflite:int8", float32, wrong, None, 200.0)
     assert not sqnr.ok and rejudged_by_float64(sqnr, wrong, truth, float32) == sqnr
+    # a tolerance tighter than float32 promises refuses rounding whatever float64 says; SQNR-judged: not asked
+    assert judged_by_float64(1e-4) and judged_by_float64(1e-6) and not judged_by_float64(1e-12)
+    assert not judged_by_float64(None)
 
 
 def test_real_errors_are_not_float_rounding():
