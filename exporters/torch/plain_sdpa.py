@@ -6,7 +6,9 @@ disagree on the output's memory layout: the reshape becomes a view that the deco
 output does not allow, and the export fails ("Cannot view a tensor with shape ..."). It happened with
 a relative-position bias gathered from a table as the mask: timm's MaxViT (maxvit_pico_rw_256,
 maxvit_rmlp_pico_rw_256), which litert-torch converts. Traced as matmul, softmax and matmul from the
-start, the reshape is recorded as the copy it is eagerly.
+start, the reshape is recorded as the copy it is eagerly. torch.onnx also refuses a fused attention
+over more than four dimensions ("only 4D query, key, and value are supported"): timm's NesT attends
+within blocks, [batch, heads, blocks, tokens, dim]; traced plain, the matmuls take any batch dimensions.
 """
 
 from __future__ import annotations
@@ -17,16 +19,22 @@ import math
 import torch
 import torch.nn.functional as F
 
-VIEW_FAILURE = "Cannot view a tensor"
+# What torch.onnx says when it cannot convert a fused attention, and why
+ATTENTION_FAILURES = {
+    "Cannot view a tensor": "its decomposition left a view its output does not allow",
+    "only 4D query, key, and value are supported": "it takes only 4-D query, key and value",
+}
 
 
-def fails_on_attention_layout(exc: BaseException) -> bool:
-    """Whether an ONNX export failed on the view that the fused attention's layout let torch.export record."""
+def attention_failure(exc: BaseException) -> str | None:
+    """Why torch.onnx could not convert the program's fused attention, when that is what an ONNX export
+    failed on (the cause chain is read); else None."""
     while exc is not None:
-        if VIEW_FAILURE in str(exc):
-            return True
+        for said, why in ATTENTION_FAILURES.items():
+            if said in str(exc):
+                return why
         exc = exc.__cause__
-    return False
+    return None
 
 
 @contextlib.contextmanager

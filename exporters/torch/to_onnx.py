@@ -115,6 +115,8 @@ def export_onnx(
             )
         onnx.checker.check_model(str(path))
     except Exception as exc:  # torch.export raises many types; all mean the same to a user
+        with open(log_path, "a") as log:  # the details the one line points to: torch.onnx's own summary
+            log.write(f"edgepipe: torch -> ONNX export failed: {type(exc).__name__}: {exc}\n")
         raise ExportError(
             f"torch -> ONNX export failed: {type(exc).__name__}: {first_line(exc)} (details in {log_path})"
         ) from exc

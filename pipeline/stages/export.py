@@ -225,14 +225,14 @@ def _ahead_mib(onnx_path, samples: dict) -> float:
 def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, ...], log_path, onnx_path) -> tuple:
     """(torch.export program, rewrites): the module after export-friendly rewrites, exported, and its ONNX file.
 
-    When torch.onnx cannot decompose the program because the attention's decomposition leaves a view its
-    output does not allow (timm's MaxViT), the module is exported again with attention traced as plain
-    ops, and that is one more rewrite."""
+    When torch.onnx cannot convert the program's fused attention (timm's MaxViT: its decomposition leaves a
+    view its output does not allow; timm's NesT: 5-D query, key and value), the module is exported again
+    with attention traced as plain ops, and that is one more rewrite."""
     from edgepipe.exporters.torch import (
+        attention_failure,
         attention_traced_plain,
         export_friendly,
         export_onnx,
-        fails_on_attention_layout,
     )
 
     friendly, rewrites = export_friendly(module)
@@ -241,7 +241,7 @@ def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, .
     try:
         export_onnx(program, examples, names, onnx_path, log_path, ctx.job.export.opset)
     except ExportError as exc:
-        if not fails_on_attention_layout(exc):
+        if (why := attention_failure(exc)) is None:
             raise
         del program
         with attention_traced_plain():
@@ -249,8 +249,8 @@ def _export_torch(ctx: StageContext, module, examples, specs: tuple[InputSpec, .
         export_onnx(program, examples, names, onnx_path, log_path, ctx.job.export.opset)
         rewrites = [
             *rewrites,
-            "scaled_dot_product_attention traced as matmul, softmax and matmul (torch.onnx's decomposition "
-            "of the fused op left a view its output does not allow)",
+            f"scaled_dot_product_attention traced as matmul, softmax and matmul (torch.onnx cannot convert "
+            f"the fused op here: {why})",
         ]
     return program, rewrites
 

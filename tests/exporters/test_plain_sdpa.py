@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from edgepipe.exporters.torch import export_onnx
-from edgepipe.exporters.torch.plain_sdpa import attention_traced_plain, fails_on_attention_layout
+from edgepipe.exporters.torch.plain_sdpa import attention_failure, attention_traced_plain
 from edgepipe.models.shared.errors import ExportError
 from edgepipe.models.shared.specs import InputSpec
 from edgepipe.pipeline.stages.export import _export_torch
@@ -44,7 +44,7 @@ def test_torch_onnx_cannot_decompose_the_fused_program(tmp_path):
     program = torch.export.export(WindowAttention().eval(), EXAMPLE)
     with pytest.raises(ExportError) as failed:
         export_onnx(program, EXAMPLE, ["x"], tmp_path / "m.onnx", tmp_path / "export.log")
-    assert fails_on_attention_layout(failed.value)
+    assert attention_failure(failed.value) == "its decomposition left a view its output does not allow"
 
 
 def test_the_export_stage_exports_it_again_with_plain_attention(tmp_path):
@@ -76,3 +76,34 @@ def test_plain_attention_computes_what_the_fused_one_does(mask):
     with attention_traced_plain():
         plain = F.scaled_dot_product_attention(q, k, v, **given)
     torch.testing.assert_close(plain, fused, rtol=1e-5, atol=1e-6)
+
+
+class BlockAttention(torch.nn.Module):
+    """NesT's attention within blocks: query, key and value of [batch, heads, blocks, tokens, dim]."""
+
+    def __init__(self, dim: int = 32, heads: int = 2):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, torch.nn.Linear(dim, 3 * dim), torch.nn.Linear(dim, dim)
+
+    def forward(self, x):  # x: [batch, blocks, tokens, dim]
+        b, t, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, t, n, 3, self.heads, c // self.heads).permute(3, 0, 4, 1, 2, 5)
+        out = F.scaled_dot_product_attention(*qkv.unbind(0))
+        return self.proj(out.permute(0, 2, 3, 4, 1).reshape(b, t, n, c))
+
+
+def test_five_dimensional_attention_is_exported_plain(tmp_path):
+    torch.manual_seed(0)
+    module, example = BlockAttention().eval(), (torch.randn(1, 4, 16, 32),)
+    with pytest.raises(ExportError) as failed:
+        export_onnx(torch.export.export(module, example), example, ["x"], tmp_path / "f.onnx", tmp_path / "f.log")
+    assert attention_failure(failed.value) == "it takes only 4-D query, key and value"
+    assert "only 4D query, key, and value are supported" in (tmp_path / "f.log").read_text()  # the details
+    ctx = SimpleNamespace(job=SimpleNamespace(export=SimpleNamespace(opset=18)))
+    specs = (InputSpec("x", tuple(example[0].shape), "float32", "ND"),)
+    _, rewrites = _export_torch(ctx, module, example, specs, tmp_path / "export.log", tmp_path / "m.onnx")
+    assert any("only 4-D query, key and value" in r for r in rewrites)
+    x = torch.randn(1, 4, 16, 32)
+    (got,) = ort.InferenceSession(str(tmp_path / "m.onnx")).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(got, module(x).numpy(), rtol=0, atol=1e-5)
