@@ -52,12 +52,12 @@ def cubic_resizes_as_matmuls(model) -> int:
     import onnx.helper
     from onnx import numpy_helper
 
-    from edgepipe.exporters.onnx.fixes import drop_unused_initializers, elem_types, static_shapes
+    from edgepipe.exporters.onnx.fixes import constant_values, drop_unused_initializers, elem_types, static_shapes
 
     graph = model.graph
     if not any(_is_cubic(n) for n in graph.node):
         return 0
-    shapes, types, constants = static_shapes(model), elem_types(model), _constants(graph)
+    shapes, types, constants = static_shapes(model), elem_types(model), constant_values(graph)
     nodes, count = [], 0
     for node in graph.node:
         sizes = _resized(node, shapes, types, constants) if _is_cubic(node) else None
@@ -122,17 +122,6 @@ def _resized(node, shapes: dict, types: dict, constants: dict):
     if len(out) != 4 or out[:2] != shape[:2] or min(out) < 1:
         return None
     return shape[2:], out[2:], scales[2:]
-
-
-def _constants(graph) -> dict[str, np.ndarray]:
-    """Initializers and Constant nodes' values by name."""
-    from onnx import numpy_helper
-
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
 
 
 def _attribute(node, name: str, default):

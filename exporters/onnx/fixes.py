@@ -242,6 +242,17 @@ def _inferred_tensors(model) -> list:
     return [*graph.value_info, *graph.input, *graph.output]
 
 
+def constant_values(graph) -> dict:
+    """Initializers and Constant nodes' values by name."""
+    from onnx import numpy_helper
+
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    return values
+
+
 def drop_unused_initializers(graph) -> None:
     """Initializers no node reads any more (one that is also a graph input stays: dropping it would
     make it a required input)."""

@@ -23,6 +23,7 @@ from edgepipe.exporters.onnx.fixes import (
     spelt_hard_swish,
 )
 from edgepipe.exporters.onnx.group_norm import single_group_norms
+from edgepipe.exporters.onnx.high_rank_slices import slices_at_most_5d
 from edgepipe.models.shared.capture import output_to_log
 from edgepipe.models.shared.errors import first_line
 
@@ -60,6 +61,9 @@ PASSES: MappingProxyType[str, GraphPass] = MappingProxyType(
         "spelt_hard_swish": GraphPass("HardSwish(es) spelt as the chain TFLite makes one HARD_SWISH", spelt_hard_swish),
         "padded_max_pools": GraphPass(
             "padded MaxPool(s) given an explicit Pad (zeros or edge values, not float32's lowest)", padded_max_pools
+        ),
+        "slices_at_most_5d": GraphPass(
+            "Slice(s) of tensors above 5-D taken with their whole axes merged", slices_at_most_5d
         ),
     }
 )
