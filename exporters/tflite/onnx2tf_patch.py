@@ -48,14 +48,7 @@ def _depthwise_after_onnx_layout(make_node):
         entry = tf_layers_dict.get(graph_node.inputs[0].name)
         if entry is None or not _held_as_onnx_depthwise_input(graph_node, entry["tf_node"]):
             return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
-        import tensorflow as tf
-
-        held = entry["tf_node"]
-        entry["tf_node"] = tf.transpose(held, [0, 2, 3, 1])
-        try:
-            return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
-        finally:
-            entry["tf_node"] = held
+        return _with_transposed(make_node, entry, [0, 2, 3, 1], graph_node, tf_layers_dict, kwargs)
 
     return translate
 
@@ -88,16 +81,21 @@ def _computed_filter_in_tf_layout(make_node):
         entry = tf_layers_dict.get(getattr(weight, "name", None))
         if entry is None or hasattr(weight, "values") or not _held_in_onnx_order(weight.shape, entry["tf_node"]):
             return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
-        import tensorflow as tf
-
-        held = entry["tf_node"]
-        entry["tf_node"] = tf.transpose(held, [2, 3, 1, 0])
-        try:
-            return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
-        finally:
-            entry["tf_node"] = held
+        return _with_transposed(make_node, entry, [2, 3, 1, 0], graph_node, tf_layers_dict, kwargs)
 
     return translate
+
+
+def _with_transposed(make_node, entry: dict, perm: list[int], graph_node, tf_layers_dict, kwargs):
+    """The translator's result with one input's TF tensor (entry) transposed by perm while it runs."""
+    import tensorflow as tf
+
+    held = entry["tf_node"]
+    entry["tf_node"] = tf.transpose(held, perm)
+    try:
+        return make_node(graph_node=graph_node, tf_layers_dict=tf_layers_dict, **kwargs)
+    finally:
+        entry["tf_node"] = held
 
 
 def _held_in_onnx_order(shape, held) -> bool:
