@@ -196,6 +196,11 @@ def compare(
     return HopLedger(hop, reference_name, candidate_name, samples, figures)
 
 
+def over_tolerance(o: OutputFigures) -> bool:
+    """A float output (judged by max abs error, not SQNR) that its tolerance and the rounding rule refused."""
+    return not o.ok and o.tolerance is not None and o.min_sqnr_db is None
+
+
 def judged_by_float64(rel_tolerance: float | None) -> bool:
     """Whether float outputs judged at rel_tolerance may be judged once more against float64."""
     return rel_tolerance is not None and rel_tolerance >= FLOAT64_MIN_REL_TOLERANCE
@@ -209,7 +214,7 @@ def rejudged_by_float64(
     error of them. Both errors are recorded either way. Only for hops judged_by_float64 allows."""
     figures = []
     for o in ledger.outputs:
-        if o.ok or o.tolerance is None or o.min_sqnr_db is not None or o.output not in truth:
+        if not over_tolerance(o) or o.output not in truth:
             figures.append(o)
             continue
         own = _max_abs_error(truth[o.output], float32[o.output])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,6 +18,7 @@ from edgepipe.pipeline.core.ledger import (
     HopLedger,
     compare,
     judged_by_float64,
+    over_tolerance,
     rejudged_by_float64,
     require_parity,
     sample_count,
@@ -94,7 +94,7 @@ class _Figures:
             self.onnx_hops[key] = self._judged(hop, outputs, limit.rel_tolerance)
 
     def _judged(self, hop: HopLedger, outputs: dict, rel_tolerance: float | None) -> HopLedger:
-        over = any(not o.ok and o.min_sqnr_db is None and o.tolerance is not None for o in hop.outputs)
+        over = any(over_tolerance(o) for o in hop.outputs)
         if not over or not judged_by_float64(rel_tolerance) or self.float64 is None:
             return hop
         if (truth := self.float64.outputs()) is None:
@@ -120,7 +120,7 @@ class _Float64Truth:
         specs = model_source(self.ctx.job).inputs
         wide = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in self.samples.items()}
         try:
-            module = copy.deepcopy(compressed_module(self.ctx)).double()
+            module = compressed_module(self.ctx).double()  # rebuilt for each caller: no one else's copy
             outputs = predict_outputs(module, wide, [s.name for s in specs], reference_batch(self.ctx, specs))
         except Exception as exc:  # a module that builds float32 tensors of its own cannot run in float64
             self.status = (
