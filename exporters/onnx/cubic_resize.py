@@ -55,9 +55,11 @@ def cubic_resizes_as_matmuls(model) -> int:
     from edgepipe.exporters.onnx.fixes import constant_values, drop_unused_initializers, elem_types, static_shapes
 
     graph = model.graph
-    if not any(_is_cubic(n) for n in graph.node):
+    cubic = [n for n in graph.node if _is_cubic(n)]
+    if not cubic:
         return 0
-    shapes, types, constants = static_shapes(model), elem_types(model), constant_values(graph)
+    shapes, types = static_shapes(model), elem_types(model)
+    constants = constant_values(graph, {name for n in cubic for name in n.input[1:]})
     nodes, count = [], 0
     for node in graph.node:
         sizes = _resized(node, shapes, types, constants) if _is_cubic(node) else None

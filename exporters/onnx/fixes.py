@@ -242,13 +242,19 @@ def _inferred_tensors(model) -> list:
     return [*graph.value_info, *graph.input, *graph.output]
 
 
-def constant_values(graph) -> dict:
-    """Initializers and Constant nodes' values by name."""
+def constant_values(graph, names: set[str]) -> dict:
+    """The values of those of names that are initializers or Constant nodes' outputs, by name (only those:
+    a model's weights are not copied out to read a few small constants)."""
     from onnx import numpy_helper
 
-    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.name in names}
     for node in graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        if (
+            node.op_type == "Constant"
+            and node.output[0] in names
+            and node.attribute
+            and node.attribute[0].name == "value"
+        ):
             values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
     return values
 

@@ -25,7 +25,11 @@ def slices_at_most_5d(model) -> int:
     graph = model.graph
     if not any(n.op_type == "Slice" for n in graph.node):
         return 0
-    shapes, constants = static_shapes(model), constant_values(graph)
+    shapes = static_shapes(model)
+    high = [n for n in graph.node if n.op_type == "Slice" and len(shapes.get(n.input[0], ())) > MAX_RANK]
+    if not high:
+        return 0
+    constants = constant_values(graph, {name for n in high for name in n.input[1:]})
     nodes, count = [], 0
     for node in graph.node:
         plan = _merged(node, shapes, constants) if node.op_type == "Slice" else None
